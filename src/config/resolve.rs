@@ -1,0 +1,258 @@
+//! Raw config → validated model. Errors name the field path and what was expected.
+
+use super::model::*;
+use super::raw::*;
+use crate::glob::Glob;
+use crate::k8s_names::{is_dns_subdomain, is_env_var_name};
+
+/// The GCS key file name Polyaxon's docs create (`--from-file=gc-secret.json=…`).
+pub const DEFAULT_GCS_KEY: &str = "gc-secret.json";
+
+pub(super) fn store(raw: RawConnection, at: &str) -> Result<Store, String> {
+    if raw.name.trim().is_empty() {
+        return Err(format!("{at}name: must not be empty"));
+    }
+    let kind = StoreKind::parse(&raw.kind).ok_or_else(|| {
+        format!(
+            "{at}kind: unknown store kind {:?}; expected one of {}",
+            raw.kind,
+            StoreKind::ALL.join(", ")
+        )
+    })?;
+    let schema = raw.schema;
+    let mut volume = None;
+    let mut bucket = None;
+    if kind.is_bucket() {
+        bucket = schema.as_ref().and_then(|s| s.bucket.clone());
+        match &bucket {
+            Some(b) if !b.trim().is_empty() => {}
+            _ => {
+                return Err(format!(
+                    "{at}schema.bucket: required for a `{}` store (e.g. \"gs://my-bucket\")",
+                    kind.as_str()
+                ))
+            }
+        }
+    } else {
+        let Some(s) = schema else {
+            return Err(format!("{at}schema: required for a `{}` store", kind.as_str()));
+        };
+        let mount_path = s
+            .mount_path
+            .ok_or_else(|| format!("{at}schema.mountPath: required for a `{}` store", kind.as_str()))?;
+        let mount_path = absolute_path(&mount_path, &format!("{at}schema.mountPath"))?;
+        let source = match kind {
+            StoreKind::VolumeClaim => {
+                let c = s
+                    .volume_claim
+                    .ok_or_else(|| format!("{at}schema.volumeClaim: required for a `volume_claim` store"))?;
+                if !is_dns_subdomain(&c) {
+                    return Err(format!(
+                        "{at}schema.volumeClaim: {c:?} is not a valid PersistentVolumeClaim name (lowercase RFC 1123 subdomain)"
+                    ));
+                }
+                VolumeStoreSource::Claim(c)
+            }
+            _ => {
+                let h = s
+                    .host_path
+                    .ok_or_else(|| format!("{at}schema.hostPath: required for a `host_path` store"))?;
+                VolumeStoreSource::HostPath(absolute_path(&h, &format!("{at}schema.hostPath"))?)
+            }
+        };
+        volume = Some(VolumeStore {
+            source,
+            mount_path,
+            read_only: s.read_only.unwrap_or(false),
+        });
+    }
+    let secret = raw
+        .secret
+        .map(|r| resource(r, &format!("{at}secret"), "Secret"))
+        .transpose()?;
+    let config_map = raw
+        .config_map
+        .map(|r| resource(r, &format!("{at}configMap"), "ConfigMap"))
+        .transpose()?;
+    if let (Some(s), Some(c)) = (&secret, &config_map) {
+        if let (Some(a), Some(b)) = (&s.mount_path, &c.mount_path) {
+            if a.dir == b.dir {
+                return Err(format!(
+                    "{at}configMap.mountPath: {} is also the secret's mount directory; two volumes cannot share a mountPath",
+                    b.dir
+                ));
+            }
+        }
+    }
+    if kind == StoreKind::Gcs {
+        if let Some(s) = &secret {
+            gcs_key(s).map_err(|m| format!("{at}secret.items: {m}"))?;
+        }
+    }
+    Ok(Store {
+        name: raw.name,
+        kind,
+        bucket,
+        secret,
+        config_map,
+        volume,
+    })
+}
+
+fn resource(raw: RawResource, at: &str, what: &str) -> Result<Resource, String> {
+    if !is_dns_subdomain(&raw.name) {
+        return Err(format!(
+            "{at}.name: {:?} is not a valid {what} name (lowercase RFC 1123 subdomain, at most 253 characters)",
+            raw.name
+        ));
+    }
+    let mount_path = raw
+        .mount_path
+        .map(|p| mount_target(&p, &format!("{at}.mountPath")))
+        .transpose()?;
+    let mut items = Vec::new();
+    for (i, item) in raw.items.into_iter().flatten().enumerate() {
+        let kp = match item {
+            RawItem::Key(key) => KeyToPath {
+                path: key.clone(),
+                key,
+                mode: None,
+            },
+            RawItem::KeyToPath { key, path, mode } => KeyToPath {
+                key,
+                path,
+                mode: mode.map(|m| file_mode(m, &format!("{at}.items[{i}].mode"))).transpose()?,
+            },
+        };
+        if kp.key.is_empty() || kp.path.is_empty() || kp.path.starts_with('/') || kp.path.split('/').any(|c| c == "..") {
+            return Err(format!(
+                "{at}.items[{i}]: key and path must be non-empty and path relative without `..` (got key {:?}, path {:?})",
+                kp.key, kp.path
+            ));
+        }
+        if mount_path.is_none() && !is_env_var_name(&kp.key) {
+            return Err(format!(
+                "{at}.items[{i}]: without a mountPath each item becomes an env var named after its key, and {:?} is not a valid env var name",
+                kp.key
+            ));
+        }
+        items.push(kp);
+    }
+    let default_mode = raw
+        .default_mode
+        .map(|m| file_mode(m, &format!("{at}.defaultMode")))
+        .transpose()?;
+    Ok(Resource {
+        name: raw.name,
+        mount_path,
+        items,
+        default_mode,
+    })
+}
+
+/// Which key of the secret holds the GCS key: `gc-secret.json` unless `items` names a single
+/// `.json` key. Where the file lands is decided per pod, from the volume actually mounted.
+pub fn gcs_key(secret: &Resource) -> Result<String, String> {
+    if secret.items.is_empty() {
+        return Ok(DEFAULT_GCS_KEY.to_string());
+    }
+    let json: Vec<&KeyToPath> = secret
+        .items
+        .iter()
+        .filter(|i| i.key.ends_with(".json"))
+        .collect();
+    match json.as_slice() {
+        [one] => Ok(one.key.clone()),
+        [] => Err(format!(
+            "no `.json` key is listed, so the GCS key would not be mounted; add {DEFAULT_GCS_KEY:?} (or your key's name)"
+        )),
+        many => many
+            .iter()
+            .find(|i| i.key == DEFAULT_GCS_KEY)
+            .map(|i| i.key.clone())
+            .ok_or_else(|| {
+                "several `.json` keys are listed and none is gc-secret.json; list only the key file".to_string()
+            }),
+    }
+}
+
+fn absolute_path(p: &str, at: &str) -> Result<String, String> {
+    let trimmed = p.trim_end_matches('/');
+    if !p.starts_with('/') || trimmed.is_empty() {
+        return Err(format!(
+            "{at}: {p:?} must be an absolute path below / (e.g. \"/plx-context/.gc\")"
+        ));
+    }
+    if trimmed.split('/').any(|c| c == ".." || c == ".") || trimmed.contains("//") {
+        return Err(format!("{at}: {p:?} must not contain `.`/`..` components or `//`"));
+    }
+    Ok(trimmed.to_string())
+}
+
+fn mount_target(p: &str, at: &str) -> Result<MountTarget, String> {
+    let written = absolute_path(p, at)?;
+    // A path ending in `.json` names the key file itself (the seed's legacy form): the volume goes
+    // on its directory, so the key lands exactly where the operator meant.
+    if written.ends_with(".json") {
+        let (dir, file) = written.rsplit_once('/').unwrap_or(("", &written));
+        if dir.is_empty() {
+            return Err(format!("{at}: {p:?} names a file directly under /; use a directory"));
+        }
+        return Ok(MountTarget {
+            dir: dir.to_string(),
+            file: Some(file.to_string()),
+            written,
+        });
+    }
+    Ok(MountTarget {
+        dir: written.clone(),
+        file: None,
+        written,
+    })
+}
+
+fn file_mode(m: RawMode, at: &str) -> Result<i32, String> {
+    let v = match &m {
+        RawMode::Int(i) => *i,
+        RawMode::Text(s) => i64::from_str_radix(s.trim().trim_start_matches("0o"), 8)
+            .map_err(|_| format!("{at}: {s:?} is not an octal mode like \"0400\""))?,
+    };
+    if !(0..=0o777).contains(&v) {
+        return Err(format!(
+            "{at}: {v} is out of range; write an octal string like \"0400\" or a decimal integer from 0 to 511"
+        ));
+    }
+    Ok(v as i32)
+}
+
+pub(super) fn injection(raw: RawInjection) -> Result<Injection, String> {
+    let mut inj = Injection::default();
+    if let Some(sel) = raw.selector {
+        if sel.is_empty() {
+            return Err("injection.selector: must not be empty (it would match every pod)".into());
+        }
+        inj.selector = sel.into_iter().collect();
+    }
+    if let Some(ns) = raw.namespaces {
+        inj.namespaces_include = ns.include.into_iter().map(Glob::new).collect();
+        inj.namespaces_exclude = ns.exclude.into_iter().map(Glob::new).collect();
+    }
+    if let Some(c) = raw.containers {
+        inj.containers = c.into_iter().map(Glob::new).collect();
+    }
+    if let Some(c) = raw.init_containers {
+        inj.init_containers = c.into_iter().map(Glob::new).collect();
+    }
+    if let Some(oc) = raw.on_conflict {
+        inj.on_conflict = match oc.as_str() {
+            "deny" => OnConflict::Deny,
+            "skip" => OnConflict::Skip,
+            other => {
+                return Err(format!(
+                    "injection.onConflict: {other:?}; expected `deny` or `skip`"
+                ))
+            }
+        };
+    }
+    Ok(inj)
+}

@@ -1,0 +1,166 @@
+//! `check-config` output: the resolved plan in words, and what each default container kind of a
+//! Polyaxon run pod would get, computed by running the real engine on a pod shaped as Polyaxon
+//! builds it (store already mounted in the sidecar and init containers, as Polyaxon does when its
+//! own artifactsStore is this store).
+
+use crate::config::Config;
+use crate::engine::{self, Decision, Request};
+use crate::plan::{Plan, RefKind, VolumeSource};
+use json_patch::PatchOperation;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+
+/// Container kinds of a Polyaxon run pod, with a representative name and list.
+const KINDS: &[(&str, &str, &str)] = &[
+    ("main", "polyaxon-main", "containers"),
+    ("sidecar", "polyaxon-sidecar", "containers"),
+    ("init artifacts", "polyaxon-init-artifacts-default", "initContainers"),
+    ("init tensorboard", "polyaxon-init-tb-0123456789", "initContainers"),
+    ("init auth (not a default target)", "polyaxon-init-auth", "initContainers"),
+];
+
+/// The human-readable plan.
+pub fn describe(config: &Config, plan: &Plan) -> String {
+    let mut out = String::new();
+    let s = &config.store;
+    let _ = writeln!(out, "store: {} (kind {}{})", s.name, s.kind.as_str(),
+        s.bucket.as_ref().map(|b| format!(", bucket {b}")).unwrap_or_default());
+    let _ = writeln!(out, "config hash: {}", config.hash);
+    let inj = &config.injection;
+    let sel: Vec<String> = inj.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = writeln!(out, "pods: CREATE of pods labelled {}", sel.join(", "));
+    let globs = |g: &[crate::glob::Glob]| g.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ");
+    let _ = writeln!(
+        out,
+        "namespaces: include [{}] (empty = all), exclude [{}]",
+        globs(&inj.namespaces_include),
+        globs(&inj.namespaces_exclude)
+    );
+    let _ = writeln!(out, "containers: [{}]; initContainers: [{}]", globs(&inj.containers), globs(&inj.init_containers));
+    let _ = writeln!(out, "on conflict: {:?}", inj.on_conflict);
+    let _ = writeln!(out, "\nwhat every target container ends up with:");
+    for m in &plan.mounts {
+        let why = match (&m.source, s.secret.as_ref().and_then(|r| r.mount_path.as_ref())) {
+            (VolumeSource::Secret { .. }, Some(t)) if t.file.is_some() => format!(
+                "secret.mountPath {} names a file, so the volume goes on its directory and the key lands at that path",
+                t.written
+            ),
+            _ => "from the store's mountPath".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  volume + {}mount of {} at {} — {}; an existing volume with the same source is reused, and a container \
+             that already mounts it keeps its mount",
+            if m.read_only || m.source.always_read_only() { "read-only " } else { "" },
+            m.what,
+            m.dir,
+            why
+        );
+    }
+    for r in &plan.env_from {
+        let _ = writeln!(out, "  envFrom {} {} — the {} has only a name", r.kind.fields().0, r.name, kind_word(r.kind));
+    }
+    for i in &plan.env_items {
+        let _ = writeln!(out, "  env {} from {} {} key {} — the {} lists items and no mountPath",
+            i.env_name, kind_word(i.kind), i.resource, i.key, kind_word(i.kind));
+    }
+    if let Some(k) = &plan.gcs_key {
+        let _ = writeln!(out, "  env GC_KEY_PATH = the file where the kubelet puts key {} in that container (kept if already set)", k.key);
+    }
+    let _ = writeln!(out, "  annotations plx-store-webhook.dev/store and plx-store-webhook.dev/config-hash on the pod");
+    let _ = writeln!(out, "\non a run pod as Polyaxon builds it with this store:");
+    let pod = polyaxon_like_pod(plan);
+    let outcome = engine::mutate(&pod, plan, &Request::pod_create("polyaxon"));
+    if let Decision::Denied(m) = &outcome.decision {
+        let _ = writeln!(out, "  DENIED: {m}");
+    }
+    for (kind, name, list) in KINDS {
+        let idx = pod["spec"][list]
+            .as_array()
+            .and_then(|a| a.iter().position(|c| c["name"] == *name))
+            .unwrap_or(usize::MAX);
+        let prefix = format!("/spec/{list}/{idx}/");
+        let added: Vec<String> = outcome
+            .patch
+            .iter()
+            .filter_map(|op| match op {
+                PatchOperation::Add(a) if a.path.as_str().starts_with(&prefix) => Some(short(&a.value)),
+                _ => None,
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {kind} ({name}): {}",
+            if added.is_empty() { "nothing added".to_string() } else { format!("adds {}", added.join("; ")) }
+        );
+    }
+    for w in &outcome.warnings {
+        let _ = writeln!(out, "  warning: {w}");
+    }
+    out
+}
+
+fn kind_word(k: RefKind) -> &'static str {
+    match k {
+        RefKind::Secret => "secret",
+        RefKind::ConfigMap => "configMap",
+    }
+}
+
+/// One line for an added array element (or a created one-element array).
+fn short(v: &Value) -> String {
+    let v = v.as_array().and_then(|a| a.first()).unwrap_or(v);
+    if let Some(p) = v.get("mountPath") {
+        format!("mount {} at {}{}", v["name"].as_str().unwrap_or(""), p.as_str().unwrap_or(""),
+            if v["readOnly"] == true { " (read-only)" } else { "" })
+    } else if let Some(val) = v.get("value") {
+        format!("env {}={}", v["name"].as_str().unwrap_or(""), val.as_str().unwrap_or(""))
+    } else if v.get("valueFrom").is_some() {
+        format!("env {} from a key reference", v["name"].as_str().unwrap_or(""))
+    } else {
+        format!("envFrom {v}")
+    }
+}
+
+/// A pod shaped like Polyaxon 2.x's converter output for this store (facts §3).
+fn polyaxon_like_pod(plan: &Plan) -> Value {
+    let mut volumes = vec![json!({"name": "artifacts-context", "emptyDir": {}})];
+    let mut store_mounts = vec![json!({"name": "artifacts-context", "mountPath": "/plx-context/artifacts"})];
+    let mut store_env_from = Vec::new();
+    for m in &plan.mounts {
+        let (vol, path) = match &m.source {
+            VolumeSource::Secret { name, .. } => (json!({"name": name, "secret": {"secretName": name}}), written_path(plan, m)),
+            VolumeSource::ConfigMap { name, .. } => (json!({"name": name, "configMap": {"name": name}}), m.dir.clone()),
+            other => (other.to_volume(&m.preferred_name), m.dir.clone()),
+        };
+        let name = vol["name"].clone();
+        volumes.push(vol);
+        store_mounts.push(json!({"name": name, "mountPath": path, "readOnly": true}));
+    }
+    for r in &plan.env_from {
+        store_env_from.push(json!({ r.kind.fields().0: {"name": r.name} }));
+    }
+    let with_store = |name: &str| json!({"name": name, "image": "x", "volumeMounts": store_mounts, "envFrom": store_env_from});
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "plx-operation-x-", "labels":
+            plan.policy.selector.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>()},
+        "spec": {
+            "initContainers": [
+                {"name": "polyaxon-init-auth", "image": "x"},
+                with_store("polyaxon-init-artifacts-default"),
+                with_store("polyaxon-init-tb-0123456789"),
+            ],
+            "containers": [
+                {"name": "polyaxon-main", "image": "x", "volumeMounts": [{"name": "artifacts-context", "mountPath": "/plx-context/artifacts"}]},
+                with_store("polyaxon-sidecar"),
+            ],
+            "volumes": volumes,
+        }
+    })
+}
+
+/// Polyaxon mounts the secret at the mountPath exactly as written (even a file path).
+fn written_path(plan: &Plan, m: &crate::plan::MountPlan) -> String {
+    plan.written_secret_path.clone().unwrap_or_else(|| m.dir.clone())
+}

@@ -1,0 +1,310 @@
+//! Config → [`Plan`]: what every target container must end up with. Computed once per config
+//! load, so a request only compares the pod against a ready list.
+
+use crate::config::{
+    gcs_key, Config, Injection, KeyToPath, Resource, StoreKind, VolumeStoreSource,
+};
+use crate::k8s_names::to_dns_label;
+use serde_json::{json, Map, Value};
+
+/// Annotation prefix owned by this webhook.
+pub const ANNOTATION_PREFIX: &str = "plx-store-webhook.dev/";
+/// Marker: the store a pod was given.
+pub const ANNOTATION_STORE: &str = "plx-store-webhook.dev/store";
+/// Marker: the hash of the config that produced the injection.
+pub const ANNOTATION_CONFIG_HASH: &str = "plx-store-webhook.dev/config-hash";
+/// Pod annotation listing containers (comma-separated names) the webhook must leave alone.
+pub const ANNOTATION_SKIP_CONTAINERS: &str = "plx-store-webhook.dev/skip-containers";
+/// The env var the Polyaxon SDK reads first for the GCS key file.
+pub const GC_KEY_PATH: &str = "GC_KEY_PATH";
+/// Other names the SDK reads for the key file; it picks among them at random.
+pub const GC_KEY_ALIASES: &[&str] = &[
+    "GOOGLE_KEY_PATH",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "POLYAXON_GC_KEY_PATH",
+    "POLYAXON_GOOGLE_KEY_PATH",
+    "POLYAXON_GOOGLE_APPLICATION_CREDENTIALS",
+];
+
+/// Everything the engine needs, derived from one config.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub store_name: String,
+    pub store_kind: StoreKind,
+    pub config_hash: String,
+    pub policy: Injection,
+    pub mounts: Vec<MountPlan>,
+    pub env_from: Vec<EnvFromRef>,
+    pub env_items: Vec<EnvItem>,
+    /// For GCS stores with a mounted secret: which mount holds the key, and its key name.
+    pub gcs_key: Option<GcsKey>,
+    /// The secret's mountPath as written in the config (Polyaxon mounts exactly there).
+    pub written_secret_path: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GcsKey {
+    pub mount: usize,
+    pub key: String,
+}
+
+/// A volume every target container must mount.
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    /// What this mount is for, in messages ("secret gcs-secret").
+    pub what: String,
+    /// Volume name used when the pod has no volume with this source yet.
+    pub preferred_name: String,
+    pub source: VolumeSource,
+    /// Mount directory for containers that do not mount the volume yet.
+    pub dir: String,
+    pub read_only: bool,
+}
+
+/// The identity of a volume: two volumes with the same source are the same storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSource {
+    Secret {
+        name: String,
+        items: Vec<KeyToPath>,
+        default_mode: Option<i32>,
+    },
+    ConfigMap {
+        name: String,
+        items: Vec<KeyToPath>,
+        default_mode: Option<i32>,
+    },
+    Claim {
+        claim_name: String,
+        read_only: bool,
+    },
+    HostPath {
+        path: String,
+    },
+}
+
+impl VolumeSource {
+    /// Whether an existing pod volume refers to the same storage (matched by source, never by name).
+    pub fn matches(&self, volume: &Value) -> bool {
+        let field = |outer: &str, inner: &str| {
+            volume
+                .get(outer)
+                .and_then(|o| o.get(inner))
+                .and_then(Value::as_str)
+        };
+        match self {
+            VolumeSource::Secret { name, .. } => field("secret", "secretName") == Some(name),
+            VolumeSource::ConfigMap { name, .. } => field("configMap", "name") == Some(name),
+            VolumeSource::Claim { claim_name, .. } => {
+                field("persistentVolumeClaim", "claimName") == Some(claim_name)
+            }
+            VolumeSource::HostPath { path } => {
+                field("hostPath", "path").map(|p| p.trim_end_matches('/')) == Some(path)
+            }
+        }
+    }
+
+    /// Volumes of these kinds are always mounted read-only by the kubelet.
+    pub fn always_read_only(&self) -> bool {
+        matches!(self, VolumeSource::Secret { .. } | VolumeSource::ConfigMap { .. })
+    }
+
+    /// The pod `volumes[]` entry for this source under `name`.
+    pub fn to_volume(&self, name: &str) -> Value {
+        let mut v = Map::new();
+        v.insert("name".into(), Value::String(name.to_string()));
+        let (key, body) = match self {
+            VolumeSource::Secret {
+                name,
+                items,
+                default_mode,
+            } => ("secret", projection("secretName", name, items, *default_mode)),
+            VolumeSource::ConfigMap {
+                name,
+                items,
+                default_mode,
+            } => ("configMap", projection("name", name, items, *default_mode)),
+            VolumeSource::Claim {
+                claim_name,
+                read_only,
+            } => {
+                let mut m = json!({ "claimName": claim_name });
+                if *read_only {
+                    m["readOnly"] = Value::Bool(true);
+                }
+                ("persistentVolumeClaim", m)
+            }
+            VolumeSource::HostPath { path } => ("hostPath", json!({ "path": path })),
+        };
+        v.insert(key.into(), body);
+        Value::Object(v)
+    }
+}
+
+fn projection(name_field: &str, name: &str, items: &[KeyToPath], mode: Option<i32>) -> Value {
+    let mut m = Map::new();
+    m.insert(name_field.into(), Value::String(name.to_string()));
+    if !items.is_empty() {
+        m.insert(
+            "items".into(),
+            serde_json::to_value(items).unwrap_or(Value::Null),
+        );
+    }
+    if let Some(mode) = mode {
+        m.insert("defaultMode".into(), Value::from(mode));
+    }
+    Value::Object(m)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefKind {
+    Secret,
+    ConfigMap,
+}
+
+impl RefKind {
+    /// The `envFrom` / `valueFrom` field names for this kind.
+    pub fn fields(self) -> (&'static str, &'static str) {
+        match self {
+            RefKind::Secret => ("secretRef", "secretKeyRef"),
+            RefKind::ConfigMap => ("configMapRef", "configMapKeyRef"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvFromRef {
+    pub kind: RefKind,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvItem {
+    pub env_name: String,
+    pub kind: RefKind,
+    pub resource: String,
+    pub key: String,
+}
+
+impl Plan {
+    /// Build the plan, applying Polyaxon's secret/configMap table (name only → `envFrom`,
+    /// `items` → one env per key, `mountPath` → volume + mount) to the store's resources.
+    pub fn from_config(config: &Config) -> Plan {
+        let store = &config.store;
+        let mut plan = Plan {
+            store_name: store.name.clone(),
+            store_kind: store.kind,
+            config_hash: config.hash.clone(),
+            policy: config.injection.clone(),
+            mounts: Vec::new(),
+            env_from: Vec::new(),
+            env_items: Vec::new(),
+            gcs_key: None,
+            written_secret_path: store
+                .secret
+                .as_ref()
+                .and_then(|s| s.mount_path.as_ref())
+                .map(|t| t.written.clone()),
+        };
+        if let Some(v) = &store.volume {
+            let source = match &v.source {
+                VolumeStoreSource::Claim(c) => VolumeSource::Claim {
+                    claim_name: c.clone(),
+                    read_only: v.read_only,
+                },
+                VolumeStoreSource::HostPath(p) => VolumeSource::HostPath { path: p.clone() },
+            };
+            plan.mounts.push(MountPlan {
+                what: format!("store {}", store.name),
+                preferred_name: to_dns_label(&store.name),
+                source,
+                dir: v.mount_path.clone(),
+                read_only: v.read_only,
+            });
+        }
+        if let Some(s) = &store.secret {
+            let key = (store.kind == StoreKind::Gcs)
+                .then(|| gcs_key(s).ok())
+                .flatten();
+            let idx = plan.add_resource(s, RefKind::Secret, key.as_deref());
+            if let (Some(idx), Some(key)) = (idx, key) {
+                plan.gcs_key = Some(GcsKey { mount: idx, key });
+            }
+        }
+        if let Some(c) = &store.config_map {
+            plan.add_resource(c, RefKind::ConfigMap, None);
+        }
+        plan
+    }
+
+    /// Adds one Secret/ConfigMap per Polyaxon's table; returns the mount index when mounted.
+    fn add_resource(&mut self, r: &Resource, kind: RefKind, key: Option<&str>) -> Option<usize> {
+        let Some(target) = &r.mount_path else {
+            if r.items.is_empty() {
+                self.env_from.push(EnvFromRef {
+                    kind,
+                    name: r.name.clone(),
+                });
+            } else {
+                for item in &r.items {
+                    self.env_items.push(EnvItem {
+                        env_name: item.key.clone(),
+                        kind,
+                        resource: r.name.clone(),
+                        key: item.key.clone(),
+                    });
+                }
+            }
+            return None;
+        };
+        let mut items = r.items.clone();
+        // Legacy `mountPath: /dir/name.json`: project the key as `name.json`, so it lands exactly
+        // at the path the operator wrote.
+        if let (Some(file), Some(key)) = (&target.file, key) {
+            match items.iter_mut().find(|i| i.key == key) {
+                Some(item) => item.path = file.clone(),
+                None if file != key => items.push(KeyToPath {
+                    key: key.to_string(),
+                    path: file.clone(),
+                    mode: None,
+                }),
+                None => {}
+            }
+        }
+        let (what, source) = match kind {
+            RefKind::Secret => (
+                format!("secret {}", r.name),
+                VolumeSource::Secret {
+                    name: r.name.clone(),
+                    items,
+                    default_mode: r.default_mode,
+                },
+            ),
+            RefKind::ConfigMap => (
+                format!("configMap {}", r.name),
+                VolumeSource::ConfigMap {
+                    name: r.name.clone(),
+                    items,
+                    default_mode: r.default_mode,
+                },
+            ),
+        };
+        self.mounts.push(MountPlan {
+            what,
+            preferred_name: to_dns_label(&r.name),
+            source,
+            dir: target.dir.clone(),
+            read_only: true,
+        });
+        Some(self.mounts.len() - 1)
+    }
+
+    /// The marker annotations recorded on every injected pod.
+    pub fn marker(&self) -> [(&'static str, &str); 2] {
+        [
+            (ANNOTATION_STORE, self.store_name.as_str()),
+            (ANNOTATION_CONFIG_HASH, self.config_hash.as_str()),
+        ]
+    }
+}
+
