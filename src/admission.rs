@@ -188,7 +188,10 @@ impl Review {
         let meta = self.object.get("metadata");
         meta.and_then(|m| m.get("name"))
             .and_then(Value::as_str)
-            .or_else(|| meta.and_then(|m| m.get("generateName")).and_then(Value::as_str))
+            .or_else(|| {
+                meta.and_then(|m| m.get("generateName"))
+                    .and_then(Value::as_str)
+            })
             .unwrap_or("")
     }
 }

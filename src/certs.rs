@@ -37,7 +37,10 @@ pub fn generate(common_name: &str, sans: &[String], days: u32) -> Result<Bundle,
     let key = KeyPair::generate()?;
     let mut leaf = CertificateParams::new(sans.to_vec())?;
     leaf.distinguished_name = dn(common_name);
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    leaf.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf.not_before = not_before;
     leaf.not_after = not_after;

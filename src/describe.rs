@@ -14,29 +14,59 @@ use std::fmt::Write as _;
 const KINDS: &[(&str, &str, &str)] = &[
     ("main", "polyaxon-main", "containers"),
     ("sidecar", "polyaxon-sidecar", "containers"),
-    ("init artifacts", "polyaxon-init-artifacts-default", "initContainers"),
-    ("init tensorboard", "polyaxon-init-tb-0123456789", "initContainers"),
-    ("init auth (not a default target)", "polyaxon-init-auth", "initContainers"),
+    (
+        "init artifacts",
+        "polyaxon-init-artifacts-default",
+        "initContainers",
+    ),
+    (
+        "init tensorboard",
+        "polyaxon-init-tb-0123456789",
+        "initContainers",
+    ),
+    (
+        "init auth (not a default target)",
+        "polyaxon-init-auth",
+        "initContainers",
+    ),
 ];
 
 /// The human-readable plan.
 pub fn describe(config: &Config, plan: &Plan) -> String {
     let mut out = String::new();
     let s = &config.store;
-    let _ = writeln!(out, "store: {} (kind {}{})", s.name, s.kind.as_str(),
-        s.bucket.as_ref().map(|b| format!(", bucket {b}")).unwrap_or_default());
+    let _ = writeln!(
+        out,
+        "store: {} (kind {}{})",
+        s.name,
+        s.kind.as_str(),
+        s.bucket
+            .as_ref()
+            .map(|b| format!(", bucket {b}"))
+            .unwrap_or_default()
+    );
     let _ = writeln!(out, "config hash: {}", config.hash);
     let inj = &config.injection;
-    let sel: Vec<String> = inj.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let sel: Vec<String> = inj
+        .selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let _ = writeln!(out, "pods: CREATE of pods labelled {}", sel.join(", "));
-    let globs = |g: &[crate::glob::Glob]| g.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ");
+    let globs =
+        |g: &[crate::glob::Glob]| g.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ");
     let _ = writeln!(
         out,
         "namespaces: include [{}] (empty = all), exclude [{}]",
         globs(&inj.namespaces_include),
         globs(&inj.namespaces_exclude)
     );
-    let _ = writeln!(out, "containers: [{}]; initContainers: [{}]", globs(&inj.containers), globs(&inj.init_containers));
+    let _ = writeln!(
+        out,
+        "containers: [{}]; initContainers: [{}]",
+        globs(&inj.containers),
+        globs(&inj.init_containers)
+    );
     let _ = writeln!(out, "on conflict: {:?}", inj.on_conflict);
     let _ = writeln!(out, "\nwhat every target container ends up with:");
     for m in &plan.mounts {
@@ -58,11 +88,24 @@ pub fn describe(config: &Config, plan: &Plan) -> String {
         );
     }
     for r in &plan.env_from {
-        let _ = writeln!(out, "  envFrom {} {} — the {} has only a name", r.kind.fields().0, r.name, kind_word(r.kind));
+        let _ = writeln!(
+            out,
+            "  envFrom {} {} — the {} has only a name",
+            r.kind.fields().0,
+            r.name,
+            kind_word(r.kind)
+        );
     }
     for i in &plan.env_items {
-        let _ = writeln!(out, "  env {} from {} {} key {} — the {} lists items and no mountPath",
-            i.env_name, kind_word(i.kind), i.resource, i.key, kind_word(i.kind));
+        let _ = writeln!(
+            out,
+            "  env {} from {} {} key {} — the {} lists items and no mountPath",
+            i.env_name,
+            kind_word(i.kind),
+            i.resource,
+            i.key,
+            kind_word(i.kind)
+        );
     }
     if let Some(k) = &plan.gcs_key {
         let _ = writeln!(out, "  env GC_KEY_PATH = the file where the kubelet puts key {} in that container (kept if already set)", k.key);
@@ -84,14 +127,20 @@ pub fn describe(config: &Config, plan: &Plan) -> String {
             .patch
             .iter()
             .filter_map(|op| match op {
-                PatchOperation::Add(a) if a.path.as_str().starts_with(&prefix) => Some(short(&a.value)),
+                PatchOperation::Add(a) if a.path.as_str().starts_with(&prefix) => {
+                    Some(short(&a.value))
+                }
                 _ => None,
             })
             .collect();
         let _ = writeln!(
             out,
             "  {kind} ({name}): {}",
-            if added.is_empty() { "nothing added".to_string() } else { format!("adds {}", added.join("; ")) }
+            if added.is_empty() {
+                "nothing added".to_string()
+            } else {
+                format!("adds {}", added.join("; "))
+            }
         );
     }
     for w in &outcome.warnings {
@@ -111,12 +160,27 @@ fn kind_word(k: RefKind) -> &'static str {
 fn short(v: &Value) -> String {
     let v = v.as_array().and_then(|a| a.first()).unwrap_or(v);
     if let Some(p) = v.get("mountPath") {
-        format!("mount {} at {}{}", v["name"].as_str().unwrap_or(""), p.as_str().unwrap_or(""),
-            if v["readOnly"] == true { " (read-only)" } else { "" })
+        format!(
+            "mount {} at {}{}",
+            v["name"].as_str().unwrap_or(""),
+            p.as_str().unwrap_or(""),
+            if v["readOnly"] == true {
+                " (read-only)"
+            } else {
+                ""
+            }
+        )
     } else if let Some(val) = v.get("value") {
-        format!("env {}={}", v["name"].as_str().unwrap_or(""), val.as_str().unwrap_or(""))
+        format!(
+            "env {}={}",
+            v["name"].as_str().unwrap_or(""),
+            val.as_str().unwrap_or("")
+        )
     } else if v.get("valueFrom").is_some() {
-        format!("env {} from a key reference", v["name"].as_str().unwrap_or(""))
+        format!(
+            "env {} from a key reference",
+            v["name"].as_str().unwrap_or("")
+        )
     } else {
         format!("envFrom {v}")
     }
@@ -125,12 +189,19 @@ fn short(v: &Value) -> String {
 /// A pod shaped like Polyaxon 2.x's converter output for this store (facts §3).
 fn polyaxon_like_pod(plan: &Plan) -> Value {
     let mut volumes = vec![json!({"name": "artifacts-context", "emptyDir": {}})];
-    let mut store_mounts = vec![json!({"name": "artifacts-context", "mountPath": "/plx-context/artifacts"})];
+    let mut store_mounts =
+        vec![json!({"name": "artifacts-context", "mountPath": "/plx-context/artifacts"})];
     let mut store_env_from = Vec::new();
     for m in &plan.mounts {
         let (vol, path) = match &m.source {
-            VolumeSource::Secret { name, .. } => (json!({"name": name, "secret": {"secretName": name}}), written_path(plan, m)),
-            VolumeSource::ConfigMap { name, .. } => (json!({"name": name, "configMap": {"name": name}}), m.dir.clone()),
+            VolumeSource::Secret { name, .. } => (
+                json!({"name": name, "secret": {"secretName": name}}),
+                written_path(plan, m),
+            ),
+            VolumeSource::ConfigMap { name, .. } => (
+                json!({"name": name, "configMap": {"name": name}}),
+                m.dir.clone(),
+            ),
             other => (other.to_volume(&m.preferred_name), m.dir.clone()),
         };
         let name = vol["name"].clone();
@@ -162,5 +233,7 @@ fn polyaxon_like_pod(plan: &Plan) -> Value {
 
 /// Polyaxon mounts the secret at the mountPath exactly as written (even a file path).
 fn written_path(plan: &Plan, m: &crate::plan::MountPlan) -> String {
-    plan.written_secret_path.clone().unwrap_or_else(|| m.dir.clone())
+    plan.written_secret_path
+        .clone()
+        .unwrap_or_else(|| m.dir.clone())
 }

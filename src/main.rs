@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "plx-store-webhook", version, about = "Gives Polyaxon run pods their artifacts-store credentials")]
+#[command(
+    name = "plx-store-webhook",
+    version,
+    about = "Gives Polyaxon run pods their artifacts-store credentials"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -88,17 +92,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", describe::describe(&cfg, &plan));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Mutate { config, output, namespace, input } => {
+        Command::Mutate {
+            config,
+            output,
+            namespace,
+            input,
+        } => {
             let cfg = load_file(&config)?;
             let plan = Plan::from_config(&cfg);
             let text = if input == "-" {
                 let mut s = String::new();
-                std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .context("reading stdin")?;
                 s
             } else {
                 std::fs::read_to_string(&input).with_context(|| format!("reading {input}"))?
             };
-            let rendered = offline::run(&text, &plan, output, namespace.as_deref()).map_err(anyhow::Error::msg)?;
+            let rendered = offline::run(&text, &plan, output, namespace.as_deref())
+                .map_err(anyhow::Error::msg)?;
             for w in &rendered.outcome.warnings {
                 eprintln!("warning: {w}");
             }
@@ -120,13 +132,22 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let tls_config = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => tls::load(c, k)?,
         _ => {
-            let bundle = certs::generate("plx-store-webhook", &["localhost".into(), "127.0.0.1".into()], 30)?;
-            let dir = std::env::temp_dir().join(format!("plx-store-webhook-{}", std::process::id()));
+            let bundle = certs::generate(
+                "plx-store-webhook",
+                &["localhost".into(), "127.0.0.1".into()],
+                30,
+            )?;
+            let dir =
+                std::env::temp_dir().join(format!("plx-store-webhook-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
             let ca = dir.join("ca.crt");
             std::fs::write(&ca, &bundle.ca_pem)?;
             tracing::warn!(ca = %ca.display(), "no --tls-cert given: serving an ephemeral self-signed certificate for localhost/127.0.0.1; trust the CA written here");
-            tls::server_config(bundle.cert_pem.as_bytes(), bundle.key_pem.as_bytes(), ("ephemeral", "ephemeral"))?
+            tls::server_config(
+                bundle.cert_pem.as_bytes(),
+                bundle.key_pem.as_bytes(),
+                ("ephemeral", "ephemeral"),
+            )?
         }
     };
     let mut state = AppState::new(plan);
@@ -136,7 +157,9 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
         grace: std::time::Duration::from_secs(args.grace_seconds),
         ..Default::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

@@ -37,7 +37,12 @@ pub fn parse_document(input: &str) -> Result<(Value, bool), String> {
 }
 
 /// Run the engine on `input` and render `output`. `namespace` overrides the pod's own (for bare pods).
-pub fn run(input: &str, plan: &Plan, output: Output, namespace: Option<&str>) -> Result<Rendered, String> {
+pub fn run(
+    input: &str,
+    plan: &Plan,
+    output: Output,
+    namespace: Option<&str>,
+) -> Result<Rendered, String> {
     let (doc, yaml) = parse_document(input)?;
     let is_review = doc.get("kind").and_then(Value::as_str) == Some("AdmissionReview");
     let (pod, outcome, review_bytes) = if is_review {
@@ -50,7 +55,11 @@ pub fn run(input: &str, plan: &Plan, output: Output, namespace: Option<&str>) ->
         }
         let ns = namespace
             .map(str::to_string)
-            .or_else(|| doc.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string))
+            .or_else(|| {
+                doc.pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| "default".to_string());
         let outcome = engine::mutate(&doc, plan, &Request::pod_create(&ns));
         (doc, outcome, None)

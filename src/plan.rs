@@ -106,7 +106,10 @@ impl VolumeSource {
 
     /// Volumes of these kinds are always mounted read-only by the kubelet.
     pub fn always_read_only(&self) -> bool {
-        matches!(self, VolumeSource::Secret { .. } | VolumeSource::ConfigMap { .. })
+        matches!(
+            self,
+            VolumeSource::Secret { .. } | VolumeSource::ConfigMap { .. }
+        )
     }
 
     /// The pod `volumes[]` entry for this source under `name`.
@@ -118,7 +121,10 @@ impl VolumeSource {
                 name,
                 items,
                 default_mode,
-            } => ("secret", projection("secretName", name, items, *default_mode)),
+            } => (
+                "secret",
+                projection("secretName", name, items, *default_mode),
+            ),
             VolumeSource::ConfigMap {
                 name,
                 items,
@@ -307,4 +313,3 @@ impl Plan {
         ]
     }
 }
-

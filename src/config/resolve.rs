@@ -35,17 +35,23 @@ pub(super) fn store(raw: RawConnection, at: &str) -> Result<Store, String> {
         }
     } else {
         let Some(s) = schema else {
-            return Err(format!("{at}schema: required for a `{}` store", kind.as_str()));
+            return Err(format!(
+                "{at}schema: required for a `{}` store",
+                kind.as_str()
+            ));
         };
-        let mount_path = s
-            .mount_path
-            .ok_or_else(|| format!("{at}schema.mountPath: required for a `{}` store", kind.as_str()))?;
+        let mount_path = s.mount_path.ok_or_else(|| {
+            format!(
+                "{at}schema.mountPath: required for a `{}` store",
+                kind.as_str()
+            )
+        })?;
         let mount_path = absolute_path(&mount_path, &format!("{at}schema.mountPath"))?;
         let source = match kind {
             StoreKind::VolumeClaim => {
-                let c = s
-                    .volume_claim
-                    .ok_or_else(|| format!("{at}schema.volumeClaim: required for a `volume_claim` store"))?;
+                let c = s.volume_claim.ok_or_else(|| {
+                    format!("{at}schema.volumeClaim: required for a `volume_claim` store")
+                })?;
                 if !is_dns_subdomain(&c) {
                     return Err(format!(
                         "{at}schema.volumeClaim: {c:?} is not a valid PersistentVolumeClaim name (lowercase RFC 1123 subdomain)"
@@ -54,9 +60,9 @@ pub(super) fn store(raw: RawConnection, at: &str) -> Result<Store, String> {
                 VolumeStoreSource::Claim(c)
             }
             _ => {
-                let h = s
-                    .host_path
-                    .ok_or_else(|| format!("{at}schema.hostPath: required for a `host_path` store"))?;
+                let h = s.host_path.ok_or_else(|| {
+                    format!("{at}schema.hostPath: required for a `host_path` store")
+                })?;
                 VolumeStoreSource::HostPath(absolute_path(&h, &format!("{at}schema.hostPath"))?)
             }
         };
@@ -121,10 +127,16 @@ fn resource(raw: RawResource, at: &str, what: &str) -> Result<Resource, String> 
             RawItem::KeyToPath { key, path, mode } => KeyToPath {
                 key,
                 path,
-                mode: mode.map(|m| file_mode(m, &format!("{at}.items[{i}].mode"))).transpose()?,
+                mode: mode
+                    .map(|m| file_mode(m, &format!("{at}.items[{i}].mode")))
+                    .transpose()?,
             },
         };
-        if kp.key.is_empty() || kp.path.is_empty() || kp.path.starts_with('/') || kp.path.split('/').any(|c| c == "..") {
+        if kp.key.is_empty()
+            || kp.path.is_empty()
+            || kp.path.starts_with('/')
+            || kp.path.split('/').any(|c| c == "..")
+        {
             return Err(format!(
                 "{at}.items[{i}]: key and path must be non-empty and path relative without `..` (got key {:?}, path {:?})",
                 kp.key, kp.path
@@ -184,7 +196,9 @@ fn absolute_path(p: &str, at: &str) -> Result<String, String> {
         ));
     }
     if trimmed.split('/').any(|c| c == ".." || c == ".") || trimmed.contains("//") {
-        return Err(format!("{at}: {p:?} must not contain `.`/`..` components or `//`"));
+        return Err(format!(
+            "{at}: {p:?} must not contain `.`/`..` components or `//`"
+        ));
     }
     Ok(trimmed.to_string())
 }
@@ -196,7 +210,9 @@ fn mount_target(p: &str, at: &str) -> Result<MountTarget, String> {
     if written.ends_with(".json") {
         let (dir, file) = written.rsplit_once('/').unwrap_or(("", &written));
         if dir.is_empty() {
-            return Err(format!("{at}: {p:?} names a file directly under /; use a directory"));
+            return Err(format!(
+                "{at}: {p:?} names a file directly under /; use a directory"
+            ));
         }
         return Ok(MountTarget {
             dir: dir.to_string(),

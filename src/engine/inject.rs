@@ -8,9 +8,7 @@ use super::select::{is_target, skip_list};
 use super::{Decision, IgnoreReason, Outcome};
 use crate::config::OnConflict;
 use crate::k8s_names::is_dns_label;
-use crate::plan::{
-    MountPlan, Plan, ANNOTATION_SKIP_CONTAINERS, GC_KEY_ALIASES, GC_KEY_PATH,
-};
+use crate::plan::{MountPlan, Plan, ANNOTATION_SKIP_CONTAINERS, GC_KEY_ALIASES, GC_KEY_PATH};
 use json_patch::jsonptr::PointerBuf;
 use serde_json::{json, Map, Value};
 
@@ -85,9 +83,11 @@ pub(super) fn reconcile(view: &PodView<'_>, plan: &Plan) -> Outcome {
         }
         match plan.policy.on_conflict {
             OnConflict::Deny => denials.extend(work.conflicts),
-            OnConflict::Skip => warnings.extend(work.conflicts.into_iter().map(|c| {
-                format!("{c}; container skipped (injection.onConflict: skip)")
-            })),
+            OnConflict::Skip => warnings.extend(
+                work.conflicts
+                    .into_iter()
+                    .map(|c| format!("{c}; container skipped (injection.onConflict: skip)")),
+            ),
         }
     }
     if !denials.is_empty() {
@@ -101,12 +101,20 @@ pub(super) fn reconcile(view: &PodView<'_>, plan: &Plan) -> Outcome {
 
     let mut b = PatchBuilder::new();
     for v in volumes.iter().filter(|v| v.needed) {
-        b.append(pointer(["spec", "volumes"]), view.has_volumes, v.entry.json().clone());
+        b.append(
+            pointer(["spec", "volumes"]),
+            view.has_volumes,
+            v.entry.json().clone(),
+        );
     }
     for (c, appends) in committed {
         let idx = c.index.to_string();
         for a in appends {
-            b.append(pointer(["spec", c.list.field(), idx.as_str(), a.field]), a.exists, a.value);
+            b.append(
+                pointer(["spec", c.list.field(), idx.as_str(), a.field]),
+                a.exists,
+                a.value,
+            );
         }
     }
     let audit = vec![
@@ -131,7 +139,11 @@ pub(super) fn reconcile(view: &PodView<'_>, plan: &Plan) -> Outcome {
 
 /// Reuse a volume with the same source (never match by name alone); otherwise plan a new one
 /// under the preferred name, or a unique variant when that name is taken by other storage.
-fn resolve_volume<'p>(view: &PodView<'p>, m: &MountPlan, taken: &mut Vec<String>) -> ResolvedVolume<'p> {
+fn resolve_volume<'p>(
+    view: &PodView<'p>,
+    m: &MountPlan,
+    taken: &mut Vec<String>,
+) -> ResolvedVolume<'p> {
     if let Some(v) = view.volumes.iter().find(|v| m.source.matches(v.raw)) {
         return ResolvedVolume {
             name: v.name.to_string(),
@@ -195,7 +207,10 @@ fn container_work(
     let mut placed: Vec<Option<(String, Option<String>)>> = Vec::with_capacity(plan.mounts.len());
     for (i, (m, rv)) in plan.mounts.iter().zip(volumes).enumerate() {
         let existing = c.mounts.iter().find(|mt| {
-            mt.name == rv.name || view.volume(mt.name).is_some_and(|v| m.source.matches(v.raw))
+            mt.name == rv.name
+                || view
+                    .volume(mt.name)
+                    .is_some_and(|v| m.source.matches(v.raw))
         });
         if let Some(mt) = existing {
             if mt.sub_path_expr {
@@ -204,7 +219,10 @@ fn container_work(
                     c.name, m.what
                 ));
             }
-            placed.push(Some((mt.mount_path.to_string(), mt.sub_path.map(str::to_string))));
+            placed.push(Some((
+                mt.mount_path.to_string(),
+                mt.sub_path.map(str::to_string),
+            )));
             continue;
         }
         let ours_ro = m.read_only || m.source.always_read_only();
@@ -244,7 +262,10 @@ fn container_work(
     for r in &plan.env_from {
         let (field, _) = r.kind.fields();
         let present = c.env_from.iter().any(|e| {
-            e.get(field).and_then(|f| f.get("name")).and_then(Value::as_str) == Some(&r.name)
+            e.get(field)
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                == Some(&r.name)
         });
         if !present {
             work.appends.push(Append {
@@ -318,7 +339,10 @@ fn env_value(e: &Value) -> Option<&str> {
 fn mount_conflict(seen: &[MountSeen<'_>], dir: &str, ours_read_only: bool) -> Option<String> {
     for s in seen {
         if same_path(s.path, dir) {
-            return Some(format!("that path is already the mountPath of volume {:?}", s.volume));
+            return Some(format!(
+                "that path is already the mountPath of volume {:?}",
+                s.volume
+            ));
         }
         if ours_read_only && is_strictly_under(s.path, dir) {
             return Some(format!(
@@ -348,7 +372,10 @@ fn add_marker(view: &PodView<'_>, plan: &Plan, b: &mut PatchBuilder) {
     }
     if view.annotations.is_some() {
         for (k, v) in missing {
-            b.add(pointer(["metadata", "annotations", k]), Value::String(v.to_string()));
+            b.add(
+                pointer(["metadata", "annotations", k]),
+                Value::String(v.to_string()),
+            );
         }
         return;
     }
@@ -359,6 +386,9 @@ fn add_marker(view: &PodView<'_>, plan: &Plan, b: &mut PatchBuilder) {
     if view.metadata.is_some() {
         b.add(pointer(["metadata", "annotations"]), Value::Object(map));
     } else {
-        b.add(PointerBuf::from_tokens(["metadata"]), json!({ "annotations": map }));
+        b.add(
+            PointerBuf::from_tokens(["metadata"]),
+            json!({ "annotations": map }),
+        );
     }
 }

@@ -15,9 +15,16 @@ pub fn key_file_path(
     let rel = projected_path(volume, key)?;
     let rel = rel.trim_matches('/');
     let base = mount_path.trim_end_matches('/');
-    match sub_path.map(|s| s.trim_matches('/')).filter(|s| !s.is_empty()) {
+    match sub_path
+        .map(|s| s.trim_matches('/'))
+        .filter(|s| !s.is_empty())
+    {
         None => Some(format!("{base}/{rel}")),
-        Some(sp) if sp == rel => Some(if base.is_empty() { "/".into() } else { base.to_string() }),
+        Some(sp) if sp == rel => Some(if base.is_empty() {
+            "/".into()
+        } else {
+            base.to_string()
+        }),
         Some(sp) => rel
             .strip_prefix(sp)
             .and_then(|rest| rest.strip_prefix('/'))
@@ -68,7 +75,13 @@ mod tests {
         );
         // The seed's legacy form: the mount path names a file, so the key lands one level deeper.
         assert_eq!(
-            key_file_path(&v, "gc-secret.json", "/plx-context/.gc/gc-secret.json", None).as_deref(),
+            key_file_path(
+                &v,
+                "gc-secret.json",
+                "/plx-context/.gc/gc-secret.json",
+                None
+            )
+            .as_deref(),
             Some("/plx-context/.gc/gc-secret.json/gc-secret.json")
         );
     }
@@ -87,10 +100,19 @@ mod tests {
     fn sub_path_mounts_one_entry() {
         let v = json!({"secret": {"secretName": "s"}});
         assert_eq!(
-            key_file_path(&v, "gc-secret.json", "/etc/key.json", Some("gc-secret.json")).as_deref(),
+            key_file_path(
+                &v,
+                "gc-secret.json",
+                "/etc/key.json",
+                Some("gc-secret.json")
+            )
+            .as_deref(),
             Some("/etc/key.json")
         );
-        assert_eq!(key_file_path(&v, "gc-secret.json", "/etc/x", Some("other")), None);
+        assert_eq!(
+            key_file_path(&v, "gc-secret.json", "/etc/x", Some("other")),
+            None
+        );
     }
 
     #[test]

@@ -43,7 +43,8 @@ impl PatchBuilder {
 
     /// Set an object member (RFC 6902 `add` replaces an existing member).
     pub fn add(&mut self, path: PointerBuf, value: Value) {
-        self.ops.push(PatchOperation::Add(AddOperation { path, value }));
+        self.ops
+            .push(PatchOperation::Add(AddOperation { path, value }));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -62,21 +63,22 @@ mod tests {
 
     #[test]
     fn escapes_and_creates_then_appends() {
-        let mut doc = json!({"metadata": {"annotations": {}}, "spec": {"containers": [{"name": "a"}]}});
+        let mut doc =
+            json!({"metadata": {"annotations": {}}, "spec": {"containers": [{"name": "a"}]}});
         let mut b = PatchBuilder::new();
         let env = pointer(["spec", "containers", "0", "env"]);
         b.append(env.clone(), false, json!({"name": "A"}));
         b.append(env, false, json!({"name": "B"}));
-        b.add(
-            pointer(["metadata", "annotations", "a.io/x~y"]),
-            json!("v"),
-        );
+        b.add(pointer(["metadata", "annotations", "a.io/x~y"]), json!("v"));
         let ops = b.finish();
         let text = serde_json::to_string(&ops).unwrap();
         assert!(text.contains("/metadata/annotations/a.io~1x~0y"), "{text}");
         assert!(text.contains("/spec/containers/0/env/-"), "{text}");
         json_patch::patch(&mut doc, &ops).unwrap();
-        assert_eq!(doc["spec"]["containers"][0]["env"], json!([{"name": "A"}, {"name": "B"}]));
+        assert_eq!(
+            doc["spec"]["containers"][0]["env"],
+            json!([{"name": "A"}, {"name": "B"}])
+        );
         assert_eq!(doc["metadata"]["annotations"]["a.io/x~y"], json!("v"));
     }
 }

@@ -67,7 +67,11 @@ pub struct Mount<'a> {
 }
 
 /// `Ok(None)` for absent or null, `Err` for any other non-array.
-fn opt_array<'a>(obj: &'a Map<String, Value>, key: &str, at: &str) -> Result<Option<&'a [Value]>, String> {
+fn opt_array<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    at: &str,
+) -> Result<Option<&'a [Value]>, String> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(a)) => Ok(Some(a.as_slice())),
@@ -76,7 +80,8 @@ fn opt_array<'a>(obj: &'a Map<String, Value>, key: &str, at: &str) -> Result<Opt
 }
 
 fn obj<'a>(v: &'a Value, at: &str) -> Result<&'a Map<String, Value>, String> {
-    v.as_object().ok_or_else(|| format!("{at} must be an object"))
+    v.as_object()
+        .ok_or_else(|| format!("{at} must be an object"))
 }
 
 fn str_field<'a>(o: &'a Map<String, Value>, key: &str, at: &str) -> Result<&'a str, String> {
@@ -86,7 +91,10 @@ fn str_field<'a>(o: &'a Map<String, Value>, key: &str, at: &str) -> Result<&'a s
 }
 
 /// Labels and annotations must be string maps.
-pub fn string_map<'a>(meta: Option<&'a Map<String, Value>>, key: &str) -> Result<Option<&'a Map<String, Value>>, String> {
+pub fn string_map<'a>(
+    meta: Option<&'a Map<String, Value>>,
+    key: &str,
+) -> Result<Option<&'a Map<String, Value>>, String> {
     let Some(meta) = meta else { return Ok(None) };
     match meta.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -150,7 +158,9 @@ impl<'a> PodView<'a> {
     }
 
     pub fn annotation(&self, key: &str) -> Option<&'a str> {
-        self.annotations.and_then(|a| a.get(key)).and_then(Value::as_str)
+        self.annotations
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
     }
 }
 
@@ -167,7 +177,10 @@ impl<'a> Container<'a> {
                 name: str_field(mo, "name", &mat)?,
                 mount_path: str_field(mo, "mountPath", &mat)?,
                 read_only: mo.get("readOnly").and_then(Value::as_bool).unwrap_or(false),
-                sub_path: mo.get("subPath").and_then(Value::as_str).filter(|s| !s.is_empty()),
+                sub_path: mo
+                    .get("subPath")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty()),
                 sub_path_expr: mo
                     .get("subPathExpr")
                     .and_then(Value::as_str)

@@ -7,13 +7,13 @@ use crate::plan::ANNOTATION_SKIP_CONTAINERS;
 use serde_json::{Map, Value};
 
 /// Every selector label must be present with exactly that value.
-pub fn selector_matches(labels: Option<&Map<String, Value>>, selector: &[(String, String)]) -> bool {
-    selector.iter().all(|(k, v)| {
-        labels
-            .and_then(|l| l.get(k))
-            .and_then(Value::as_str)
-            == Some(v.as_str())
-    })
+pub fn selector_matches(
+    labels: Option<&Map<String, Value>>,
+    selector: &[(String, String)],
+) -> bool {
+    selector
+        .iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v.as_str()))
 }
 
 /// Include list (empty = all) then exclude list.

@@ -18,7 +18,11 @@ pub struct TlsError {
 }
 
 /// Build a server config from PEM bytes.
-pub fn server_config(cert_pem: &[u8], key_pem: &[u8], names: (&str, &str)) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    names: (&str, &str),
+) -> Result<Arc<ServerConfig>, TlsError> {
     let err = |what, path: &str, message: String| TlsError {
         what,
         path: path.to_string(),
@@ -28,10 +32,14 @@ pub fn server_config(cert_pem: &[u8], key_pem: &[u8], names: (&str, &str)) -> Re
         .collect::<Result<_, _>>()
         .map_err(|e| err("certificate", names.0, e.to_string()))?;
     if certs.is_empty() {
-        return Err(err("certificate", names.0, "no PEM certificate found".into()));
+        return Err(err(
+            "certificate",
+            names.0,
+            "no PEM certificate found".into(),
+        ));
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| err("key", names.1, e.to_string()))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| err("key", names.1, e.to_string()))?;
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| err("config", names.0, e.to_string()))?
@@ -53,5 +61,9 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     };
     let c = read("certificate", cert)?;
     let k = read("key", key)?;
-    server_config(&c, &k, (&cert.display().to_string(), &key.display().to_string()))
+    server_config(
+        &c,
+        &k,
+        (&cert.display().to_string(), &key.display().to_string()),
+    )
 }

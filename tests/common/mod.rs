@@ -1,0 +1,265 @@
+//! Shared test helpers: fixtures, what the apiserver adds to a pod, a pod validity check, an
+//! independent model of where the kubelet puts secret files, and a kubectl cross-check.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn read_json(p: impl AsRef<Path>) -> Value {
+    let p = root().join(p);
+    serde_json::from_str(
+        &std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The Polyaxon-generated pods.
+pub fn fixture_pods() -> Vec<(String, Value)> {
+    let dir = root().join("tests/fixtures/polyaxon-pods");
+    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().to_string();
+            (name, read_json(&p))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The three GCS layouts of the facts, as example configs.
+pub const LAYOUTS: &[(&str, &str)] = &[
+    ("filepath", "examples/store-seed-filepath.yaml"),
+    ("ctxdir", "examples/store-ctxdir.yaml"),
+    ("etc", "examples/store-etc-gcs.yaml"),
+];
+
+pub fn plan_for(config: &str) -> plx_store_webhook::Plan {
+    let cfg = plx_store_webhook::load_file(&root().join(config)).unwrap();
+    plx_store_webhook::Plan::from_config(&cfg)
+}
+
+/// What Kubernetes adds before a webhook sees a Job's pod: Job controller labels, the
+/// service-account token volume mounted in every container, and field defaults.
+pub fn with_apiserver_additions(mut pod: Value) -> Value {
+    let labels = pod["metadata"]["labels"].as_object_mut().unwrap();
+    for (k, v) in [
+        (
+            "batch.kubernetes.io/controller-uid",
+            "0d6f4f37-8b8e-4a51-9d4c-1a2b3c4d5e6f",
+        ),
+        ("batch.kubernetes.io/job-name", "plx-operation-8aac02e3"),
+        ("controller-uid", "0d6f4f37-8b8e-4a51-9d4c-1a2b3c4d5e6f"),
+        ("job-name", "plx-operation-8aac02e3"),
+    ] {
+        labels.insert(k.into(), json!(v));
+    }
+    pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "plx-operation-8aac02e3",
+        "uid": "0d6f4f37-8b8e-4a51-9d4c-1a2b3c4d5e6f", "controller": true, "blockOwnerDeletion": true}]);
+    let spec = pod["spec"].as_object_mut().unwrap();
+    spec.entry("volumes").or_insert(json!([])).as_array_mut().unwrap().push(json!({
+        "name": "kube-api-access-7x2kq",
+        "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+        ]}
+    }));
+    spec.insert("dnsPolicy".into(), json!("ClusterFirst"));
+    spec.insert("schedulerName".into(), json!("default-scheduler"));
+    spec.insert("enableServiceLinks".into(), json!(true));
+    for list in ["initContainers", "containers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            c.as_object_mut().unwrap().entry("volumeMounts").or_insert(json!([])).as_array_mut().unwrap().push(json!({
+                "name": "kube-api-access-7x2kq", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true
+            }));
+            c["terminationMessagePath"] = json!("/dev/termination-log");
+            c["terminationMessagePolicy"] = json!("File");
+        }
+    }
+    pod
+}
+
+/// All containers of a pod (init first), as (list, index, container).
+pub fn containers(pod: &Value) -> Vec<(&'static str, usize, &Value)> {
+    let mut out = Vec::new();
+    for list in ["initContainers", "containers"] {
+        for (i, c) in pod["spec"][list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            out.push((list, i, c));
+        }
+    }
+    out
+}
+
+fn under(child: &str, parent: &str) -> bool {
+    let p = parent.trim_end_matches('/');
+    let c = child.trim_end_matches('/');
+    c.len() > p.len() && c.starts_with(p) && c.as_bytes()[p.len()] == b'/'
+}
+
+fn always_ro(vol: &Value) -> bool {
+    ["secret", "configMap", "downwardAPI", "projected"]
+        .iter()
+        .any(|k| vol.get(k).is_some())
+}
+
+/// The checks that would make the apiserver reject the pod or the kubelet fail to start it.
+pub fn validate_pod(pod: &Value) -> Result<(), String> {
+    serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(pod.clone())
+        .map_err(|e| format!("not a typed Pod: {e}"))?;
+    let vols = pod["spec"]["volumes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut names = std::collections::HashSet::new();
+    for v in &vols {
+        let n = v["name"].as_str().ok_or("volume without name")?;
+        if !names.insert(n.to_string()) {
+            return Err(format!("duplicate volume name {n}"));
+        }
+    }
+    let vol = |n: &str| vols.iter().find(|v| v["name"] == n);
+    for (_, _, c) in containers(pod) {
+        let cname = c["name"].as_str().unwrap_or("?");
+        let mounts = c["volumeMounts"].as_array().cloned().unwrap_or_default();
+        let mut paths = std::collections::HashSet::new();
+        for m in &mounts {
+            let n = m["name"].as_str().ok_or("mount without name")?;
+            let p = m["mountPath"].as_str().ok_or("mount without path")?;
+            if vol(n).is_none() {
+                return Err(format!("{cname}: mount of missing volume {n}"));
+            }
+            if !paths.insert(p.trim_end_matches('/').to_string()) {
+                return Err(format!("{cname}: duplicate mountPath {p}"));
+            }
+        }
+        for a in &mounts {
+            for b in &mounts {
+                let ro = b["readOnly"] == true
+                    || vol(b["name"].as_str().unwrap()).is_some_and(always_ro);
+                if ro
+                    && under(
+                        a["mountPath"].as_str().unwrap(),
+                        b["mountPath"].as_str().unwrap(),
+                    )
+                {
+                    return Err(format!(
+                        "{cname}: {} is nested in read-only mount {}",
+                        a["mountPath"], b["mountPath"]
+                    ));
+                }
+            }
+        }
+        let mut env_names = std::collections::HashSet::new();
+        for e in c["env"].as_array().into_iter().flatten() {
+            let n = e["name"].as_str().ok_or("env without name")?;
+            if !env_names.insert(n) {
+                return Err(format!("{cname}: duplicate env {n}"));
+            }
+        }
+        let ef: Vec<&Value> = c["envFrom"].as_array().into_iter().flatten().collect();
+        for (i, a) in ef.iter().enumerate() {
+            if ef[i + 1..].contains(a) {
+                return Err(format!("{cname}: duplicate envFrom {a}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Independent model of the kubelet: which (secretName, key) is the file at `path` in container
+/// `c`, following the deepest mount and `items`/`subPath`.
+pub fn kubelet_file(pod: &Value, c: &Value, path: &str) -> Option<(String, String)> {
+    let vols = pod["spec"]["volumes"].as_array()?;
+    let m = c["volumeMounts"]
+        .as_array()?
+        .iter()
+        .filter(|m| {
+            under(path, m["mountPath"].as_str().unwrap_or(""))
+                || m["mountPath"].as_str() == Some(path)
+        })
+        .max_by_key(|m| {
+            m["mountPath"]
+                .as_str()
+                .unwrap_or("")
+                .trim_end_matches('/')
+                .len()
+        })?;
+    let mp = m["mountPath"].as_str()?.trim_end_matches('/');
+    let mut rel = path.strip_prefix(mp)?.trim_start_matches('/').to_string();
+    if let Some(sp) = m["subPath"].as_str().filter(|s| !s.is_empty()) {
+        rel = if rel.is_empty() {
+            sp.to_string()
+        } else {
+            format!("{sp}/{rel}")
+        };
+    }
+    if rel.is_empty() {
+        return None; // the mount point itself is a directory
+    }
+    let v = vols.iter().find(|v| v["name"] == m["name"])?;
+    let s = v.get("secret")?;
+    let key = match s["items"].as_array().filter(|i| !i.is_empty()) {
+        Some(items) => items.iter().find(|i| i["path"] == rel.as_str())?["key"]
+            .as_str()?
+            .to_string(),
+        None if !rel.contains('/') => rel,
+        None => return None,
+    };
+    Some((s["secretName"].as_str()?.to_string(), key))
+}
+
+pub fn env_value<'a>(c: &'a Value, name: &str) -> Option<&'a str> {
+    c["env"].as_array()?.iter().find(|e| e["name"] == name)?["value"].as_str()
+}
+
+/// Apply a patch with Go's evanphx/json-patch via `kubectl patch --local`. `None` when kubectl is
+/// missing outside CI; in CI a missing kubectl fails the test.
+pub fn kubectl_apply(pod: &Value, patch: &Value) -> Option<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let pod_file = dir.path().join("pod.json");
+    let patch_file = dir.path().join("patch.json");
+    std::fs::write(&pod_file, serde_json::to_vec(pod).unwrap()).unwrap();
+    std::fs::write(&patch_file, serde_json::to_vec(patch).unwrap()).unwrap();
+    let out = Command::new("kubectl")
+        .args(["patch", "--local", "--type=json", "-o", "json", "-f"])
+        .arg(&pod_file)
+        .arg("--patch-file")
+        .arg(&patch_file)
+        .env("KUBECONFIG", dir.path().join("none"))
+        .output();
+    match out {
+        Err(e) if std::env::var("CI").is_err() => {
+            eprintln!(
+                "kubectl not runnable ({e}); skipping the Go json-patch cross-check outside CI"
+            );
+            None
+        }
+        Err(e) => panic!("kubectl is required in CI: {e}"),
+        Ok(o) => {
+            assert!(
+                o.status.success(),
+                "kubectl patch failed: {}\npatch: {patch}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            Some(serde_json::from_slice(&o.stdout).unwrap())
+        }
+    }
+}
