@@ -1,0 +1,471 @@
+//! Engine behaviour on hand-made pods: selection, absent arrays, reuse, conflicts, key paths,
+//! warnings, other store kinds, malformed objects. Each allowed case is also applied with
+//! kubectl (Go's json-patch), validated, and run a second time to prove idempotence.
+
+mod common;
+
+use common::*;
+use plx_store_webhook::engine::IgnoreReason;
+use plx_store_webhook::{load_str, mutate, Decision, Outcome, Plan, Request};
+use serde_json::{json, Value};
+
+const GCS: &str = "name: gcs-artifacts\nkind: gcs\nschema: {bucket: gs://b}\nsecret: {name: gcs-secret, mountPath: /plx-context/.gc}\n";
+const RUN_LABELS: &str =
+    r#"{"app.kubernetes.io/managed-by": "polyaxon", "app.kubernetes.io/part-of": "polyaxon-runs"}"#;
+
+fn plan(yaml: &str) -> Plan {
+    Plan::from_config(&load_str(yaml, "test").unwrap())
+}
+
+fn run_pod(containers: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "plx-operation-x-", "labels": serde_json::from_str::<Value>(RUN_LABELS).unwrap()},
+        "spec": {"containers": containers}})
+}
+
+/// Mutate, and for allowed outcomes apply with both patchers, validate, and re-run.
+fn check(yaml: &str, pod: &Value) -> (Outcome, Value) {
+    let p = plan(yaml);
+    let out = mutate(pod, &p, &Request::pod_create("polyaxon"));
+    let mut patched = pod.clone();
+    if !out.allowed() {
+        assert!(out.patch.is_empty());
+        return (out, patched);
+    }
+    json_patch::patch(&mut patched, &out.patch).unwrap();
+    validate_pod(&patched).unwrap();
+    let again = mutate(&patched, &p, &Request::pod_create("polyaxon"));
+    assert!(
+        again.patch.is_empty(),
+        "second pass not empty: {:?}",
+        again.patch
+    );
+    if !out.patch.is_empty() {
+        if let Some(go) = kubectl_apply(pod, &serde_json::to_value(&out.patch).unwrap()) {
+            assert_eq!(go, patched);
+        }
+    }
+    (out, patched)
+}
+
+fn c<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    containers(pod)
+        .into_iter()
+        .find(|(_, _, c)| c["name"] == name)
+        .unwrap()
+        .2
+}
+
+#[test]
+fn only_run_pod_creates_are_touched() {
+    let p = plan(GCS);
+    let mut pod = run_pod(json!([{"name": "polyaxon-main", "image": "x"}]));
+    let req = Request::pod_create("polyaxon");
+    assert_eq!(
+        mutate(
+            &pod,
+            &p,
+            &Request {
+                operation: "UPDATE",
+                ..req
+            }
+        )
+        .decision,
+        Decision::Ignored(IgnoreReason::NotPodCreate)
+    );
+    assert_eq!(
+        mutate(
+            &pod,
+            &p,
+            &Request {
+                sub_resource: "ephemeralcontainers",
+                ..req
+            }
+        )
+        .decision,
+        Decision::Ignored(IgnoreReason::NotPodCreate)
+    );
+    assert_eq!(
+        mutate(
+            &pod,
+            &p,
+            &Request {
+                resource: "deployments",
+                group: "apps",
+                ..req
+            }
+        )
+        .decision,
+        Decision::Ignored(IgnoreReason::NotPodCreate)
+    );
+    pod["metadata"]["labels"]["app.kubernetes.io/part-of"] = json!("polyaxon-core");
+    assert_eq!(
+        mutate(&pod, &p, &req).decision,
+        Decision::Ignored(IgnoreReason::NotARun)
+    );
+    pod["metadata"].as_object_mut().unwrap().remove("labels");
+    assert_eq!(
+        mutate(&pod, &p, &req).decision,
+        Decision::Ignored(IgnoreReason::NotARun)
+    );
+    let user_only = run_pod(json!([{"name": "my-tool", "image": "x"}]));
+    assert_eq!(
+        mutate(&user_only, &p, &req).decision,
+        Decision::Ignored(IgnoreReason::NoTargetContainer)
+    );
+}
+
+#[test]
+fn namespace_lists_and_custom_selector() {
+    let yaml = format!("{GCS}injection:\n  namespaces: {{include: [\"team-*\"], exclude: [team-secret]}}\n  selector: {{plx: run}}\n");
+    let p = plan(&yaml);
+    let mut pod = run_pod(json!([{"name": "polyaxon-main", "image": "x"}]));
+    pod["metadata"]["labels"] = json!({"plx": "run"});
+    assert_eq!(
+        mutate(&pod, &p, &Request::pod_create("team-a")).decision,
+        Decision::Mutated
+    );
+    assert_eq!(
+        mutate(&pod, &p, &Request::pod_create("team-secret")).decision,
+        Decision::Ignored(IgnoreReason::NamespaceExcluded)
+    );
+    assert_eq!(
+        mutate(&pod, &p, &Request::pod_create("polyaxon")).decision,
+        Decision::Ignored(IgnoreReason::NamespaceExcluded)
+    );
+}
+
+#[test]
+fn absent_and_null_arrays_are_created_once() {
+    let mut pod = run_pod(json!([
+        {"name": "polyaxon-main", "image": "x"},
+        {"name": "polyaxon-sidecar", "image": "x", "env": null, "volumeMounts": null, "envFrom": null}
+    ]));
+    pod["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("annotations");
+    let yaml = format!("{GCS}configMap: {{name: extra-env}}\n");
+    let (out, p) = check(&yaml, &pod);
+    assert_eq!(out.decision, Decision::Mutated);
+    let text = serde_json::to_string(&out.patch).unwrap();
+    assert!(
+        text.contains(r#""path":"/spec/volumes","value":[{"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""path":"/metadata/annotations","value":{"#),
+        "{text}"
+    );
+    for name in ["polyaxon-main", "polyaxon-sidecar"] {
+        assert_eq!(
+            env_value(c(&p, name), "GC_KEY_PATH"),
+            Some("/plx-context/.gc/gc-secret.json")
+        );
+        assert_eq!(
+            c(&p, name)["envFrom"],
+            json!([{"configMapRef": {"name": "extra-env"}}])
+        );
+        assert_eq!(c(&p, name)["volumeMounts"].as_array().unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn volume_name_taken_by_other_storage_gets_a_unique_name() {
+    let mut pod = run_pod(
+        json!([{"name": "polyaxon-main", "image": "x", "volumeMounts": [{"name": "gcs-secret", "mountPath": "/scratch"}]}]),
+    );
+    pod["spec"]["volumes"] = json!([{"name": "gcs-secret", "emptyDir": {}}]);
+    let (out, p) = check(GCS, &pod);
+    assert_eq!(out.decision, Decision::Mutated);
+    let vols = p["spec"]["volumes"].as_array().unwrap();
+    assert!(vols.contains(&json!({"name": "gcs-secret-2", "secret": {"secretName": "gcs-secret"}})));
+    let main = c(&p, "polyaxon-main");
+    assert_eq!(
+        kubelet_file(&p, main, env_value(main, "GC_KEY_PATH").unwrap()),
+        Some(("gcs-secret".into(), "gc-secret.json".into()))
+    );
+}
+
+#[test]
+fn conflicts_deny_with_an_actionable_message_or_skip() {
+    let pod = {
+        let mut p = run_pod(json!([
+            {"name": "polyaxon-main", "image": "x", "volumeMounts": [{"name": "other", "mountPath": "/plx-context/.gc"}]},
+            {"name": "polyaxon-sidecar", "image": "x"}
+        ]));
+        p["spec"]["volumes"] = json!([{"name": "other", "emptyDir": {}}]);
+        p
+    };
+    let (out, _) = check(GCS, &pod);
+    let Decision::Denied(msg) = &out.decision else {
+        panic!("{:?}", out.decision)
+    };
+    assert!(
+        msg.contains("polyaxon-main")
+            && msg.contains("/plx-context/.gc")
+            && msg.contains("\"other\""),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("onConflict") && msg.contains("skip-containers"),
+        "{msg}"
+    );
+
+    let (out, p) = check(&format!("{GCS}injection: {{onConflict: skip}}\n"), &pod);
+    assert_eq!(out.decision, Decision::Mutated);
+    assert_eq!(c(&p, "polyaxon-main"), c(&pod, "polyaxon-main"));
+    assert!(env_value(c(&p, "polyaxon-sidecar"), "GC_KEY_PATH").is_some());
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.contains("polyaxon-main") && w.contains("skipped")),
+        "{:?}",
+        out.warnings
+    );
+}
+
+#[test]
+fn nesting_in_read_only_mounts_is_a_conflict_but_writable_parents_are_fine() {
+    let pod_with = |mount: Value, vol: Value| {
+        let mut p =
+            run_pod(json!([{"name": "polyaxon-main", "image": "x", "volumeMounts": [mount]}]));
+        p["spec"]["volumes"] = json!([vol]);
+        p
+    };
+    // Our mount would sit inside a read-only mount.
+    let ro_parent = pod_with(
+        json!({"name": "ctx", "mountPath": "/plx-context", "readOnly": true}),
+        json!({"name": "ctx", "emptyDir": {}}),
+    );
+    assert!(
+        matches!(check(GCS, &ro_parent).0.decision, Decision::Denied(m) if m.contains("inside the read-only mount"))
+    );
+    // A config-map volume is read-only even without readOnly: true.
+    let cm_parent = pod_with(
+        json!({"name": "ctx", "mountPath": "/plx-context"}),
+        json!({"name": "ctx", "configMap": {"name": "c"}}),
+    );
+    assert!(matches!(
+        check(GCS, &cm_parent).0.decision,
+        Decision::Denied(_)
+    ));
+    // Another mount would sit inside our read-only secret mount.
+    let child = pod_with(
+        json!({"name": "ctx", "mountPath": "/plx-context/.gc/sub"}),
+        json!({"name": "ctx", "emptyDir": {}}),
+    );
+    assert!(
+        matches!(check(GCS, &child).0.decision, Decision::Denied(m) if m.contains("mounted inside it"))
+    );
+    // A writable parent is fine: the kubelet creates the mount point in it.
+    let rw_parent = pod_with(
+        json!({"name": "ctx", "mountPath": "/plx-context"}),
+        json!({"name": "ctx", "emptyDir": {}}),
+    );
+    assert_eq!(check(GCS, &rw_parent).0.decision, Decision::Mutated);
+}
+
+#[test]
+fn existing_gc_key_path_is_kept_and_checked() {
+    let pod = run_pod(json!([
+        {"name": "polyaxon-main", "image": "x", "env": [{"name": "GC_KEY_PATH", "value": "/wrong/key.json"}]},
+        {"name": "polyaxon-sidecar", "image": "x", "env": [{"name": "GC_KEY_PATH", "value": "/plx-context/.gc/gc-secret.json"},
+            {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/other/creds.json"}]}
+    ]));
+    let (out, p) = check(GCS, &pod);
+    assert_eq!(
+        env_value(c(&p, "polyaxon-main"), "GC_KEY_PATH"),
+        Some("/wrong/key.json")
+    );
+    assert_eq!(c(&p, "polyaxon-main")["env"].as_array().unwrap().len(), 1);
+    assert!(
+        out.warnings.iter().any(|w| w.contains("polyaxon-main")
+            && w.contains("/wrong/key.json")
+            && w.contains("/plx-context/.gc/gc-secret.json")),
+        "{:?}",
+        out.warnings
+    );
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.contains("GOOGLE_APPLICATION_CREDENTIALS") && w.contains("random")),
+        "{:?}",
+        out.warnings
+    );
+    assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
+}
+
+#[test]
+fn skip_annotation_and_container_globs() {
+    let mut pod = run_pod(json!([
+        {"name": "polyaxon-main", "image": "x"}, {"name": "polyaxon-sidecar", "image": "x"}, {"name": "my-helper", "image": "x"}
+    ]));
+    pod["metadata"]["annotations"] =
+        json!({"plx-store-webhook.dev/skip-containers": "polyaxon-main, other"});
+    let (_, p) = check(GCS, &pod);
+    assert_eq!(c(&p, "polyaxon-main"), c(&pod, "polyaxon-main"));
+    assert_eq!(c(&p, "my-helper"), c(&pod, "my-helper"));
+    assert!(env_value(c(&p, "polyaxon-sidecar"), "GC_KEY_PATH").is_some());
+
+    let (_, p) = check(
+        &format!("{GCS}injection: {{containers: [\"my-*\"]}}\n"),
+        &pod,
+    );
+    assert!(env_value(c(&p, "my-helper"), "GC_KEY_PATH").is_some());
+    assert_eq!(c(&p, "polyaxon-sidecar"), c(&pod, "polyaxon-sidecar"));
+}
+
+#[test]
+fn items_and_file_paths_decide_where_the_key_lands() {
+    let pod = run_pod(json!([{"name": "polyaxon-main", "image": "x"}]));
+    let cases = [
+        ("secret: {name: gcs-secret, mountPath: /etc/gcs, items: [{key: sa.json, path: k/key.json}]}", "/etc/gcs/k/key.json", "sa.json"),
+        ("secret: {name: gcs-secret, mountPath: /etc/gcs/sa.json}", "/etc/gcs/sa.json", "gc-secret.json"),
+        ("secret: {name: gcs-secret, mountPath: /etc/gcs/gc-secret.json}", "/etc/gcs/gc-secret.json", "gc-secret.json"),
+    ];
+    for (secret, want, key) in cases {
+        let yaml = format!("name: gcs-artifacts\nkind: gcs\nschema: {{bucket: b}}\n{secret}\n");
+        let (_, p) = check(&yaml, &pod);
+        let main = c(&p, "polyaxon-main");
+        assert_eq!(env_value(main, "GC_KEY_PATH"), Some(want), "{secret}");
+        assert_eq!(
+            kubelet_file(&p, main, want),
+            Some(("gcs-secret".into(), key.into())),
+            "{secret}"
+        );
+    }
+}
+
+#[test]
+fn sub_path_mount_of_the_key_is_understood() {
+    let mut pod = run_pod(json!([{"name": "polyaxon-main", "image": "x",
+        "volumeMounts": [{"name": "k", "mountPath": "/var/key.json", "subPath": "gc-secret.json"}]}]));
+    pod["spec"]["volumes"] = json!([{"name": "k", "secret": {"secretName": "gcs-secret"}}]);
+    let (_, p) = check(GCS, &pod);
+    let main = c(&p, "polyaxon-main");
+    assert_eq!(env_value(main, "GC_KEY_PATH"), Some("/var/key.json"));
+    assert_eq!(main["volumeMounts"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        kubelet_file(&p, main, "/var/key.json"),
+        Some(("gcs-secret".into(), "gc-secret.json".into()))
+    );
+}
+
+#[test]
+fn s3_and_wasb_follow_polyaxons_secret_table() {
+    let pod = run_pod(json!([{"name": "polyaxon-main", "image": "x"}]));
+    let (_, p) = check(
+        "name: s3-store\nkind: s3\nschema: {bucket: s3://b}\nsecret: {name: aws-creds}\n",
+        &pod,
+    );
+    let main = c(&p, "polyaxon-main");
+    assert_eq!(
+        main["envFrom"],
+        json!([{"secretRef": {"name": "aws-creds"}}])
+    );
+    assert!(env_value(main, "GC_KEY_PATH").is_none());
+    assert!(p["spec"].get("volumes").is_none());
+
+    let (_, p) = check("name: az\nkind: wasb\nschema: {bucket: wasbs://c@a.blob.core.windows.net}\nsecret: {name: az, items: [AZURE_ACCOUNT_NAME, AZURE_ACCOUNT_KEY]}\n", &pod);
+    assert_eq!(
+        c(&p, "polyaxon-main")["env"],
+        json!([
+            {"name": "AZURE_ACCOUNT_NAME", "valueFrom": {"secretKeyRef": {"name": "az", "key": "AZURE_ACCOUNT_NAME"}}},
+            {"name": "AZURE_ACCOUNT_KEY", "valueFrom": {"secretKeyRef": {"name": "az", "key": "AZURE_ACCOUNT_KEY"}}}
+        ])
+    );
+}
+
+#[test]
+fn volume_stores_mount_the_claim_or_host_path() {
+    let pod = run_pod(
+        json!([{"name": "polyaxon-main", "image": "x"}, {"name": "polyaxon-sidecar", "image": "x"}]),
+    );
+    let (_, p) = check(
+        "name: data\nkind: volume_claim\nschema: {volumeClaim: plx-pvc, mountPath: /plx-data}\n",
+        &pod,
+    );
+    assert_eq!(
+        p["spec"]["volumes"],
+        json!([{"name": "data", "persistentVolumeClaim": {"claimName": "plx-pvc"}}])
+    );
+    assert_eq!(
+        c(&p, "polyaxon-main")["volumeMounts"],
+        json!([{"name": "data", "mountPath": "/plx-data"}])
+    );
+    // A pod Polyaxon already gave the host path store to is recognised by source.
+    let nostore = read_json("tests/fixtures/polyaxon-pods/job.nostore.json");
+    let (_, p) = check("name: default-artifacts-store\nkind: host_path\nschema: {hostPath: /tmp/artifactsStore, mountPath: /artifactsStore}\n", &nostore);
+    assert_eq!(
+        p["spec"]["volumes"].as_array().unwrap().len(),
+        nostore["spec"]["volumes"].as_array().unwrap().len()
+    );
+    assert_eq!(
+        c(&p, "polyaxon-main")["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap(),
+        &json!({"name": "default-artifacts-store", "mountPath": "/artifactsStore"})
+    );
+}
+
+#[test]
+fn malformed_objects_are_denied_with_the_field() {
+    let p = plan(GCS);
+    let req = Request::pod_create("polyaxon");
+    let cases = [
+        (json!("a string"), "the object must be an object"),
+        (
+            json!({"metadata": {"labels": ["x"]}, "spec": {}}),
+            "metadata.labels must be a map",
+        ),
+        (run_pod(json!("nope")), "spec.containers must be a list"),
+        (run_pod(json!([])), "at least one container"),
+        (
+            run_pod(json!([{"image": "x"}])),
+            "spec.containers[0].name must be a string",
+        ),
+        (
+            run_pod(json!([{"name": "polyaxon-main", "env": [{"value": 1}]}])),
+            "spec.containers[0].env[0].name",
+        ),
+        (
+            {
+                let mut p = run_pod(json!([{"name": "polyaxon-main"}]));
+                p["spec"]["volumes"] = json!({});
+                p
+            },
+            "spec.volumes must be a list",
+        ),
+    ];
+    for (pod, want) in cases {
+        match mutate(&pod, &p, &req).decision {
+            Decision::Denied(m) => assert!(m.contains(want), "{m} / {want}"),
+            other => panic!("{want}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn marker_and_audit_annotations() {
+    let pod = run_pod(json!([{"name": "polyaxon-main", "image": "x"}]));
+    let (out, p) = check(GCS, &pod);
+    let hash = load_str(GCS, "t").unwrap().hash;
+    assert_eq!(
+        p["metadata"]["annotations"],
+        json!({"plx-store-webhook.dev/store": "gcs-artifacts", "plx-store-webhook.dev/config-hash": hash})
+    );
+    assert_eq!(
+        out.audit,
+        vec![
+            ("store", "gcs-artifacts".to_string()),
+            ("config-hash", hash)
+        ]
+    );
+    // A changed config updates the marker (reinvocation after a reload), and only that.
+    let other = format!("{GCS}injection: {{onConflict: skip}}\n");
+    let (out2, _) = check(&other, &p);
+    assert_eq!(out2.patch.len(), 1, "{:?}", out2.patch);
+}
