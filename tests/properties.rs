@@ -1,0 +1,248 @@
+//! Property tests over generated pods: absent/null arrays, existing same-name and same-path
+//! entries, label and annotation keys with `/` and `~`, many containers. For every pod: a clear
+//! denial, or a patch that applies (Rust json-patch, and kubectl for a sample), leaves a valid pod
+//! whose key really is at GC_KEY_PATH, and is empty on a second pass.
+
+mod common;
+
+use common::*;
+use plx_store_webhook::{load_str, mutate, Decision, Plan, Request};
+use proptest::prelude::*;
+use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static KUBECTL_SAMPLES: AtomicUsize = AtomicUsize::new(0);
+
+const VOL_NAMES: &[&str] = &["gcs-secret", "gcs-secret-2", "data", "ctx"];
+const PATHS: &[&str] = &[
+    "/plx-context/.gc",
+    "/plx-context",
+    "/plx-context/.gc/sub",
+    "/data",
+    "/plx-context/.gc/gc-secret.json",
+    "/etc/gcs",
+];
+const ENV_NAMES: &[&str] = &[
+    "GC_KEY_PATH",
+    "GOOGLE_KEY_PATH",
+    "FOO",
+    "POLYAXON_ARTIFACTS_STORE_NAME",
+];
+const CONTAINER_NAMES: &[&str] = &[
+    "polyaxon-main",
+    "polyaxon-sidecar",
+    "pytorch",
+    "user-tool",
+    "sidecar-1a2b",
+];
+const INIT_NAMES: &[&str] = &[
+    "polyaxon-init-artifacts-default",
+    "polyaxon-init-tb-0a1b2c3d4e",
+    "polyaxon-init-auth",
+    "init-9f",
+];
+
+fn configs() -> Vec<(String, Plan)> {
+    let mut out = Vec::new();
+    for (name, path) in LAYOUTS {
+        out.push((name.to_string(), plan_for(path)));
+        let text =
+            std::fs::read_to_string(root().join(path)).unwrap() + "injection: {onConflict: skip}\n";
+        out.push((
+            format!("{name}+skip"),
+            Plan::from_config(&load_str(&text, name).unwrap()),
+        ));
+    }
+    out
+}
+
+fn array_state() -> impl Strategy<Value = u8> {
+    0u8..3 // 0 absent, 1 null, 2 present
+}
+
+fn volume() -> impl Strategy<Value = Value> {
+    (prop::sample::select(VOL_NAMES), 0u8..4).prop_map(|(n, kind)| match kind {
+        0 => json!({"name": n, "emptyDir": {}}),
+        1 => json!({"name": n, "secret": {"secretName": "gcs-secret"}}),
+        2 => json!({"name": n, "secret": {"secretName": "other"}}),
+        _ => json!({"name": n, "configMap": {"name": "gc-key-path"}}),
+    })
+}
+
+fn container(names: &'static [&'static str]) -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(names),
+        array_state(),
+        prop::collection::vec(
+            (
+                prop::sample::select(VOL_NAMES),
+                prop::sample::select(PATHS),
+                any::<bool>(),
+            ),
+            0..4,
+        ),
+        array_state(),
+        prop::collection::vec(
+            (
+                prop::sample::select(ENV_NAMES),
+                prop::sample::select(&["/plx-context/.gc/gc-secret.json", "/x.json"][..]),
+            ),
+            0..3,
+        ),
+        array_state(),
+        any::<bool>(),
+    )
+        .prop_map(|(name, ms, mounts, es, env, efs, ef)| {
+            let mut c = Map::new();
+            c.insert("name".into(), json!(name));
+            c.insert("image".into(), json!("busybox"));
+            let put = |c: &mut Map<String, Value>, k: &str, st: u8, items: Vec<Value>| match st {
+                0 => {}
+                1 => {
+                    c.insert(k.into(), Value::Null);
+                }
+                _ => {
+                    c.insert(k.into(), Value::Array(items));
+                }
+            };
+            put(
+                &mut c,
+                "volumeMounts",
+                ms,
+                mounts
+                    .into_iter()
+                    .map(|(n, p, ro)| json!({"name": n, "mountPath": p, "readOnly": ro}))
+                    .collect(),
+            );
+            put(
+                &mut c,
+                "env",
+                es,
+                env.into_iter()
+                    .map(|(n, v)| json!({"name": n, "value": v}))
+                    .collect(),
+            );
+            put(
+                &mut c,
+                "envFrom",
+                efs,
+                if ef {
+                    vec![json!({"configMapRef": {"name": "gc-key-path"}})]
+                } else {
+                    vec![]
+                },
+            );
+            Value::Object(c)
+        })
+}
+
+fn pod() -> impl Strategy<Value = Value> {
+    (
+        prop::collection::vec(container(CONTAINER_NAMES), 1..12),
+        prop::collection::vec(container(INIT_NAMES), 0..4),
+        array_state(),
+        prop::collection::vec(volume(), 0..4),
+        prop::collection::btree_map("[a-z~/.]{1,12}", "[a-z]{0,5}", 0..3),
+        any::<bool>(),
+    )
+        .prop_map(|(cs, ics, vs, vols, extra, annotate)| {
+            let uniq = |list: Vec<Value>| {
+                let mut seen = std::collections::HashSet::new();
+                list.into_iter()
+                    .enumerate()
+                    .map(|(i, mut c)| {
+                        let n = c["name"].as_str().unwrap().to_string();
+                        if !seen.insert(n.clone()) {
+                            c["name"] = json!(format!("{n}-{i}"));
+                        }
+                        c
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let mut labels = Map::new();
+            labels.insert("app.kubernetes.io/managed-by".into(), json!("polyaxon"));
+            labels.insert("app.kubernetes.io/part-of".into(), json!("polyaxon-runs"));
+            for (k, v) in &extra {
+                labels.insert(format!("x.io/{k}"), json!(v));
+            }
+            let mut meta = json!({"generateName": "plx-operation-x-", "labels": labels});
+            if annotate {
+                meta["annotations"] = Value::Object(
+                    extra
+                        .iter()
+                        .map(|(k, v)| (format!("a~b/{k}"), json!(v)))
+                        .collect(),
+                );
+            }
+            let mut spec = json!({"containers": uniq(cs)});
+            if !ics.is_empty() {
+                spec["initContainers"] = json!(uniq(ics));
+            }
+            match vs {
+                0 => {}
+                1 => spec["volumes"] = Value::Null,
+                _ => spec["volumes"] = json!(vols),
+            }
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
+        })
+}
+
+/// Mounts referencing missing volumes are what the apiserver rejects before us; drop them so
+/// the generated input is a valid pod.
+fn make_valid(mut pod: Value) -> Option<Value> {
+    let names: Vec<String> = pod["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str().map(String::from))
+        .collect();
+    let mut uniq = std::collections::HashSet::new();
+    if !names.iter().all(|n| uniq.insert(n.clone())) {
+        return None;
+    }
+    for list in ["initContainers", "containers"] {
+        for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+            if let Some(ms) = c["volumeMounts"].as_array_mut() {
+                ms.retain(|m| names.iter().any(|n| m["name"] == n.as_str()));
+            }
+        }
+    }
+    validate_pod(&pod).ok().map(|_| pod)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+
+    #[test]
+    fn patch_applies_is_valid_and_idempotent(raw in pod(), which in 0usize..6) {
+        let Some(pod) = make_valid(raw) else { return Ok(()) };
+        let configs = configs();
+        let (cname, plan) = &configs[which];
+        let req = Request::pod_create("polyaxon");
+        let out = mutate(&pod, plan, &req);
+        if let Decision::Denied(m) = &out.decision {
+            prop_assert!(m.contains("container") && m.len() > 40, "{}", m);
+            prop_assert!(out.patch.is_empty());
+            return Ok(());
+        }
+        let mut patched = pod.clone();
+        json_patch::patch(&mut patched, &out.patch).map_err(|e| TestCaseError::fail(format!("{cname}: {e}")))?;
+        validate_pod(&patched).map_err(|e| TestCaseError::fail(format!("{cname}: {e}\n{pod}")))?;
+        let again = mutate(&patched, plan, &req);
+        prop_assert!(again.patch.is_empty(), "{}: second pass {:?}", cname, again.patch);
+        prop_assert!(!matches!(again.decision, Decision::Denied(_)));
+        // Every container we gave a GC_KEY_PATH really has the key file there.
+        for (list, i, c) in containers(&patched) {
+            let before = env_value(&pod["spec"][list][i], "GC_KEY_PATH");
+            if let (None, Some(path)) = (before, env_value(c, "GC_KEY_PATH")) {
+                prop_assert_eq!(kubelet_file(&patched, c, path), Some(("gcs-secret".to_string(), "gc-secret.json".to_string())),
+                    "{}: {} GC_KEY_PATH={}", cname, c["name"], path);
+            }
+        }
+        if !out.patch.is_empty() && KUBECTL_SAMPLES.fetch_add(1, Ordering::Relaxed) < 24 {
+            if let Some(go) = kubectl_apply(&pod, &serde_json::to_value(&out.patch).unwrap()) {
+                prop_assert_eq!(go, patched);
+            }
+        }
+    }
+}
