@@ -115,7 +115,7 @@ impl Outcome {
 /// Decide and build the patch for one pod.
 pub fn mutate(pod: &Value, plan: &Plan, req: &Request<'_>) -> Outcome {
     if req.operation != "CREATE"
-        || req.group != ""
+        || !req.group.is_empty()
         || req.resource != "pods"
         || !req.sub_resource.is_empty()
     {

@@ -43,20 +43,27 @@ impl AppState {
     }
 }
 
-/// All routes, with body limit and panic-to-500 applied.
+/// All routes, with the guards of [`with_guards`] applied.
 pub fn router(state: AppState) -> Router {
     let limit = state.body_limit;
-    Router::new()
+    let routes = Router::new()
         .route("/mutate", post(mutate).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/readyz", get(readyz).fallback(method_not_allowed))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state);
+    with_guards(routes, limit)
+}
+
+/// The body limit (413 past it) and panic → 500 (never a dead connection), shared by every
+/// router this crate serves.
+pub fn with_guards(routes: Router, body_limit: usize) -> Router {
+    routes
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("the handler panicked; the request was not processed".into())
                 .into_response()
         }))
-        .with_state(state)
 }
 
 async fn mutate(

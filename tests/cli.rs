@@ -1,0 +1,170 @@
+//! The binary's offline commands: `mutate` in its three outputs and `check-config`, with exit codes.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn bin(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plx-store-webhook"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn mutate_prints_patch_pod_and_review() {
+    let pod = "examples/run-pod.json";
+    let o = bin(
+        &[
+            "mutate",
+            "--config",
+            "examples/store-seed-filepath.yaml",
+            pod,
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let patch: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(patch.as_array().unwrap().len() >= 4);
+
+    let o = bin(
+        &[
+            "mutate",
+            "--config",
+            "examples/store-seed-filepath.yaml",
+            "--output",
+            "pod",
+            pod,
+        ],
+        None,
+    );
+    let patched: Value = serde_json::from_slice(&o.stdout).unwrap();
+    validate_pod(&patched).unwrap();
+    // Running on its own output: an empty patch.
+    let o = bin(
+        &[
+            "mutate",
+            "--config",
+            "examples/store-seed-filepath.yaml",
+            "-",
+        ],
+        Some(&serde_json::to_string(&patched).unwrap()),
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&o.stdout).unwrap(),
+        serde_json::json!([])
+    );
+
+    let o = bin(
+        &[
+            "mutate",
+            "--config",
+            "examples/store-ctxdir.yaml",
+            "--output",
+            "review",
+            "tests/fixtures/apiserver/review-v1-generatename.json",
+        ],
+        None,
+    );
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["response"]["uid"], "ce37c38c-3ede-43ee-ac74-624a033a051a");
+    assert_eq!(r["response"]["allowed"], true);
+}
+
+#[test]
+fn yaml_in_yaml_out() {
+    let pod = read_json("examples/run-pod.json");
+    let yaml = serde_saphyr::to_string(&pod).unwrap();
+    let o = bin(
+        &[
+            "mutate",
+            "--config",
+            "examples/store-ctxdir.yaml",
+            "--output",
+            "pod",
+            "-",
+        ],
+        Some(&yaml),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(!out.trim_start().starts_with('{'), "expected YAML: {out}");
+    let back: Value = serde_saphyr::from_str(&out).unwrap();
+    assert_eq!(
+        env_value(&back["spec"]["containers"][0], "GC_KEY_PATH"),
+        Some("/plx-context/.gc/gc-secret.json")
+    );
+}
+
+#[test]
+fn bad_input_exits_1_and_denials_exit_2() {
+    let o = bin(
+        &["mutate", "--config", "examples/store-ctxdir.yaml", "-"],
+        Some("{ not: [valid"),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("error"), "{}", text(&o.stderr));
+    let o = bin(
+        &["mutate", "--config", "examples/store-ctxdir.yaml", "-"],
+        Some("just: a map\n"),
+    );
+    assert_eq!(o.status.code(), Some(1));
+
+    let conflict = r#"{"metadata": {"labels": {"app.kubernetes.io/managed-by": "polyaxon", "app.kubernetes.io/part-of": "polyaxon-runs"}},
+      "spec": {"containers": [{"name": "polyaxon-main", "volumeMounts": [{"name": "o", "mountPath": "/plx-context/.gc"}]}], "volumes": [{"name": "o", "emptyDir": {}}]}}"#;
+    let o = bin(
+        &["mutate", "--config", "examples/store-ctxdir.yaml", "-"],
+        Some(conflict),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("denied"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn check_config_prints_the_plan_or_the_error() {
+    for example in [
+        "examples/store-seed-filepath.yaml",
+        "examples/store-ctxdir.yaml",
+        "examples/store-etc-gcs.yaml",
+        "examples/helm-values.yaml",
+        "examples/agent-configmap-store.json",
+    ] {
+        let o = bin(&["check-config", example], None);
+        assert!(o.status.success(), "{example}: {}", text(&o.stderr));
+        let out = text(&o.stdout);
+        assert!(
+            out.contains("main (polyaxon-main): adds mount"),
+            "{example}: {out}"
+        );
+        assert!(out.contains("sidecar (polyaxon-sidecar)"), "{out}");
+    }
+    let o = bin(&["check-config", "examples/store-seed-filepath.yaml"], None);
+    assert!(text(&o.stdout).contains("GC_KEY_PATH=/plx-context/.gc/gc-secret.json/gc-secret.json"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "artifactsStore:\n  name: s\n  kind: gcs\n  schema: {bucket: b}\n  secret: {name: k, mountPath: relative/dir}\n").unwrap();
+    let o = bin(&["check-config", bad.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("bad.yaml") && err.contains("artifactsStore.secret.mountPath"),
+        "{err}"
+    );
+}
