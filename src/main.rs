@@ -137,8 +137,7 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 &["localhost".into(), "127.0.0.1".into()],
                 30,
             )?;
-            let dir =
-                std::env::temp_dir().join(format!("plx-store-webhook-{}", std::process::id()));
+            let dir = std::env::temp_dir().join("plx-store-webhook-dev");
             std::fs::create_dir_all(&dir)?;
             let ca = dir.join("ca.crt");
             std::fs::write(&ca, &bundle.ca_pem)?;
