@@ -61,43 +61,27 @@ fn only_run_pod_creates_are_touched() {
     let p = plan(GCS);
     let mut pod = run_pod(json!([{"name": "polyaxon-main", "image": "x"}]));
     let req = Request::pod_create("polyaxon");
-    assert_eq!(
-        mutate(
-            &pod,
-            &p,
-            &Request {
-                operation: "UPDATE",
-                ..req
-            }
-        )
-        .decision,
-        Decision::Ignored(IgnoreReason::NotPodCreate)
-    );
-    assert_eq!(
-        mutate(
-            &pod,
-            &p,
-            &Request {
-                sub_resource: "ephemeralcontainers",
-                ..req
-            }
-        )
-        .decision,
-        Decision::Ignored(IgnoreReason::NotPodCreate)
-    );
-    assert_eq!(
-        mutate(
-            &pod,
-            &p,
-            &Request {
-                resource: "deployments",
-                group: "apps",
-                ..req
-            }
-        )
-        .decision,
-        Decision::Ignored(IgnoreReason::NotPodCreate)
-    );
+    let others = [
+        Request {
+            operation: "UPDATE",
+            ..req
+        },
+        Request {
+            sub_resource: "ephemeralcontainers",
+            ..req
+        },
+        Request {
+            resource: "deployments",
+            group: "apps",
+            ..req
+        },
+    ];
+    for other in others {
+        assert_eq!(
+            mutate(&pod, &p, &other).decision,
+            Decision::Ignored(IgnoreReason::NotPodCreate)
+        );
+    }
     pod["metadata"]["labels"]["app.kubernetes.io/part-of"] = json!("polyaxon-core");
     assert_eq!(
         mutate(&pod, &p, &req).decision,
