@@ -155,14 +155,9 @@ impl Review {
     pub fn decide(&self, plan: &Plan) -> Outcome {
         let facts = self.facts();
         if self.object.is_null() && facts.operation == "CREATE" && facts.resource == "pods" {
-            return Outcome {
-                decision: Decision::Denied(
-                    "plx-store-webhook: request.object is missing; cannot read the Pod".into(),
-                ),
-                patch: Vec::new(),
-                warnings: Vec::new(),
-                audit: Vec::new(),
-            };
+            return Outcome::denied(
+                "plx-store-webhook: request.object is missing; cannot read the Pod".into(),
+            );
         }
         engine::mutate(&self.object, plan, &facts)
     }

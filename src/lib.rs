@@ -10,6 +10,7 @@ pub mod describe;
 pub mod engine;
 pub mod glob;
 pub mod k8s_names;
+pub mod metrics;
 pub mod offline;
 pub mod plan;
 pub mod server;

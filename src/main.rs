@@ -3,8 +3,11 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use plx_store_webhook::offline::{self, Output};
-use plx_store_webhook::server::{self, serve, tls, AppState};
-use plx_store_webhook::{certs, describe, load_file, telemetry, Decision, Plan};
+use plx_store_webhook::server::run::{self, CertSource};
+use plx_store_webhook::server::tls::MinVersion;
+use plx_store_webhook::server::{self, serve, Guards};
+use plx_store_webhook::{describe, load_file, telemetry, Decision, Plan};
+use std::time::Duration;
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,27 +52,57 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Store config: Helm values, a connection, or the agent ConfigMap's JSON.
+    /// Store config: Helm values, a connection, or the agent ConfigMap's JSON. Reloaded on change.
     #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
     config: PathBuf,
-    /// Address of the HTTPS listener.
+    /// Address of the HTTPS (admission) listener.
     #[arg(long, env = "PLX_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
     listen: SocketAddr,
-    /// Serving certificate (PEM). Without it an ephemeral self-signed one is generated.
+    /// Address of the plain-HTTP admin listener (/healthz, /readyz, /metrics); "off" disables it.
+    #[arg(long, env = "PLX_WEBHOOK_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
+    admin_listen: String,
+    /// Serving certificate (PEM), reloaded on change. Without it an ephemeral self-signed one is made.
     #[arg(long, env = "PLX_WEBHOOK_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
-    /// Serving key (PEM).
+    /// Serving key (PEM), reloaded on change.
     #[arg(long, env = "PLX_WEBHOOK_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Largest accepted request body, in bytes.
+    /// Lowest TLS version accepted.
+    #[arg(long, env = "PLX_WEBHOOK_TLS_MIN_VERSION", value_enum, default_value = "1.2")]
+    tls_min_version: MinVersion,
+    /// CA bundle (PEM) for client certificates: when set, clients must present one it signed (mTLS).
+    #[arg(long, env = "PLX_WEBHOOK_CLIENT_CA")]
+    client_ca: Option<PathBuf>,
+    /// With --client-ca: comma-separated client names (CN or DNS/URI SAN) allowed; empty = any.
+    #[arg(long, env = "PLX_WEBHOOK_CLIENT_ALLOWED_NAMES", value_delimiter = ',', requires = "client_ca")]
+    client_allowed_names: Vec<String>,
+    /// Where the ephemeral certificate's CA is written when no --tls-cert is given.
+    #[arg(long, env = "PLX_WEBHOOK_DEV_CA_OUT", default_value = "/tmp/plx-store-webhook-dev/ca.crt")]
+    dev_ca_out: PathBuf,
+    /// Largest accepted request body, in bytes (413 past it).
     #[arg(long, env = "PLX_WEBHOOK_BODY_LIMIT", default_value_t = server::DEFAULT_BODY_LIMIT)]
     body_limit: usize,
-    /// Log line format.
+    /// Seconds a client may take to send request headers.
+    #[arg(long, env = "PLX_WEBHOOK_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    header_timeout_seconds: u64,
+    /// Seconds a whole request may take, body included (408 past it).
+    #[arg(long, env = "PLX_WEBHOOK_REQUEST_TIMEOUT_SECONDS", default_value_t = 10)]
+    request_timeout_seconds: u64,
+    /// Requests served at once; past it, 503.
+    #[arg(long, env = "PLX_WEBHOOK_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    max_concurrent_requests: usize,
+    /// Seconds between backstop polls of the watched config and certificate files.
+    #[arg(long, env = "PLX_WEBHOOK_RELOAD_POLL_SECONDS", default_value_t = 10)]
+    reload_poll_seconds: u64,
+    /// Shutdown phase one, seconds: not ready and `Connection: close`, still serving.
+    #[arg(long, env = "PLX_WEBHOOK_DRAIN_SECONDS", default_value_t = 5)]
+    drain_seconds: u64,
+    /// Shutdown phase two, seconds: listener closed, in-flight requests finish.
+    #[arg(long, env = "PLX_WEBHOOK_GRACE_SECONDS", default_value_t = 20)]
+    grace_seconds: u64,
+    /// Log line format (filter with RUST_LOG, e.g. RUST_LOG=debug).
     #[arg(long, env = "PLX_WEBHOOK_LOG_FORMAT", value_parser = ["json", "text"], default_value = "json")]
     log_format: String,
-    /// Seconds to let in-flight requests finish after SIGTERM.
-    #[arg(long, env = "PLX_WEBHOOK_GRACE_SECONDS", default_value_t = 25)]
-    grace_seconds: u64,
 }
 
 fn main() -> ExitCode {
@@ -127,44 +160,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
     telemetry::init(args.log_format == "json");
-    let cfg = load_file(&args.config)?;
-    let plan = Plan::from_config(&cfg);
-    let tls_config = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => tls::load(c, k)?,
-        _ => {
-            let bundle = certs::generate(
-                "plx-store-webhook",
-                &["localhost".into(), "127.0.0.1".into()],
-                30,
-            )?;
-            let dir = std::env::temp_dir().join("plx-store-webhook-dev");
-            std::fs::create_dir_all(&dir)?;
-            let ca = dir.join("ca.crt");
-            std::fs::write(&ca, &bundle.ca_pem)?;
-            tracing::warn!(ca = %ca.display(), "no --tls-cert given: serving an ephemeral self-signed certificate for localhost/127.0.0.1; trust the CA written here");
-            tls::server_config(
-                bundle.cert_pem.as_bytes(),
-                bundle.key_pem.as_bytes(),
-                ("ephemeral", "ephemeral"),
-            )?
-        }
+    let admin_listen = match args.admin_listen.as_str() {
+        "off" | "" => None,
+        a => Some(a.parse().with_context(|| format!("--admin-listen {a:?}"))?),
     };
-    let mut state = AppState::new(plan);
-    state.body_limit = args.body_limit;
-    let app = server::router(state);
-    let limits = serve::Limits {
-        grace: std::time::Duration::from_secs(args.grace_seconds),
-        ..Default::default()
+    let cert = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => CertSource::Files { cert, key },
+        _ => CertSource::Ephemeral { ca_out: args.dev_ca_out },
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut opts = run::Options::new(args.config, args.listen, cert);
+    opts.admin_listen = admin_listen;
+    opts.client_ca = args.client_ca;
+    opts.allowed_client_names = args.client_allowed_names.into_iter().filter(|n| !n.is_empty()).collect();
+    opts.min_tls = args.tls_min_version;
+    opts.guards = Guards {
+        body_limit: args.body_limit,
+        request_timeout: Duration::from_secs(args.request_timeout_seconds),
+        max_concurrent: args.max_concurrent_requests,
+    };
+    opts.limits = serve::Limits {
+        handshake: Duration::from_secs(args.header_timeout_seconds),
+        header_read: Duration::from_secs(args.header_timeout_seconds),
+        grace: Duration::from_secs(args.grace_seconds),
+    };
+    opts.drain = Duration::from_secs(args.drain_seconds);
+    opts.reload_poll = Duration::from_secs(args.reload_poll_seconds.max(1));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("binding {}", args.listen))?;
-        tracing::info!(listen = %listener.local_addr()?, store = %cfg.store.name, config_hash = %cfg.hash, "serving");
-        serve::serve_tls(listener, tls_config, app, limits, serve::shutdown_signal()).await?;
+        let running = run::start(opts).await?;
+        serve::shutdown_signal().await;
+        running.begin_shutdown();
+        running.wait().await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

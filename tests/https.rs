@@ -40,16 +40,15 @@ async fn start() -> Server {
     let tls_config = tls::server_config(
         bundle.cert_pem.as_bytes(),
         bundle.key_pem.as_bytes(),
-        ("t", "t"),
     )
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(AppState::new(plan_for("examples/store-ctxdir.yaml")));
     let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(serve::serve_tls(
+    let task = tokio::spawn(serve::serve(
         listener,
-        tls_config,
+        Some(serve::TlsSide::fixed(tls_config)),
         app,
         serve::Limits::default(),
         async {

@@ -10,7 +10,7 @@ use axum::Router;
 use base64::Engine as _;
 use common::*;
 use http_body_util::BodyExt;
-use plx_store_webhook::server::{router, with_guards, AppState};
+use plx_store_webhook::server::{router, with_guards, AppState, Guards};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -196,7 +196,7 @@ async fn limits_routes_and_methods() {
 async fn a_panicking_handler_becomes_a_500() {
     let boom = with_guards(
         Router::new().route("/boom", get(|| async { panic!("boom") as &'static str })),
-        1024,
+        Guards::default(),
     );
     let (s, v) = call(boom, Method::GET, "/boom", vec![]).await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);

@@ -5,7 +5,7 @@ use super::keypath::{is_strictly_under, key_file_path, same_path};
 use super::patch::{pointer, PatchBuilder};
 use super::pod::{Container, PodView, Volume};
 use super::select::{is_target, skip_list};
-use super::{Decision, IgnoreReason, Outcome};
+use super::{ConflictKind, Decision, IgnoreReason, Outcome};
 use crate::config::OnConflict;
 use crate::k8s_names::is_dns_label;
 use crate::plan::{MountPlan, Plan, ANNOTATION_SKIP_CONTAINERS, GC_KEY_ALIASES, GC_KEY_PATH};
@@ -46,7 +46,7 @@ struct Append {
 /// What a container needs, before we know whether it is committed or skipped.
 struct ContainerWork {
     appends: Vec<Append>,
-    conflicts: Vec<String>,
+    conflicts: Vec<(ConflictKind, String)>,
     uses_new_volume: Vec<usize>,
 }
 
@@ -70,6 +70,7 @@ pub(super) fn reconcile(view: &PodView<'_>, plan: &Plan) -> Outcome {
 
     let mut committed = Vec::new();
     let mut denials = Vec::new();
+    let mut conflicts = Vec::new();
     let mut any_served = false;
     for c in &targets {
         let work = container_work(view, plan, &volumes, c, &mut warnings);
@@ -81,24 +82,27 @@ pub(super) fn reconcile(view: &PodView<'_>, plan: &Plan) -> Outcome {
             committed.push((*c, work.appends));
             continue;
         }
+        conflicts.extend(work.conflicts.iter().map(|(k, _)| *k));
+        let messages = work.conflicts.into_iter().map(|(_, m)| m);
         match plan.policy.on_conflict {
-            OnConflict::Deny => denials.extend(work.conflicts),
+            OnConflict::Deny => denials.extend(messages),
             OnConflict::Skip => warnings.extend(
-                work.conflicts
-                    .into_iter()
-                    .map(|c| format!("{c}; container skipped (injection.onConflict: skip)")),
+                messages.map(|c| format!("{c}; container skipped (injection.onConflict: skip)")),
             ),
         }
     }
     if !denials.is_empty() {
-        return Outcome::denied(format!(
+        let mut out = Outcome::denied(format!(
             "plx-store-webhook: cannot give store {:?} to this pod: {}. Fix the pod or the store config, set \
              injection.onConflict: skip, or list the container in annotation {ANNOTATION_SKIP_CONTAINERS}",
             plan.store_name,
             denials.join("; ")
         ));
+        out.conflicts = conflicts;
+        return out;
     }
 
+    let committed_count = committed.len();
     let mut b = PatchBuilder::new();
     for v in volumes.iter().filter(|v| v.needed) {
         b.append(
@@ -117,6 +121,7 @@ pub(super) fn reconcile(view: &PodView<'_>, plan: &Plan) -> Outcome {
             );
         }
     }
+    let injected_containers = committed_count;
     let audit = vec![
         ("store", plan.store_name.clone()),
         ("config-hash", plan.config_hash.clone()),
@@ -134,6 +139,8 @@ pub(super) fn reconcile(view: &PodView<'_>, plan: &Plan) -> Outcome {
         patch: b.finish(),
         warnings,
         audit,
+        conflicts,
+        injected_containers,
     }
 }
 
@@ -226,10 +233,13 @@ fn container_work(
             continue;
         }
         let ours_ro = m.read_only || m.source.always_read_only();
-        if let Some(conflict) = mount_conflict(&seen, &m.dir, ours_ro) {
-            work.conflicts.push(format!(
-                "container {:?}: {} cannot be mounted at {}: {conflict}",
-                c.name, m.what, m.dir
+        if let Some((kind, conflict)) = mount_conflict(&seen, &m.dir, ours_ro) {
+            work.conflicts.push((
+                kind,
+                format!(
+                    "container {:?}: {} cannot be mounted at {}: {conflict}",
+                    c.name, m.what, m.dir
+                ),
             ));
             placed.push(None);
             continue;
@@ -336,24 +346,28 @@ fn env_value(e: &Value) -> Option<&str> {
 }
 
 /// Why a new mount at `dir` would make the pod invalid or unstartable, if it would.
-fn mount_conflict(seen: &[MountSeen<'_>], dir: &str, ours_read_only: bool) -> Option<String> {
+fn mount_conflict(
+    seen: &[MountSeen<'_>],
+    dir: &str,
+    ours_read_only: bool,
+) -> Option<(ConflictKind, String)> {
     for s in seen {
         if same_path(s.path, dir) {
-            return Some(format!(
-                "that path is already the mountPath of volume {:?}",
-                s.volume
+            return Some((
+                ConflictKind::MountPathTaken,
+                format!("that path is already the mountPath of volume {:?}", s.volume),
             ));
         }
         if ours_read_only && is_strictly_under(s.path, dir) {
-            return Some(format!(
+            return Some((ConflictKind::MountInsideOurs, format!(
                 "volume {:?} is mounted inside it at {}, and a read-only mount cannot hold another mount point",
                 s.volume, s.path
-            ));
+            )));
         }
         if s.read_only && is_strictly_under(dir, s.path) {
-            return Some(format!(
-                "it lies inside the read-only mount {} of volume {:?}",
-                s.path, s.volume
+            return Some((
+                ConflictKind::NestedInReadOnly,
+                format!("it lies inside the read-only mount {} of volume {:?}", s.path, s.volume),
             ));
         }
     }

@@ -54,6 +54,16 @@ impl IgnoreReason {
             IgnoreReason::NoTargetContainer => "no target container",
         }
     }
+
+    /// Metric label value.
+    pub fn metric(self) -> &'static str {
+        match self {
+            IgnoreReason::NotPodCreate => "not_pod_create",
+            IgnoreReason::NotARun => "not_a_run",
+            IgnoreReason::NamespaceExcluded => "namespace_excluded",
+            IgnoreReason::NoTargetContainer => "no_target_container",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +89,27 @@ impl Decision {
     }
 }
 
+/// What kind of conflict stopped an injection (for metrics and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConflictKind {
+    /// Another volume is already mounted at the mount directory.
+    MountPathTaken,
+    /// The mount directory lies inside a read-only mount.
+    NestedInReadOnly,
+    /// Another mount lies inside our read-only mount.
+    MountInsideOurs,
+}
+
+impl ConflictKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictKind::MountPathTaken => "mount_path_taken",
+            ConflictKind::NestedInReadOnly => "nested_in_read_only",
+            ConflictKind::MountInsideOurs => "mount_inside_ours",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub decision: Decision,
@@ -86,6 +117,10 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     /// Audit annotations (unprefixed keys; the apiserver prefixes them with the webhook name).
     pub audit: Vec<(&'static str, String)>,
+    /// Conflicts found, whether they denied the pod or skipped a container.
+    pub conflicts: Vec<ConflictKind>,
+    /// Containers given (or already having) the store.
+    pub injected_containers: usize,
 }
 
 impl Outcome {
@@ -95,15 +130,16 @@ impl Outcome {
             patch: Vec::new(),
             warnings: Vec::new(),
             audit: Vec::new(),
+            conflicts: Vec::new(),
+            injected_containers: 0,
         }
     }
 
-    fn denied(message: String) -> Self {
+    /// A denial with nothing else.
+    pub fn denied(message: String) -> Self {
         Outcome {
             decision: Decision::Denied(message),
-            patch: Vec::new(),
-            warnings: Vec::new(),
-            audit: Vec::new(),
+            ..Outcome::ignored(IgnoreReason::NotPodCreate)
         }
     }
 

@@ -19,6 +19,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("too many requests in flight; retry")]
+    Overloaded,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

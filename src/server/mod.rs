@@ -1,65 +1,116 @@
-//! The HTTP surface: a public [`router`] (tests drive it with `oneshot`, no sockets) and the TLS
-//! listener in [`serve`]. Handlers are thin: decode, call the engine, encode, log.
+//! The HTTP surface: a public [`router`] (tests drive it with `oneshot`, no sockets), the plain
+//! admin router for probes and metrics, and the listeners in [`run`]. Handlers are thin: decode,
+//! call the engine, encode, count, log.
 
 mod error;
+pub mod health;
+pub mod reload;
+pub mod run;
 pub mod serve;
 pub mod tls;
 
 pub use error::ApiError;
+pub use health::Health;
 
 use crate::admission;
+use crate::metrics::Metrics;
 use crate::plan::Plan;
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri, Version};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
-use std::sync::atomic::{AtomicBool, Ordering};
+use axum::{Json, Router};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
 
 /// The apiserver sends review bodies up to 3 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 3 * 1024 * 1024;
 
-/// Shared state: the current plan (swapped whole on reload) and readiness.
-#[derive(Clone)]
-pub struct AppState {
-    pub plan: Arc<ArcSwap<Plan>>,
-    pub ready: Arc<AtomicBool>,
+/// Per-request protections.
+#[derive(Debug, Clone, Copy)]
+pub struct Guards {
     pub body_limit: usize,
+    /// Whole request, body read included (a slow body cannot hold a slot forever).
+    pub request_timeout: Duration,
+    /// Requests served at once; past it, 503 at once rather than queueing.
+    pub max_concurrent: usize,
 }
 
-impl AppState {
-    pub fn new(plan: Plan) -> Self {
-        AppState {
-            plan: Arc::new(ArcSwap::from_pointee(plan)),
-            ready: Arc::new(AtomicBool::new(true)),
+impl Default for Guards {
+    fn default() -> Self {
+        Guards {
             body_limit: DEFAULT_BODY_LIMIT,
+            request_timeout: Duration::from_secs(10),
+            max_concurrent: 512,
         }
     }
 }
 
-/// All routes, with the guards of [`with_guards`] applied.
+/// Shared state: the current plan (swapped whole on reload), health, metrics.
+#[derive(Clone)]
+pub struct AppState {
+    pub plan: Arc<ArcSwap<Plan>>,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+    pub guards: Guards,
+}
+
+impl AppState {
+    pub fn new(plan: Plan) -> Self {
+        let metrics = Metrics::new();
+        metrics.set_config(&plan.config_hash, &plan.store_name);
+        AppState {
+            plan: Arc::new(ArcSwap::from_pointee(plan)),
+            health: Arc::new(Health::loaded()),
+            metrics: Arc::new(metrics),
+            guards: Guards::default(),
+        }
+    }
+}
+
+/// The TLS port's routes, with every guard applied.
 pub fn router(state: AppState) -> Router {
-    let limit = state.body_limit;
+    let guards = state.guards;
     let routes = Router::new()
         .route("/mutate", post(mutate).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/readyz", get(readyz).fallback(method_not_allowed))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.health.clone(), close_while_draining))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(Semaphore::new(guards.max_concurrent.max(1))),
+            bound_concurrency,
+        ))
         .with_state(state);
-    with_guards(routes, limit)
+    with_guards(routes, guards)
 }
 
-/// The body limit (413 past it) and panic → 500 (never a dead connection), shared by every
-/// router this crate serves.
-pub fn with_guards(routes: Router, body_limit: usize) -> Router {
+/// The admin port's routes (plain HTTP): probes and metrics, no admission.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Body limit (413 past it), whole-request timeout (408) and panic → 500 (never a dead
+/// connection), shared by every router this crate serves.
+pub fn with_guards(routes: Router, guards: Guards) -> Router {
     routes
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(guards.body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            guards.request_timeout,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("the handler panicked; the request was not processed".into())
                 .into_response()
@@ -71,17 +122,27 @@ async fn mutate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
-            limit: state.body_limit,
-        },
-        _ => ApiError::BadRequest(e.body_text()),
+    let fail = |e: ApiError| {
+        state.metrics.observe_error(started.elapsed().as_secs_f64());
+        e
+    };
+    let body = body.map_err(|e| {
+        fail(match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
+                limit: state.guards.body_limit,
+            },
+            _ => ApiError::BadRequest(e.body_text()),
+        })
     })?;
     let plan = state.plan.load();
     let (review, outcome, bytes) = admission::review(&body, &plan).map_err(|e| {
         tracing::warn!(error = %e, "rejected a malformed AdmissionReview");
-        ApiError::BadRequest(e.to_string())
+        fail(ApiError::BadRequest(e.to_string()))
     })?;
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .observe(&outcome, review.api_version.label(), elapsed.as_secs_f64());
     tracing::info!(
         uid = %review.uid,
         namespace = %review.facts().namespace,
@@ -90,15 +151,16 @@ async fn mutate(
         dry_run = review.dry_run,
         api_version = review.api_version.label(),
         store = %plan.store_name,
+        config_hash = %plan.config_hash,
         decision = outcome.decision.label(),
         reason = %match &outcome.decision {
-            crate::Decision::Ignored(r) => r.as_str().to_string(),
-            crate::Decision::Denied(m) => m.clone(),
-            _ => String::new(),
+            crate::Decision::Ignored(r) => r.as_str(),
+            crate::Decision::Denied(m) => m.as_str(),
+            _ => "",
         },
         warnings = ?outcome.warnings,
         patch_ops = outcome.patch.len(),
-        duration_us = started.elapsed().as_micros() as u64,
+        duration_us = elapsed.as_micros() as u64,
         "admission decision"
     );
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
@@ -109,11 +171,24 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::Relaxed) {
-        "ok".into_response()
+    let (ready, detail) = state.health.readiness();
+    let status = if ready {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(detail)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
 }
 
 async fn not_found(uri: Uri) -> ApiError {
@@ -122,4 +197,28 @@ async fn not_found(uri: Uri) -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// While draining, ask HTTP/1.1 clients to close: the apiserver pools keep-alive connections
+/// and would otherwise keep reusing them until the listener goes away.
+async fn close_while_draining(State(health): State<Arc<Health>>, req: Request, next: Next) -> Response {
+    let http1 = req.version() <= Version::HTTP_11;
+    let mut resp = next.run(req).await;
+    if http1 && health.draining() {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// At most N requests at once; past it a clear 503 instead of an unbounded queue.
+async fn bound_concurrency(State(sem): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
+    match sem.try_acquire_owned() {
+        Ok(permit) => {
+            let resp = next.run(req).await;
+            drop(permit);
+            resp
+        }
+        Err(_) => ApiError::Overloaded.into_response(),
+    }
 }

@@ -1,0 +1,155 @@
+//! Prometheus metrics, low cardinality by construction: every label value comes from a closed
+//! set (decisions, reasons, versions), never from a pod.
+
+use crate::engine::{Decision, Outcome};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub result: &'static str,
+    pub api_version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigLabels {
+    pub hash: String,
+    pub store: String,
+}
+
+/// Every metric the webhook exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Histogram,
+    pub injected_containers: Counter,
+    pub skips: Family<ReasonLabels, Counter>,
+    pub conflicts: Family<KindLabels, Counter>,
+    pub config_reloads: Family<ResultLabels, Counter>,
+    pub cert_reloads: Family<ResultLabels, Counter>,
+    pub cert_not_after: Gauge,
+    pub config_info: Family<ConfigLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("plx_webhook");
+        let m = Metrics {
+            requests: Family::default(),
+            // 25 µs … ~0.8 s: fine enough for sub-millisecond work.
+            duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
+            injected_containers: Counter::default(),
+            skips: Family::default(),
+            conflicts: Family::default(),
+            config_reloads: Family::default(),
+            cert_reloads: Family::default(),
+            cert_not_after: Gauge::default(),
+            config_info: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "admission_requests",
+            "Admission requests by result (mutated, unchanged, ignored, denied, error) and API version",
+            m.requests.clone(),
+        );
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer an admission request, body read to response",
+            m.duration.clone(),
+        );
+        registry.register(
+            "injected_containers",
+            "Target containers given the store (or found already having it) in allowed run pods",
+            m.injected_containers.clone(),
+        );
+        registry.register("skips", "Pods or containers left alone, by reason", m.skips.clone());
+        registry.register("conflicts", "Mount conflicts found, by kind", m.conflicts.clone());
+        registry.register("config_reloads", "Config reloads by result", m.config_reloads.clone());
+        registry.register("cert_reloads", "TLS certificate reloads by result", m.cert_reloads.clone());
+        registry.register(
+            "serving_cert_not_after_timestamp_seconds",
+            "notAfter of the serving certificate, as a Unix timestamp",
+            m.cert_not_after.clone(),
+        );
+        registry.register("config", "The loaded config (hash, store)", m.config_info.clone());
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Count one answered review.
+    pub fn observe(&self, outcome: &Outcome, api_version: &'static str, seconds: f64) {
+        let result = outcome.decision.label();
+        self.requests
+            .get_or_create(&RequestLabels { result, api_version })
+            .inc();
+        self.duration.observe(seconds);
+        if let Decision::Ignored(r) = outcome.decision {
+            self.skips.get_or_create(&ReasonLabels { reason: r.metric() }).inc();
+        }
+        for c in &outcome.conflicts {
+            self.conflicts.get_or_create(&KindLabels { kind: c.as_str() }).inc();
+        }
+        if outcome.allowed() {
+            let skipped = outcome.conflicts.len() as u64;
+            if skipped > 0 {
+                self.skips
+                    .get_or_create(&ReasonLabels { reason: "container_conflict" })
+                    .inc_by(skipped);
+            }
+            self.injected_containers.inc_by(outcome.injected_containers as u64);
+        }
+    }
+
+    /// Count a request that could not be answered as a review (400/413…).
+    pub fn observe_error(&self, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels { result: "error", api_version: "unknown" })
+            .inc();
+        self.duration.observe(seconds);
+    }
+
+    /// Record the config now in force.
+    pub fn set_config(&self, hash: &str, store: &str) {
+        self.config_info.clear();
+        self.config_info
+            .get_or_create(&ConfigLabels { hash: hash.to_string(), store: store.to_string() })
+            .set(1);
+    }
+
+    /// Text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,76 @@
+//! Watching files for changes the way Kubernetes makes them: a mounted Secret or ConfigMap is
+//! updated by swapping the `..data` symlink in its directory, not by writing the file, so the
+//! *directory* is watched (a watch on the file dies after the first swap), events are debounced,
+//! and a periodic poll comparing contents is the safety net. The callback decides what a change
+//! means; it never sees the same contents twice in a row.
+
+use notify::{RecursiveMode, Watcher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The contents of each watched file (`None` when it cannot be read right now).
+pub type Contents = Vec<Option<Vec<u8>>>;
+
+/// Read every file (following symlinks).
+pub fn read_all(paths: &[PathBuf]) -> Contents {
+    paths.iter().map(|p| std::fs::read(p).ok()).collect()
+}
+
+fn watch_dirs(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+/// Watch `paths` until the returned task is aborted; call `on_change` with the new contents
+/// whenever they differ from the last seen (starting from `initial`).
+pub fn spawn<F>(paths: Vec<PathBuf>, initial: Contents, poll: Duration, mut on_change: F) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut(&Contents) + Send + 'static,
+{
+    tokio::spawn(async move {
+        let (tx, mut rx) = mpsc::channel::<()>(1);
+        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.try_send(());
+        });
+        let _watcher = match watcher {
+            Ok(mut w) => {
+                for d in watch_dirs(&paths) {
+                    if let Err(e) = w.watch(&d, RecursiveMode::NonRecursive) {
+                        tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory; relying on polling");
+                    }
+                }
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "file watching unavailable; relying on polling");
+                None
+            }
+        };
+        let mut last = initial;
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                got = rx.recv() => {
+                    if got.is_none() { break; }
+                    // Debounce: a symlink swap is several events.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    while rx.try_recv().is_ok() {}
+                }
+                _ = tick.tick() => {}
+            }
+            let now = read_all(&paths);
+            if now != last {
+                on_change(&now);
+                last = now;
+            }
+        }
+    })
+}

@@ -1,0 +1,230 @@
+//! Assembling a running webhook: load config and certificate, start the reload watchers, the
+//! TLS and admin listeners, and shut down in two phases — first fail readiness and ask
+//! keep-alive clients to close for a drain period, then stop accepting and let in-flight
+//! requests finish.
+
+use super::reload;
+use super::serve::{self, Limits, TlsSide};
+use super::tls::{self, Material, MinVersion};
+use super::{admin_router, router, AppState, Guards};
+use crate::config;
+use crate::metrics::ResultLabels;
+use crate::plan::Plan;
+use arc_swap::ArcSwapOption;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum CertSource {
+    /// PEM files, watched and reloaded.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A self-signed certificate for localhost made at start; its CA is written to this path.
+    Ephemeral { ca_out: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub cert: CertSource,
+    pub client_ca: Option<PathBuf>,
+    pub allowed_client_names: Vec<String>,
+    pub min_tls: MinVersion,
+    pub guards: Guards,
+    pub limits: Limits,
+    /// Phase one of shutdown: not ready, `Connection: close`, still serving.
+    pub drain: Duration,
+    /// Backstop poll of watched files.
+    pub reload_poll: Duration,
+}
+
+impl Options {
+    /// Defaults for everything but the config path and addresses.
+    pub fn new(config: PathBuf, listen: SocketAddr, cert: CertSource) -> Self {
+        Options {
+            config,
+            listen,
+            admin_listen: None,
+            cert,
+            client_ca: None,
+            allowed_client_names: Vec::new(),
+            min_tls: MinVersion::Tls12,
+            guards: Guards::default(),
+            limits: Limits::default(),
+            drain: Duration::from_secs(5),
+            reload_poll: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A started webhook.
+pub struct Running {
+    pub tls_addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Begin the two-phase shutdown (what SIGTERM does).
+    pub fn begin_shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Wait until both phases are over.
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.done.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}
+
+/// Read the certificate files (and client CA); a missing file is an error naming it.
+fn read_material(cert: &PathBuf, key: &PathBuf, ca: Option<&PathBuf>) -> Result<Material, String> {
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    Ok(Material {
+        cert_pem: read(cert)?,
+        key_pem: read(key)?,
+        client_ca_pem: ca.map(read).transpose()?,
+    })
+}
+
+/// Apply a certificate load result: swap on success, keep the last good pair on failure.
+fn apply_tls(state: &AppState, side: &TlsSide, result: Result<tls::Built, String>) {
+    match result {
+        Ok(built) => {
+            side.config.store(Some(built.config));
+            state.metrics.cert_not_after.set(built.not_after);
+            state.metrics.cert_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
+            state.health.cert_result(Ok(()));
+            tracing::info!(not_after = built.not_after, "serving certificate loaded");
+        }
+        Err(e) => {
+            state.metrics.cert_reloads.get_or_create(&ResultLabels { result: "failure" }).inc();
+            tracing::error!(error = %e, "serving certificate not (re)loaded; the last good one keeps serving");
+            state.health.cert_result(Err(e));
+        }
+    }
+}
+
+/// Apply a config load result: an atomic swap of the whole plan, or keep the old one.
+fn apply_config(state: &AppState, result: Result<config::Config, config::ConfigError>) {
+    match result {
+        Ok(cfg) => {
+            let plan = Plan::from_config(&cfg);
+            state.metrics.set_config(&plan.config_hash, &plan.store_name);
+            state.plan.store(Arc::new(plan));
+            state.metrics.config_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
+            state.health.config_result(Ok(()));
+            tracing::info!(config_hash = %cfg.hash, store = %cfg.store.name, "config loaded");
+        }
+        Err(e) => {
+            state.metrics.config_reloads.get_or_create(&ResultLabels { result: "failure" }).inc();
+            tracing::error!(error = %e, "config not reloaded; the last good one stays in force");
+            state.health.config_result(Err(e.to_string()));
+        }
+    }
+}
+
+/// Start everything. A config that does not load at start is an error (fail fast, visible as a
+/// crash loop); a certificate that is not there yet only keeps the webhook unready.
+pub async fn start(opts: Options) -> anyhow::Result<Running> {
+    let cfg = config::load_file(&opts.config)?;
+    let mut state = AppState::new(Plan::from_config(&cfg));
+    state.guards = opts.guards;
+    state.health = Arc::new(super::Health::default());
+    state.health.config_result(Ok(()));
+
+    let side = TlsSide {
+        config: Arc::new(ArcSwapOption::empty()),
+        allowed_client_names: Arc::new(opts.allowed_client_names.clone()),
+    };
+    let mut watchers = Vec::new();
+    match &opts.cert {
+        CertSource::Files { cert, key } => {
+            let mut paths = vec![cert.clone(), key.clone()];
+            paths.extend(opts.client_ca.clone());
+            let load = {
+                let (cert, key, ca, min) = (cert.clone(), key.clone(), opts.client_ca.clone(), opts.min_tls);
+                move || read_material(&cert, &key, ca.as_ref()).and_then(|m| tls::build(&m, min).map_err(|e| e.to_string()))
+            };
+            apply_tls(&state, &side, load());
+            let (st, sd) = (state.clone(), side.clone());
+            watchers.push(reload::spawn(paths.clone(), reload::read_all(&paths), opts.reload_poll, move |_| {
+                apply_tls(&st, &sd, load())
+            }));
+        }
+        CertSource::Ephemeral { ca_out } => {
+            let bundle = crate::certs::generate("plx-store-webhook", &["localhost".into(), "127.0.0.1".into()], 30)?;
+            if let Some(dir) = ca_out.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(ca_out, &bundle.ca_pem)?;
+            let m = Material {
+                cert_pem: bundle.cert_pem.into_bytes(),
+                key_pem: bundle.key_pem.into_bytes(),
+                client_ca_pem: opts.client_ca.as_ref().map(std::fs::read).transpose()?,
+            };
+            apply_tls(&state, &side, tls::build(&m, opts.min_tls).map_err(|e| e.to_string()));
+            tracing::warn!(ca = %ca_out.display(), "no --tls-cert given: serving an ephemeral self-signed certificate for localhost/127.0.0.1; trust the CA written here");
+        }
+    }
+    {
+        let st = state.clone();
+        let path = opts.config.clone();
+        let paths = vec![path.clone()];
+        watchers.push(reload::spawn(paths.clone(), reload::read_all(&paths), opts.reload_poll, move |c| {
+            let result = match c.first().and_then(Option::as_ref) {
+                None => Err(config::ConfigError {
+                    source_name: path.display().to_string(),
+                    message: "cannot read file".into(),
+                }),
+                Some(bytes) => config::load_str(&String::from_utf8_lossy(bytes), &path.display().to_string()),
+            };
+            apply_config(&st, result)
+        }));
+    }
+
+    let (close_tx, close_rx) = watch::channel(false);
+    let closed = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
+    let tls_addr = listener.local_addr()?;
+    let tls_task = tokio::spawn(serve::serve(listener, Some(side), router(state.clone()), opts.limits, closed(close_rx.clone())));
+    let (admin_addr, admin_task) = match opts.admin_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await?;
+            let a = l.local_addr()?;
+            let limits = Limits { grace: Duration::from_secs(1), ..opts.limits };
+            (Some(a), Some(tokio::spawn(serve::serve(l, None, admin_router(state.clone()), limits, closed(close_rx.clone())))))
+        }
+        None => (None, None),
+    };
+    tracing::info!(listen = %tls_addr, admin = ?admin_addr, store = %cfg.store.name, config_hash = %cfg.hash, "serving");
+
+    let (stop, mut stop_rx) = watch::channel(false);
+    let health = state.health.clone();
+    let drain = opts.drain;
+    let done = tokio::spawn(async move {
+        let _ = stop_rx.wait_for(|v| *v).await;
+        health.start_draining();
+        tracing::info!(drain_seconds = drain.as_secs_f64(), "shutdown: not ready, asking clients to close");
+        tokio::time::sleep(drain).await;
+        let _ = close_tx.send(true);
+        let result = tls_task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Some(t) = admin_task {
+            let _ = t.await;
+        }
+        for w in watchers {
+            w.abort();
+        }
+        tracing::info!("shutdown complete");
+        result
+    });
+    Ok(Running { tls_addr, admin_addr, state, stop, done })
+}
