@@ -7,11 +7,11 @@ use plx_store_webhook::server::run::{self, CertSource};
 use plx_store_webhook::server::tls::MinVersion;
 use plx_store_webhook::server::{self, serve, Guards};
 use plx_store_webhook::{describe, load_file, telemetry, Decision, Plan};
-use std::time::Duration;
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the admission webhook over HTTPS.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the engine on a Pod or AdmissionReview file (or stdin) and print the result.
     Mutate {
         /// Store config: Helm values, a connection, or the agent ConfigMap's JSON.
@@ -68,16 +68,30 @@ struct ServeArgs {
     #[arg(long, env = "PLX_WEBHOOK_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// Lowest TLS version accepted.
-    #[arg(long, env = "PLX_WEBHOOK_TLS_MIN_VERSION", value_enum, default_value = "1.2")]
+    #[arg(
+        long,
+        env = "PLX_WEBHOOK_TLS_MIN_VERSION",
+        value_enum,
+        default_value = "1.2"
+    )]
     tls_min_version: MinVersion,
     /// CA bundle (PEM) for client certificates: when set, clients must present one it signed (mTLS).
     #[arg(long, env = "PLX_WEBHOOK_CLIENT_CA")]
     client_ca: Option<PathBuf>,
     /// With --client-ca: comma-separated client names (CN or DNS/URI SAN) allowed; empty = any.
-    #[arg(long, env = "PLX_WEBHOOK_CLIENT_ALLOWED_NAMES", value_delimiter = ',', requires = "client_ca")]
+    #[arg(
+        long,
+        env = "PLX_WEBHOOK_CLIENT_ALLOWED_NAMES",
+        value_delimiter = ',',
+        requires = "client_ca"
+    )]
     client_allowed_names: Vec<String>,
     /// Where the ephemeral certificate's CA is written when no --tls-cert is given.
-    #[arg(long, env = "PLX_WEBHOOK_DEV_CA_OUT", default_value = "/tmp/plx-store-webhook-dev/ca.crt")]
+    #[arg(
+        long,
+        env = "PLX_WEBHOOK_DEV_CA_OUT",
+        default_value = "/tmp/plx-store-webhook-dev/ca.crt"
+    )]
     dev_ca_out: PathBuf,
     /// Largest accepted request body, in bytes (413 past it).
     #[arg(long, env = "PLX_WEBHOOK_BODY_LIMIT", default_value_t = server::DEFAULT_BODY_LIMIT)]
@@ -86,10 +100,18 @@ struct ServeArgs {
     #[arg(long, env = "PLX_WEBHOOK_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
     header_timeout_seconds: u64,
     /// Seconds a whole request may take, body included (408 past it).
-    #[arg(long, env = "PLX_WEBHOOK_REQUEST_TIMEOUT_SECONDS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "PLX_WEBHOOK_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
     request_timeout_seconds: u64,
     /// Requests served at once; past it, 503.
-    #[arg(long, env = "PLX_WEBHOOK_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    #[arg(
+        long,
+        env = "PLX_WEBHOOK_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 512
+    )]
     max_concurrent_requests: usize,
     /// Seconds between backstop polls of the watched config and certificate files.
     #[arg(long, env = "PLX_WEBHOOK_RELOAD_POLL_SECONDS", default_value_t = 10)]
@@ -154,7 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve_cmd(args),
+        Command::Serve(args) => serve_cmd(*args),
     }
 }
 
@@ -166,12 +188,18 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let cert = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => CertSource::Files { cert, key },
-        _ => CertSource::Ephemeral { ca_out: args.dev_ca_out },
+        _ => CertSource::Ephemeral {
+            ca_out: args.dev_ca_out,
+        },
     };
     let mut opts = run::Options::new(args.config, args.listen, cert);
     opts.admin_listen = admin_listen;
     opts.client_ca = args.client_ca;
-    opts.allowed_client_names = args.client_allowed_names.into_iter().filter(|n| !n.is_empty()).collect();
+    opts.allowed_client_names = args
+        .client_allowed_names
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .collect();
     opts.min_tls = args.tls_min_version;
     opts.guards = Guards {
         body_limit: args.body_limit,
@@ -182,10 +210,13 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
         handshake: Duration::from_secs(args.header_timeout_seconds),
         header_read: Duration::from_secs(args.header_timeout_seconds),
         grace: Duration::from_secs(args.grace_seconds),
+        ..Default::default()
     };
     opts.drain = Duration::from_secs(args.drain_seconds);
     opts.reload_poll = Duration::from_secs(args.reload_poll_seconds.max(1));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let running = run::start(opts).await?;
         serve::shutdown_signal().await;

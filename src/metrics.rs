@@ -88,16 +88,36 @@ impl Metrics {
             "Target containers given the store (or found already having it) in allowed run pods",
             m.injected_containers.clone(),
         );
-        registry.register("skips", "Pods or containers left alone, by reason", m.skips.clone());
-        registry.register("conflicts", "Mount conflicts found, by kind", m.conflicts.clone());
-        registry.register("config_reloads", "Config reloads by result", m.config_reloads.clone());
-        registry.register("cert_reloads", "TLS certificate reloads by result", m.cert_reloads.clone());
+        registry.register(
+            "skips",
+            "Pods or containers left alone, by reason",
+            m.skips.clone(),
+        );
+        registry.register(
+            "conflicts",
+            "Mount conflicts found, by kind",
+            m.conflicts.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config reloads by result",
+            m.config_reloads.clone(),
+        );
+        registry.register(
+            "cert_reloads",
+            "TLS certificate reloads by result",
+            m.cert_reloads.clone(),
+        );
         registry.register(
             "serving_cert_not_after_timestamp_seconds",
             "notAfter of the serving certificate, as a Unix timestamp",
             m.cert_not_after.clone(),
         );
-        registry.register("config", "The loaded config (hash, store)", m.config_info.clone());
+        registry.register(
+            "config",
+            "The loaded config (hash, store)",
+            m.config_info.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -110,30 +130,43 @@ impl Metrics {
     pub fn observe(&self, outcome: &Outcome, api_version: &'static str, seconds: f64) {
         let result = outcome.decision.label();
         self.requests
-            .get_or_create(&RequestLabels { result, api_version })
+            .get_or_create(&RequestLabels {
+                result,
+                api_version,
+            })
             .inc();
         self.duration.observe(seconds);
         if let Decision::Ignored(r) = outcome.decision {
-            self.skips.get_or_create(&ReasonLabels { reason: r.metric() }).inc();
+            self.skips
+                .get_or_create(&ReasonLabels { reason: r.metric() })
+                .inc();
         }
         for c in &outcome.conflicts {
-            self.conflicts.get_or_create(&KindLabels { kind: c.as_str() }).inc();
+            self.conflicts
+                .get_or_create(&KindLabels { kind: c.as_str() })
+                .inc();
         }
         if outcome.allowed() {
             let skipped = outcome.conflicts.len() as u64;
             if skipped > 0 {
                 self.skips
-                    .get_or_create(&ReasonLabels { reason: "container_conflict" })
+                    .get_or_create(&ReasonLabels {
+                        reason: "container_conflict",
+                    })
                     .inc_by(skipped);
             }
-            self.injected_containers.inc_by(outcome.injected_containers as u64);
+            self.injected_containers
+                .inc_by(outcome.injected_containers as u64);
         }
     }
 
     /// Count a request that could not be answered as a review (400/413…).
     pub fn observe_error(&self, seconds: f64) {
         self.requests
-            .get_or_create(&RequestLabels { result: "error", api_version: "unknown" })
+            .get_or_create(&RequestLabels {
+                result: "error",
+                api_version: "unknown",
+            })
             .inc();
         self.duration.observe(seconds);
     }
@@ -142,7 +175,10 @@ impl Metrics {
     pub fn set_config(&self, hash: &str, store: &str) {
         self.config_info.clear();
         self.config_info
-            .get_or_create(&ConfigLabels { hash: hash.to_string(), store: store.to_string() })
+            .get_or_create(&ConfigLabels {
+                hash: hash.to_string(),
+                store: store.to_string(),
+            })
             .set(1);
     }
 

@@ -37,11 +37,8 @@ async fn start() -> Server {
         1,
     )
     .unwrap();
-    let tls_config = tls::server_config(
-        bundle.cert_pem.as_bytes(),
-        bundle.key_pem.as_bytes(),
-    )
-    .unwrap();
+    let tls_config =
+        tls::server_config(bundle.cert_pem.as_bytes(), bundle.key_pem.as_bytes()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(AppState::new(plan_for("examples/store-ctxdir.yaml")));
@@ -213,7 +210,7 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
     tokio::spawn(conn);
     // Start a request whose body arrives slowly, then ask the server to stop.
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let body = ChanBody(rx);
+    let body = common::client::ChanBody(rx);
     let req = Request::post("/mutate")
         .header("host", "localhost")
         .body(body)
@@ -241,20 +238,4 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
         .unwrap()
         .unwrap();
     assert!(TcpStream::connect(server.addr).await.is_err());
-}
-
-/// A request body fed from a channel, to keep a request in flight.
-struct ChanBody(tokio::sync::mpsc::Receiver<Bytes>);
-
-impl http_body::Body for ChanBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|o| o.map(|b| Ok(hyper::body::Frame::data(b))))
-    }
 }

@@ -202,3 +202,31 @@ async fn a_panicking_handler_becomes_a_500() {
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(v["code"], 500);
 }
+
+#[tokio::test]
+async fn concurrency_bound_answers_503_and_slow_bodies_time_out() {
+    let mut state = AppState::new(plan_for("examples/store-ctxdir.yaml"));
+    state.guards = Guards {
+        max_concurrent: 1,
+        request_timeout: std::time::Duration::from_millis(500),
+        ..Guards::default()
+    };
+    let app = router(state);
+    // A request whose body never finishes holds the only slot.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(axum::body::Bytes::from_static(b"{")).await.unwrap();
+    let slow = Request::post("/mutate")
+        .body(Body::new(common::client::ChanBody(rx)))
+        .unwrap();
+    let held = tokio::spawn(app.clone().oneshot(slow));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (s, v) = call(app.clone(), Method::POST, "/mutate", b"{}".to_vec()).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["code"], 503);
+    // The slow one is cut by the whole-request timeout, freeing the slot.
+    let resp = held.await.unwrap().unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+    drop(tx);
+    let (s, _) = call(app, Method::POST, "/mutate", b"{}".to_vec()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}

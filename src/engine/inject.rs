@@ -355,7 +355,10 @@ fn mount_conflict(
         if same_path(s.path, dir) {
             return Some((
                 ConflictKind::MountPathTaken,
-                format!("that path is already the mountPath of volume {:?}", s.volume),
+                format!(
+                    "that path is already the mountPath of volume {:?}",
+                    s.volume
+                ),
             ));
         }
         if ours_read_only && is_strictly_under(s.path, dir) {
@@ -367,7 +370,10 @@ fn mount_conflict(
         if s.read_only && is_strictly_under(dir, s.path) {
             return Some((
                 ConflictKind::NestedInReadOnly,
-                format!("it lies inside the read-only mount {} of volume {:?}", s.path, s.volume),
+                format!(
+                    "it lies inside the read-only mount {} of volume {:?}",
+                    s.path, s.volume
+                ),
             ));
         }
     }

@@ -32,7 +32,10 @@ fn set(c: &Mutex<Component>, result: Result<(), String>) {
 
 fn describe(c: &Mutex<Component>) -> (bool, serde_json::Value) {
     match c.lock() {
-        Ok(c) => (c.loaded, json!({"loaded": c.loaded, "lastError": c.last_error})),
+        Ok(c) => (
+            c.loaded,
+            json!({"loaded": c.loaded, "lastError": c.last_error}),
+        ),
         Err(_) => (false, json!({"loaded": false})),
     }
 }
@@ -69,6 +72,9 @@ impl Health {
         let (config_ok, config) = describe(&self.config);
         let draining = self.draining();
         let ready = cert_ok && config_ok && !draining;
-        (ready, json!({"ready": ready, "draining": draining, "cert": cert, "config": config}))
+        (
+            ready,
+            json!({"ready": ready, "draining": draining, "cert": cert, "config": config}),
+        )
     }
 }

@@ -83,7 +83,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/readyz", get(readyz).fallback(method_not_allowed))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.health.clone(), close_while_draining))
+        .layer(middleware::from_fn_with_state(
+            state.health.clone(),
+            close_while_draining,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::new(Semaphore::new(guards.max_concurrent.max(1))),
             bound_concurrency,
@@ -201,7 +204,11 @@ async fn method_not_allowed() -> ApiError {
 
 /// While draining, ask HTTP/1.1 clients to close: the apiserver pools keep-alive connections
 /// and would otherwise keep reusing them until the listener goes away.
-async fn close_while_draining(State(health): State<Arc<Health>>, req: Request, next: Next) -> Response {
+async fn close_while_draining(
+    State(health): State<Arc<Health>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let http1 = req.version() <= Version::HTTP_11;
     let mut resp = next.run(req).await;
     if http1 && health.draining() {
@@ -212,7 +219,11 @@ async fn close_while_draining(State(health): State<Arc<Health>>, req: Request, n
 }
 
 /// At most N requests at once; past it a clear 503 instead of an unbounded queue.
-async fn bound_concurrency(State(sem): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
+async fn bound_concurrency(
+    State(sem): State<Arc<Semaphore>>,
+    req: Request,
+    next: Next,
+) -> Response {
     match sem.try_acquire_owned() {
         Ok(permit) => {
             let resp = next.run(req).await;

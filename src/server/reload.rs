@@ -20,7 +20,12 @@ pub fn read_all(paths: &[PathBuf]) -> Contents {
 fn watch_dirs(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = paths
         .iter()
-        .map(|p| p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf())
+        .map(|p| {
+            p.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf()
+        })
         .collect();
     dirs.sort();
     dirs.dedup();
@@ -29,7 +34,12 @@ fn watch_dirs(paths: &[PathBuf]) -> Vec<PathBuf> {
 
 /// Watch `paths` until the returned task is aborted; call `on_change` with the new contents
 /// whenever they differ from the last seen (starting from `initial`).
-pub fn spawn<F>(paths: Vec<PathBuf>, initial: Contents, poll: Duration, mut on_change: F) -> tokio::task::JoinHandle<()>
+pub fn spawn<F>(
+    paths: Vec<PathBuf>,
+    initial: Contents,
+    poll: Duration,
+    mut on_change: F,
+) -> tokio::task::JoinHandle<()>
 where
     F: FnMut(&Contents) + Send + 'static,
 {

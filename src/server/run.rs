@@ -79,7 +79,9 @@ impl Running {
 
     /// Wait until both phases are over.
     pub async fn wait(self) -> std::io::Result<()> {
-        self.done.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        self.done
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 }
 
@@ -99,12 +101,20 @@ fn apply_tls(state: &AppState, side: &TlsSide, result: Result<tls::Built, String
         Ok(built) => {
             side.config.store(Some(built.config));
             state.metrics.cert_not_after.set(built.not_after);
-            state.metrics.cert_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
+            state
+                .metrics
+                .cert_reloads
+                .get_or_create(&ResultLabels { result: "success" })
+                .inc();
             state.health.cert_result(Ok(()));
             tracing::info!(not_after = built.not_after, "serving certificate loaded");
         }
         Err(e) => {
-            state.metrics.cert_reloads.get_or_create(&ResultLabels { result: "failure" }).inc();
+            state
+                .metrics
+                .cert_reloads
+                .get_or_create(&ResultLabels { result: "failure" })
+                .inc();
             tracing::error!(error = %e, "serving certificate not (re)loaded; the last good one keeps serving");
             state.health.cert_result(Err(e));
         }
@@ -116,14 +126,24 @@ fn apply_config(state: &AppState, result: Result<config::Config, config::ConfigE
     match result {
         Ok(cfg) => {
             let plan = Plan::from_config(&cfg);
-            state.metrics.set_config(&plan.config_hash, &plan.store_name);
+            state
+                .metrics
+                .set_config(&plan.config_hash, &plan.store_name);
             state.plan.store(Arc::new(plan));
-            state.metrics.config_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
+            state
+                .metrics
+                .config_reloads
+                .get_or_create(&ResultLabels { result: "success" })
+                .inc();
             state.health.config_result(Ok(()));
             tracing::info!(config_hash = %cfg.hash, store = %cfg.store.name, "config loaded");
         }
         Err(e) => {
-            state.metrics.config_reloads.get_or_create(&ResultLabels { result: "failure" }).inc();
+            state
+                .metrics
+                .config_reloads
+                .get_or_create(&ResultLabels { result: "failure" })
+                .inc();
             tracing::error!(error = %e, "config not reloaded; the last good one stays in force");
             state.health.config_result(Err(e.to_string()));
         }
@@ -149,17 +169,32 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
             let mut paths = vec![cert.clone(), key.clone()];
             paths.extend(opts.client_ca.clone());
             let load = {
-                let (cert, key, ca, min) = (cert.clone(), key.clone(), opts.client_ca.clone(), opts.min_tls);
-                move || read_material(&cert, &key, ca.as_ref()).and_then(|m| tls::build(&m, min).map_err(|e| e.to_string()))
+                let (cert, key, ca, min) = (
+                    cert.clone(),
+                    key.clone(),
+                    opts.client_ca.clone(),
+                    opts.min_tls,
+                );
+                move || {
+                    read_material(&cert, &key, ca.as_ref())
+                        .and_then(|m| tls::build(&m, min).map_err(|e| e.to_string()))
+                }
             };
             apply_tls(&state, &side, load());
             let (st, sd) = (state.clone(), side.clone());
-            watchers.push(reload::spawn(paths.clone(), reload::read_all(&paths), opts.reload_poll, move |_| {
-                apply_tls(&st, &sd, load())
-            }));
+            watchers.push(reload::spawn(
+                paths.clone(),
+                reload::read_all(&paths),
+                opts.reload_poll,
+                move |_| apply_tls(&st, &sd, load()),
+            ));
         }
         CertSource::Ephemeral { ca_out } => {
-            let bundle = crate::certs::generate("plx-store-webhook", &["localhost".into(), "127.0.0.1".into()], 30)?;
+            let bundle = crate::certs::generate(
+                "plx-store-webhook",
+                &["localhost".into(), "127.0.0.1".into()],
+                30,
+            )?;
             if let Some(dir) = ca_out.parent() {
                 std::fs::create_dir_all(dir)?;
             }
@@ -169,7 +204,11 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
                 key_pem: bundle.key_pem.into_bytes(),
                 client_ca_pem: opts.client_ca.as_ref().map(std::fs::read).transpose()?,
             };
-            apply_tls(&state, &side, tls::build(&m, opts.min_tls).map_err(|e| e.to_string()));
+            apply_tls(
+                &state,
+                &side,
+                tls::build(&m, opts.min_tls).map_err(|e| e.to_string()),
+            );
             tracing::warn!(ca = %ca_out.display(), "no --tls-cert given: serving an ephemeral self-signed certificate for localhost/127.0.0.1; trust the CA written here");
         }
     }
@@ -177,16 +216,24 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         let st = state.clone();
         let path = opts.config.clone();
         let paths = vec![path.clone()];
-        watchers.push(reload::spawn(paths.clone(), reload::read_all(&paths), opts.reload_poll, move |c| {
-            let result = match c.first().and_then(Option::as_ref) {
-                None => Err(config::ConfigError {
-                    source_name: path.display().to_string(),
-                    message: "cannot read file".into(),
-                }),
-                Some(bytes) => config::load_str(&String::from_utf8_lossy(bytes), &path.display().to_string()),
-            };
-            apply_config(&st, result)
-        }));
+        watchers.push(reload::spawn(
+            paths.clone(),
+            reload::read_all(&paths),
+            opts.reload_poll,
+            move |c| {
+                let result = match c.first().and_then(Option::as_ref) {
+                    None => Err(config::ConfigError {
+                        source_name: path.display().to_string(),
+                        message: "cannot read file".into(),
+                    }),
+                    Some(bytes) => config::load_str(
+                        &String::from_utf8_lossy(bytes),
+                        &path.display().to_string(),
+                    ),
+                };
+                apply_config(&st, result)
+            },
+        ));
     }
 
     let (close_tx, close_rx) = watch::channel(false);
@@ -195,17 +242,36 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     };
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let tls_addr = listener.local_addr()?;
-    let tls_task = tokio::spawn(serve::serve(listener, Some(side), router(state.clone()), opts.limits, closed(close_rx.clone())));
+    let tls_task = tokio::spawn(serve::serve(
+        listener,
+        Some(side),
+        router(state.clone()),
+        opts.limits,
+        closed(close_rx.clone()),
+    ));
     let (admin_addr, admin_task) = match opts.admin_listen {
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr).await?;
             let a = l.local_addr()?;
-            let limits = Limits { grace: Duration::from_secs(1), ..opts.limits };
-            (Some(a), Some(tokio::spawn(serve::serve(l, None, admin_router(state.clone()), limits, closed(close_rx.clone())))))
+            let limits = Limits {
+                grace: Duration::from_secs(1),
+                linger: Duration::ZERO,
+                ..opts.limits
+            };
+            (
+                Some(a),
+                Some(tokio::spawn(serve::serve(
+                    l,
+                    None,
+                    admin_router(state.clone()),
+                    limits,
+                    closed(close_rx.clone()),
+                ))),
+            )
         }
         None => (None, None),
     };
-    tracing::info!(listen = %tls_addr, admin = ?admin_addr, store = %cfg.store.name, config_hash = %cfg.hash, "serving");
+    tracing::info!(listen = %tls_addr, admin = %admin_addr.map_or("off".to_string(), |a| a.to_string()), store = %cfg.store.name, config_hash = %cfg.hash, "serving");
 
     let (stop, mut stop_rx) = watch::channel(false);
     let health = state.health.clone();
@@ -213,10 +279,15 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let done = tokio::spawn(async move {
         let _ = stop_rx.wait_for(|v| *v).await;
         health.start_draining();
-        tracing::info!(drain_seconds = drain.as_secs_f64(), "shutdown: not ready, asking clients to close");
+        tracing::info!(
+            drain_seconds = drain.as_secs_f64(),
+            "shutdown: not ready, asking clients to close"
+        );
         tokio::time::sleep(drain).await;
         let _ = close_tx.send(true);
-        let result = tls_task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let result = tls_task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         if let Some(t) = admin_task {
             let _ = t.await;
         }
@@ -226,5 +297,11 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         tracing::info!("shutdown complete");
         result
     });
-    Ok(Running { tls_addr, admin_addr, state, stop, done })
+    Ok(Running {
+        tls_addr,
+        admin_addr,
+        state,
+        stop,
+        done,
+    })
 }

@@ -24,6 +24,10 @@ pub struct Limits {
     pub header_read: Duration,
     /// Time in-flight requests get after the listener stops.
     pub grace: Duration,
+    /// After the listener stops, connections keep being served normally this long (within
+    /// `grace`) before idle ones are closed: a client that connected just before the close
+    /// still gets its request answered instead of a reset.
+    pub linger: Duration,
 }
 
 impl Default for Limits {
@@ -32,6 +36,7 @@ impl Default for Limits {
             handshake: Duration::from_secs(10),
             header_read: Duration::from_secs(10),
             grace: Duration::from_secs(25),
+            linger: Duration::from_secs(1),
         }
     }
 }
@@ -103,18 +108,23 @@ pub async fn serve(
                 tracing::warn!(%peer, "no valid serving certificate loaded yet; closing connection");
                 return;
             };
-            let stream = match tokio::time::timeout(limits.handshake, TlsAcceptor::from(config).accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            if !tls.allowed_client_names.is_empty() && !client_allowed(&stream, &tls.allowed_client_names) {
+            let stream =
+                match tokio::time::timeout(limits.handshake, TlsAcceptor::from(config).accept(tcp))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            if !tls.allowed_client_names.is_empty()
+                && !client_allowed(&stream, &tls.allowed_client_names)
+            {
                 tracing::warn!(%peer, "client certificate name not in --client-allowed-names; closing connection");
                 return;
             }
@@ -123,23 +133,37 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("listener closed: letting in-flight requests finish");
-    if tokio::time::timeout(limits.grace, graceful.shutdown()).await.is_err() {
+    let linger = limits.linger.min(limits.grace);
+    tokio::time::sleep(linger).await;
+    if tokio::time::timeout(limits.grace - linger, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("grace period over; closing remaining connections");
     }
     Ok(())
 }
 
-async fn serve_conn<I>(builder: &Builder<TokioExecutor>, io: I, app: Router, watcher: hyper_util::server::graceful::Watcher)
-where
+async fn serve_conn<I>(
+    builder: &Builder<TokioExecutor>,
+    io: I,
+    app: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app)).into_owned();
+    let conn = builder
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(app))
+        .into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
-fn client_allowed(stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>, allowed: &[String]) -> bool {
+fn client_allowed(
+    stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    allowed: &[String],
+) -> bool {
     stream
         .get_ref()
         .1

@@ -263,3 +263,4 @@ pub fn kubectl_apply(pod: &Value, patch: &Value) -> Option<Value> {
         }
     }
 }
+pub mod client;
