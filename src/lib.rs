@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod certs;
+pub mod cli;
 pub mod config;
 pub mod describe;
 pub mod engine;

@@ -1,131 +1,15 @@
 //! CLI: parse arguments, call the library, map errors to exit codes.
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
-use plx_store_webhook::offline::{self, Output};
+use clap::Parser;
+use plx_store_webhook::cli::{Cli, Command, ServeArgs};
+use plx_store_webhook::offline;
 use plx_store_webhook::server::run::{self, CertSource};
-use plx_store_webhook::server::tls::MinVersion;
-use plx_store_webhook::server::{self, serve, Guards};
-use plx_store_webhook::{describe, load_file, telemetry, Decision, Plan};
+use plx_store_webhook::server::{serve, Guards};
+use plx_store_webhook::{certs, describe, load_file, telemetry, Decision, Plan};
 use std::io::Read as _;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-
-#[derive(Parser)]
-#[command(
-    name = "plx-store-webhook",
-    version,
-    about = "Gives Polyaxon run pods their artifacts-store credentials"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the admission webhook over HTTPS.
-    Serve(Box<ServeArgs>),
-    /// Run the engine on a Pod or AdmissionReview file (or stdin) and print the result.
-    Mutate {
-        /// Store config: Helm values, a connection, or the agent ConfigMap's JSON.
-        #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
-        config: PathBuf,
-        /// What to print.
-        #[arg(long, value_enum, default_value_t = Output::Patch)]
-        output: Output,
-        /// Namespace for a bare pod (default: its metadata.namespace, else "default").
-        #[arg(long)]
-        namespace: Option<String>,
-        /// Pod or AdmissionReview, JSON or YAML; `-` for stdin.
-        #[arg(default_value = "-")]
-        input: String,
-    },
-    /// Validate a config and print what it will inject.
-    CheckConfig {
-        /// The config file.
-        config: PathBuf,
-    },
-}
-
-#[derive(clap::Args)]
-struct ServeArgs {
-    /// Store config: Helm values, a connection, or the agent ConfigMap's JSON. Reloaded on change.
-    #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
-    config: PathBuf,
-    /// Address of the HTTPS (admission) listener.
-    #[arg(long, env = "PLX_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
-    listen: SocketAddr,
-    /// Address of the plain-HTTP admin listener (/healthz, /readyz, /metrics); "off" disables it.
-    #[arg(long, env = "PLX_WEBHOOK_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
-    admin_listen: String,
-    /// Serving certificate (PEM), reloaded on change. Without it an ephemeral self-signed one is made.
-    #[arg(long, env = "PLX_WEBHOOK_TLS_CERT", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// Serving key (PEM), reloaded on change.
-    #[arg(long, env = "PLX_WEBHOOK_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Lowest TLS version accepted.
-    #[arg(
-        long,
-        env = "PLX_WEBHOOK_TLS_MIN_VERSION",
-        value_enum,
-        default_value = "1.2"
-    )]
-    tls_min_version: MinVersion,
-    /// CA bundle (PEM) for client certificates: when set, clients must present one it signed (mTLS).
-    #[arg(long, env = "PLX_WEBHOOK_CLIENT_CA")]
-    client_ca: Option<PathBuf>,
-    /// With --client-ca: comma-separated client names (CN or DNS/URI SAN) allowed; empty = any.
-    #[arg(
-        long,
-        env = "PLX_WEBHOOK_CLIENT_ALLOWED_NAMES",
-        value_delimiter = ',',
-        requires = "client_ca"
-    )]
-    client_allowed_names: Vec<String>,
-    /// Where the ephemeral certificate's CA is written when no --tls-cert is given.
-    #[arg(
-        long,
-        env = "PLX_WEBHOOK_DEV_CA_OUT",
-        default_value = "/tmp/plx-store-webhook-dev/ca.crt"
-    )]
-    dev_ca_out: PathBuf,
-    /// Largest accepted request body, in bytes (413 past it).
-    #[arg(long, env = "PLX_WEBHOOK_BODY_LIMIT", default_value_t = server::DEFAULT_BODY_LIMIT)]
-    body_limit: usize,
-    /// Seconds a client may take to send request headers.
-    #[arg(long, env = "PLX_WEBHOOK_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
-    header_timeout_seconds: u64,
-    /// Seconds a whole request may take, body included (408 past it).
-    #[arg(
-        long,
-        env = "PLX_WEBHOOK_REQUEST_TIMEOUT_SECONDS",
-        default_value_t = 10
-    )]
-    request_timeout_seconds: u64,
-    /// Requests served at once; past it, 503.
-    #[arg(
-        long,
-        env = "PLX_WEBHOOK_MAX_CONCURRENT_REQUESTS",
-        default_value_t = 512
-    )]
-    max_concurrent_requests: usize,
-    /// Seconds between backstop polls of the watched config and certificate files.
-    #[arg(long, env = "PLX_WEBHOOK_RELOAD_POLL_SECONDS", default_value_t = 10)]
-    reload_poll_seconds: u64,
-    /// Shutdown phase one, seconds: not ready and `Connection: close`, still serving.
-    #[arg(long, env = "PLX_WEBHOOK_DRAIN_SECONDS", default_value_t = 5)]
-    drain_seconds: u64,
-    /// Shutdown phase two, seconds: listener closed, in-flight requests finish.
-    #[arg(long, env = "PLX_WEBHOOK_GRACE_SECONDS", default_value_t = 20)]
-    grace_seconds: u64,
-    /// Log line format (filter with RUST_LOG, e.g. RUST_LOG=debug).
-    #[arg(long, env = "PLX_WEBHOOK_LOG_FORMAT", value_parser = ["json", "text"], default_value = "json")]
-    log_format: String,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -177,6 +61,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve_cmd(*args),
+        Command::Certs(args) => {
+            let mut sans = certs::service_sans(&args.service, &args.namespace);
+            sans.extend(args.extra_dns);
+            sans.extend(args.extra_ips.iter().map(|ip| ip.to_string()));
+            let bundle = certs::generate(&args.service, &sans, args.days)?;
+            certs::write_files(&args.out_dir, &bundle, args.force)?;
+            let dir = args.out_dir.display();
+            println!("wrote {dir}/ca.crt, {dir}/tls.crt, {dir}/tls.key (0600), {dir}/cabundle-patch.yaml");
+            println!(
+                "SANs: {}; valid until {}",
+                sans.join(", "),
+                bundle.not_after
+            );
+            if args.print {
+                use base64::Engine as _;
+                println!(
+                    "\nkubectl -n {ns} create secret tls {svc}-tls --cert={dir}/tls.crt --key={dir}/tls.key",
+                    ns = args.namespace,
+                    svc = args.service
+                );
+                println!(
+                    "\ncaBundle: {}",
+                    base64::engine::general_purpose::STANDARD.encode(&bundle.ca_pem)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

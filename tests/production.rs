@@ -637,11 +637,17 @@ async fn unready_until_a_certificate_appears_and_min_tls_version_holds() {
     let ca = Ca::new("late CA", 2).unwrap();
     let mut certs = SecretDir::new(&tmp.path().join("certs"));
     let mut config = SecretDir::new(&tmp.path().join("config"));
-    config.publish(&[("config.yaml", &std::fs::read(root().join("examples/store-ctxdir.yaml")).unwrap())]);
+    config.publish(&[(
+        "config.yaml",
+        &std::fs::read(root().join("examples/store-ctxdir.yaml")).unwrap(),
+    )]);
     let mut o = Options::new(
         config.path("config.yaml"),
         "127.0.0.1:0".parse().unwrap(),
-        CertSource::Files { cert: certs.path("tls.crt"), key: certs.path("tls.key") },
+        CertSource::Files {
+            cert: certs.path("tls.crt"),
+            key: certs.path("tls.key"),
+        },
     );
     o.admin_listen = Some("127.0.0.1:0".parse().unwrap());
     o.reload_poll = Duration::from_millis(300);
@@ -650,20 +656,34 @@ async fn unready_until_a_certificate_appears_and_min_tls_version_holds() {
     let admin = r.admin_addr.unwrap();
     let (status, body) = admin_get(admin, "/readyz").await;
     assert_eq!(status, 503, "{body}");
-    assert!(tls_connect(r.tls_addr, client_config(&ca.pem, None)).await.is_err());
+    assert!(tls_connect(r.tls_addr, client_config(&ca.pem, None))
+        .await
+        .is_err());
 
     let b = ca.issue("webhook", &sans(), 2, Usage::Server).unwrap();
-    certs.publish(&[("tls.crt", b.cert_pem.as_bytes()), ("tls.key", b.key_pem.as_bytes())]);
-    wait_until("readiness", || async { admin_get(admin, "/readyz").await.0 == 200 }).await;
-    assert!(tls_connect(r.tls_addr, client_config(&ca.pem, None)).await.is_ok());
+    certs.publish(&[
+        ("tls.crt", b.cert_pem.as_bytes()),
+        ("tls.key", b.key_pem.as_bytes()),
+    ]);
+    wait_until("readiness", || async {
+        admin_get(admin, "/readyz").await.0 == 200
+    })
+    .await;
+    assert!(tls_connect(r.tls_addr, client_config(&ca.pem, None))
+        .await
+        .is_ok());
 
     // A TLS 1.2-only client is refused by --tls-min-version 1.3.
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls_pki_types::CertificateDer::from(der_of(&ca.pem))).unwrap();
-    let tls12 = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    roots
+        .add(rustls_pki_types::CertificateDer::from(der_of(&ca.pem)))
+        .unwrap();
+    let tls12 = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     assert!(tls_connect(r.tls_addr, Arc::new(tls12)).await.is_err());
 }

@@ -1,0 +1,160 @@
+//! The command line, defined in the library so tests can check that the shipped manifests only
+//! use flags the binary really accepts.
+
+use crate::offline::Output;
+use crate::server;
+use crate::server::tls::MinVersion;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "plx-store-webhook",
+    version,
+    about = "Gives Polyaxon run pods their artifacts-store credentials"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the admission webhook over HTTPS.
+    Serve(Box<ServeArgs>),
+    /// Run the engine on a Pod or AdmissionReview file (or stdin) and print the result.
+    Mutate {
+        /// Store config: Helm values, a connection, or the agent ConfigMap's JSON.
+        #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
+        config: PathBuf,
+        /// What to print.
+        #[arg(long, value_enum, default_value_t = Output::Patch)]
+        output: Output,
+        /// Namespace for a bare pod (default: its metadata.namespace, else "default").
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Pod or AdmissionReview, JSON or YAML; `-` for stdin.
+        #[arg(default_value = "-")]
+        input: String,
+    },
+    /// Validate a config and print what it will inject.
+    CheckConfig {
+        /// The config file.
+        config: PathBuf,
+    },
+    /// Generate a CA and a serving certificate for the webhook's Service.
+    Certs(CertsArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CertsArgs {
+    /// Service name the apiserver calls.
+    #[arg(long, default_value = "plx-store-webhook")]
+    pub service: String,
+    /// Namespace of the Service.
+    #[arg(long, default_value = "plx-store-webhook")]
+    pub namespace: String,
+    /// Extra DNS names for the certificate (repeatable).
+    #[arg(long = "dns")]
+    pub extra_dns: Vec<String>,
+    /// Extra IP addresses for the certificate (repeatable).
+    #[arg(long = "ip")]
+    pub extra_ips: Vec<std::net::IpAddr>,
+    /// Validity in days (CA and certificate).
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Folder to write ca.crt, tls.crt, tls.key (mode 0600) and cabundle-patch.yaml into.
+    #[arg(long, default_value = "certs/out")]
+    pub out_dir: PathBuf,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+    /// Also print the `kubectl create secret tls` command and the base64 caBundle.
+    #[arg(long)]
+    pub print: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Store config: Helm values, a connection, or the agent ConfigMap's JSON. Reloaded on change.
+    #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
+    pub config: PathBuf,
+    /// Address of the HTTPS (admission) listener.
+    #[arg(long, env = "PLX_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Address of the plain-HTTP admin listener (/healthz, /readyz, /metrics); "off" disables it.
+    #[arg(long, env = "PLX_WEBHOOK_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
+    pub admin_listen: String,
+    /// Serving certificate (PEM), reloaded on change. Without it an ephemeral self-signed one is made.
+    #[arg(long, env = "PLX_WEBHOOK_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving key (PEM), reloaded on change.
+    #[arg(long, env = "PLX_WEBHOOK_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Lowest TLS version accepted.
+    #[arg(
+        long,
+        env = "PLX_WEBHOOK_TLS_MIN_VERSION",
+        value_enum,
+        default_value = "1.2"
+    )]
+    pub tls_min_version: MinVersion,
+    /// CA bundle (PEM) for client certificates: when set, clients must present one it signed (mTLS).
+    #[arg(long, env = "PLX_WEBHOOK_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// With --client-ca: comma-separated client names (CN or DNS/URI SAN) allowed; empty = any.
+    #[arg(
+        long,
+        env = "PLX_WEBHOOK_CLIENT_ALLOWED_NAMES",
+        value_delimiter = ',',
+        requires = "client_ca"
+    )]
+    pub client_allowed_names: Vec<String>,
+    /// Where the ephemeral certificate's CA is written when no --tls-cert is given.
+    #[arg(
+        long,
+        env = "PLX_WEBHOOK_DEV_CA_OUT",
+        default_value = "/tmp/plx-store-webhook-dev/ca.crt"
+    )]
+    pub dev_ca_out: PathBuf,
+    /// Largest accepted request body, in bytes (413 past it).
+    #[arg(long, env = "PLX_WEBHOOK_BODY_LIMIT", default_value_t = server::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+    /// Seconds a client may take to send request headers.
+    #[arg(long, env = "PLX_WEBHOOK_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_timeout_seconds: u64,
+    /// Seconds a whole request may take, body included (408 past it).
+    #[arg(
+        long,
+        env = "PLX_WEBHOOK_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
+    pub request_timeout_seconds: u64,
+    /// Requests served at once; past it, 503.
+    #[arg(
+        long,
+        env = "PLX_WEBHOOK_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 512
+    )]
+    pub max_concurrent_requests: usize,
+    /// Seconds between backstop polls of the watched config and certificate files.
+    #[arg(long, env = "PLX_WEBHOOK_RELOAD_POLL_SECONDS", default_value_t = 10)]
+    pub reload_poll_seconds: u64,
+    /// Shutdown phase one, seconds: not ready and `Connection: close`, still serving.
+    #[arg(long, env = "PLX_WEBHOOK_DRAIN_SECONDS", default_value_t = 5)]
+    pub drain_seconds: u64,
+    /// Shutdown phase two, seconds: listener closed, in-flight requests finish.
+    #[arg(long, env = "PLX_WEBHOOK_GRACE_SECONDS", default_value_t = 20)]
+    pub grace_seconds: u64,
+    /// Log line format (filter with RUST_LOG, e.g. RUST_LOG=debug).
+    #[arg(long, env = "PLX_WEBHOOK_LOG_FORMAT", value_parser = ["json", "text"], default_value = "json")]
+    pub log_format: String,
+}
+
+impl Cli {
+    /// The clap command, for tests that inspect flags and env vars.
+    pub fn command_for_tests() -> clap::Command {
+        <Cli as clap::CommandFactory>::command()
+    }
+}

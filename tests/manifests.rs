@@ -1,0 +1,355 @@
+//! The shipped manifests: every overlay renders with `kubectl kustomize`, every object validates
+//! against the Kubernetes OpenAPI schemas in strict mode, the Deployment only uses flags the
+//! binary accepts, the shipped config passes `check-config`, and the webhook configuration
+//! selects exactly what the handler checks.
+
+mod common;
+
+use clap::Parser;
+use common::*;
+use plx_store_webhook::certs;
+use plx_store_webhook::cli::Cli;
+use plx_store_webhook::config::DEFAULT_SELECTOR;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Kinds whose schemas are not in Kubernetes' own OpenAPI (cert-manager CRDs).
+const CRD_KINDS: &[&str] = &["Issuer", "Certificate"];
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok()
+}
+
+fn render(dir: &Path) -> (String, Vec<Value>) {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("kubectl is needed to render manifests: {e}"));
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    (text, docs)
+}
+
+/// The static-certs overlay needs `plx-store-webhook certs` output: render a copy that has it.
+fn render_static_certs(tmp: &Path) -> (String, Vec<Value>) {
+    let manifests = tmp.join("manifests");
+    copy_dir(&root().join("manifests"), &manifests);
+    let overlay = manifests.join("overlays/static-certs");
+    let out = Command::new(env!("CARGO_BIN_EXE_plx-store-webhook"))
+        .args(["certs", "--out-dir"])
+        .arg(&overlay)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    render(&overlay)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn all_rendered(tmp: &Path) -> Vec<(&'static str, String, Vec<Value>)> {
+    let mut out = Vec::new();
+    for name in [
+        "base",
+        "overlays/cert-manager",
+        "overlays/polyaxon-agent-config",
+    ] {
+        let (text, docs) = render(&root().join("manifests").join(name));
+        out.push((name, text, docs));
+    }
+    let (text, docs) = render_static_certs(tmp);
+    out.push(("overlays/static-certs", text, docs));
+    out
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+#[test]
+fn every_overlay_renders_and_validates_strictly() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, _, docs) in all_rendered(tmp.path()) {
+        assert!(docs.len() >= 8, "{name}: {} objects", docs.len());
+        let core: Vec<&Value> = docs
+            .iter()
+            .filter(|d| !CRD_KINDS.contains(&d["kind"].as_str().unwrap()))
+            .collect();
+        let file = tmp.path().join(format!("{}.yaml", name.replace('/', "-")));
+        let text: String = core
+            .iter()
+            .map(|d| format!("---\n{}", serde_json::to_string(d).unwrap()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&file, text).unwrap();
+        match Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet", "-k", "1.30.0"])
+            .arg(&file)
+            .output()
+        {
+            Err(e) if !in_ci() => eprintln!(
+                "kubernetes-validate not runnable ({e}); skipping schema validation outside CI"
+            ),
+            Err(e) => panic!("kubernetes-validate is required in CI: {e}"),
+            Ok(o) => assert!(
+                o.status.success(),
+                "{name} does not validate:\n{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        }
+        // The CRD objects at least name the right fields.
+        for d in docs.iter().filter(|d| d["kind"] == "Certificate") {
+            assert_eq!(d["spec"]["secretName"], "plx-store-webhook-tls");
+            let ns = d["metadata"]["namespace"].as_str().unwrap();
+            assert_eq!(
+                d["spec"]["dnsNames"],
+                json!(certs::service_sans("plx-store-webhook", ns)),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn deployment_uses_only_real_flags_and_mounts_what_it_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cli = Cli::command_for_tests();
+    let serve = cli.find_subcommand("serve").unwrap();
+    let envs: Vec<String> = serve
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    for (name, _, docs) in all_rendered(tmp.path()) {
+        let dep = find(&docs, "Deployment");
+        let c = &dep["spec"]["template"]["spec"]["containers"][0];
+        let args: Vec<String> = c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        let mut argv = vec!["plx-store-webhook".to_string()];
+        argv.extend(args.clone());
+        Cli::try_parse_from(&argv)
+            .unwrap_or_else(|e| panic!("{name}: the binary rejects {args:?}: {e}"));
+        for e in c["env"].as_array().unwrap() {
+            let n = e["name"].as_str().unwrap();
+            assert!(
+                envs.iter().any(|x| x == n) || n == "RUST_LOG",
+                "{name}: env {n} is not a flag's env var"
+            );
+        }
+        // Every file the args name lies in a mounted volume.
+        let mounts = c["volumeMounts"].as_array().unwrap();
+        for a in &args {
+            if let Some((flag, path)) = a.split_once('=') {
+                if ["--config", "--tls-cert", "--tls-key"].contains(&flag) {
+                    assert!(
+                        mounts
+                            .iter()
+                            .any(|m| path
+                                .starts_with(&format!("{}/", m["mountPath"].as_str().unwrap()))),
+                        "{name}: {path} is not in a mounted volume"
+                    );
+                }
+            }
+        }
+        let pod = &dep["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+        assert_eq!(c["readinessProbe"]["httpGet"]["port"], "admin");
+        assert!(dep["spec"]["replicas"].as_u64().unwrap() >= 2);
+    }
+}
+
+#[test]
+fn shipped_config_passes_check_config() {
+    let (_, docs) = render(&root().join("manifests/base"));
+    let cm = find(&docs, "ConfigMap");
+    let text = cm["data"]["config.yaml"].as_str().unwrap();
+    let cfg = plx_store_webhook::load_str(text, "configmap").unwrap();
+    assert_eq!(cfg.store.name, "gcs-artifacts");
+    // The agent-config overlay reads Polyaxon's JSON connection from the key it mounts.
+    let (_, docs) = render(&root().join("manifests/overlays/polyaxon-agent-config"));
+    let dep = find(&docs, "Deployment");
+    let vol = &dep["spec"]["template"]["spec"]["volumes"][0]["configMap"];
+    assert_eq!(vol["items"][0]["key"], "POLYAXON_AGENT_ARTIFACTS_STORE");
+    let agent_value = r#"{"name": "gcs-artifacts", "kind": "gcs", "schema": {"bucket": "gs://b"}, "secret": {"name": "gcs-secret", "mountPath": "/plx-context/.gc"}}"#;
+    plx_store_webhook::load_str(agent_value, "agent ConfigMap").unwrap();
+}
+
+#[test]
+fn webhook_configuration_selects_what_the_handler_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, _, docs) in all_rendered(tmp.path()) {
+        let mwc = find(&docs, "MutatingWebhookConfiguration");
+        let w = &mwc["webhooks"][0];
+        assert_eq!(mwc["metadata"]["name"], certs::MWC_NAME);
+        assert_eq!(w["name"], certs::WEBHOOK_NAME);
+        let selector: Vec<(String, String)> = w["objectSelector"]["matchLabels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        let mut want: Vec<(String, String)> = DEFAULT_SELECTOR
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        want.sort();
+        assert_eq!(selector, want, "{name}");
+        assert_eq!(
+            w["rules"],
+            json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}])
+        );
+        assert_eq!(w["failurePolicy"], "Fail");
+        assert_eq!(w["sideEffects"], "None");
+        assert_eq!(w["admissionReviewVersions"], json!(["v1", "v1beta1"]));
+        assert_eq!(w["reinvocationPolicy"], "IfNeeded");
+        assert_eq!(w["matchPolicy"], "Equivalent");
+        assert!(w["timeoutSeconds"].as_u64().unwrap() <= 10);
+        assert_eq!(w["clientConfig"]["service"]["path"], "/mutate");
+        let svc_ns = w["clientConfig"]["service"]["namespace"].as_str().unwrap();
+        let dep_ns = find(&docs, "Deployment")["metadata"]["namespace"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            svc_ns, dep_ns,
+            "{name}: the webhook points at the namespace it runs in"
+        );
+        let excluded = &w["namespaceSelector"]["matchExpressions"][0]["values"];
+        assert!(excluded.as_array().unwrap().contains(&json!("kube-system")));
+        if name != "overlays/polyaxon-agent-config" {
+            assert!(
+                excluded.as_array().unwrap().contains(&json!(dep_ns)),
+                "{name}: own namespace excluded"
+            );
+        }
+        match name {
+            "overlays/static-certs" => {
+                let ca = w["clientConfig"]["caBundle"].as_str().unwrap();
+                assert!(!ca.is_empty());
+                let secret = find(&docs, "Secret");
+                assert_eq!(secret["type"], "kubernetes.io/tls");
+                assert_eq!(secret["metadata"]["name"], "plx-store-webhook-tls");
+            }
+            "overlays/cert-manager" | "overlays/polyaxon-agent-config" => {
+                assert_eq!(
+                    mwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+                    format!("{dep_ns}/plx-store-webhook")
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn certs_command_writes_files_and_refuses_to_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("out");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_plx-store-webhook"))
+            .args([
+                "certs",
+                "--service",
+                "hook",
+                "--namespace",
+                "ns",
+                "--dns",
+                "hook.example",
+                "--ip",
+                "127.0.0.1",
+                "--days",
+                "3",
+                "--print",
+                "--out-dir",
+            ])
+            .arg(&dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("kubectl -n ns create secret tls hook-tls"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("caBundle: LS0t"), "{stdout}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(dir.join("tls.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    // The pair serves, and its SANs are what the apiserver will ask for.
+    let cert = std::fs::read(dir.join("tls.crt")).unwrap();
+    let key = std::fs::read(dir.join("tls.key")).unwrap();
+    plx_store_webhook::server::tls::server_config(&cert, &key).unwrap();
+    let text = String::from_utf8(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(dir.join("tls.crt"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    for san in [
+        "DNS:hook,",
+        "DNS:hook.ns,",
+        "DNS:hook.ns.svc,",
+        "DNS:hook.ns.svc.cluster.local",
+        "DNS:hook.example",
+        "IP Address:127.0.0.1",
+    ] {
+        assert!(text.contains(san), "{san} missing: {text}");
+    }
+    let before = std::fs::read(dir.join("tls.key")).unwrap();
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+    assert_eq!(
+        std::fs::read(dir.join("tls.key")).unwrap(),
+        before,
+        "key untouched"
+    );
+    assert!(run(&["--force"]).status.success());
+    assert_ne!(std::fs::read(dir.join("tls.key")).unwrap(), before);
+}
