@@ -1,6 +1,6 @@
 # Multi-stage build: the release binary alone on distroless (glibc), running as non-root.
 # Build with standard Docker:  docker build -t plx-store-webhook:0.1.0 .
-FROM rust:1.89-slim-bookworm AS build
+FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
