@@ -1,0 +1,431 @@
+#!/usr/bin/env python3
+"""End-to-end: etcd + a real kube-apiserver + plx-store-webhook on loopback.
+
+The apiserver calls the webhook; every scenario asserts on pods as the apiserver *stored* them.
+Usage (normally through tests/e2e/run.sh):  run.py KUBE_APISERVER WEBHOOK_BIN ADD_INIT_BIN
+Every process is started here and stopped by PID at the end; every wait is bounded.
+"""
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+APISERVER, WEBHOOK, ADD_INIT = sys.argv[1:4]
+T = tempfile.mkdtemp(prefix="plx-e2e-")
+PROCS = {}
+RESULTS = []
+TARGETS = ["polyaxon-main", "polyaxon-sidecar", "polyaxon-init-artifacts-default"]
+
+
+def log(*a):
+    print("e2e:", *a, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(name, args):
+    out = open(os.path.join(T, name + ".log"), "ab")
+    PROCS[name] = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return PROCS[name]
+
+
+def stop(name, sig=signal.SIGTERM, timeout=15):
+    p = PROCS.pop(name, None)
+    if p is None or p.poll() is not None:
+        return p.returncode if p else None
+    p.send_signal(sig)
+    try:
+        return p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return p.wait(5)
+
+
+def wait_for(what, fn, timeout=30.0):
+    end = time.time() + timeout
+    last = None
+    while time.time() < end:
+        try:
+            if fn():
+                return
+        except Exception as e:  # keep polling until the deadline
+            last = e
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last})")
+
+
+def run(args, input=None, check=True, timeout=60):
+    r = subprocess.run(args, input=input, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed: {r.stderr.strip()}")
+    return r
+
+
+def kubectl(*args, input=None, check=True):
+    return run(["kubectl", "--kubeconfig", KUBECONFIG, *args], input=input, check=check)
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, "polyaxon-pods", name)) as f:
+        return json.load(f)
+
+
+def create(pod, *extra, check=True):
+    """Create a pod; return (stored pod or None, completed process)."""
+    r = kubectl("create", "-o", "json", *extra, "-f", "-", input=json.dumps(pod), check=check)
+    if r.returncode != 0:
+        return None, r
+    created = json.loads(r.stdout)
+    if "--dry-run=server" in extra:
+        return created, r
+    stored = json.loads(kubectl("get", "pod", "-n", created["metadata"]["namespace"], created["metadata"]["name"], "-o", "json").stdout)
+    return stored, r
+
+
+def containers(pod):
+    return pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
+
+
+def container(pod, name):
+    return next(c for c in containers(pod) if c["name"] == name)
+
+
+def env(c, name):
+    return next((e.get("value") for e in c.get("env", []) if e["name"] == name), None)
+
+
+def under(child, parent):
+    p, c = parent.rstrip("/"), child.rstrip("/")
+    return len(c) > len(p) and c.startswith(p) and c[len(p)] == "/"
+
+
+def kubelet_file(pod, c, path):
+    """Which (secretName, key) the kubelet puts at `path` in container `c` (independent model)."""
+    mounts = [m for m in c.get("volumeMounts", []) if under(path, m["mountPath"])]
+    if not mounts:
+        return None
+    m = max(mounts, key=lambda m: len(m["mountPath"].rstrip("/")))
+    rel = path[len(m["mountPath"].rstrip("/")) + 1:]
+    if m.get("subPath"):
+        rel = m["subPath"] + "/" + rel
+    vol = next(v for v in pod["spec"]["volumes"] if v["name"] == m["name"])
+    sec = vol.get("secret")
+    if not sec:
+        return None
+    items = sec.get("items")
+    if items:
+        key = next((i["key"] for i in items if i["path"] == rel), None)
+    else:
+        key = rel if "/" not in rel else None
+    return (sec["secretName"], key) if key else None
+
+
+def check_valid(pod):
+    names = [v["name"] for v in pod["spec"].get("volumes", [])]
+    assert len(names) == len(set(names)), f"duplicate volumes {names}"
+    for c in containers(pod):
+        paths = [m["mountPath"] for m in c.get("volumeMounts", [])]
+        assert len(paths) == len(set(paths)), f"{c['name']}: duplicate mountPaths {paths}"
+        envs = [e["name"] for e in c.get("env", [])]
+        assert len(envs) == len(set(envs)), f"{c['name']}: duplicate env {envs}"
+        ef = [json.dumps(e, sort_keys=True) for e in c.get("envFrom", [])]
+        assert len(ef) == len(set(ef)), f"{c['name']}: duplicate envFrom"
+
+
+def check_injected(pod, targets=TARGETS):
+    check_valid(pod)
+    assert pod["metadata"].get("annotations", {}).get("plx-store-webhook.dev/store") == "gcs-artifacts", pod["metadata"].get("annotations")
+    for name in targets:
+        c = container(pod, name)
+        path = env(c, "GC_KEY_PATH")
+        assert path, f"{name} has no GC_KEY_PATH"
+        assert kubelet_file(pod, c, path) == ("gcs-secret", "gc-secret.json"), f"{name}: GC_KEY_PATH={path} is not the key file"
+
+
+def scenario(fn):
+    name = fn.__name__
+    started = time.time()
+    try:
+        fn()
+        RESULTS.append((name, True, ""))
+        log(f"PASS {name} ({time.time() - started:.1f}s)")
+    except Exception as e:  # report and go on to the next scenario
+        RESULTS.append((name, False, str(e)))
+        log(f"FAIL {name}: {e}")
+    return fn
+
+
+# ---------------------------------------------------------------- setup
+def setup_apiserver():
+    global KUBECONFIG
+    run([WEBHOOK, "certs", "--service", "kubernetes", "--namespace", "default", "--ip", "127.0.0.1", "--dns", "localhost", "--out-dir", f"{T}/api"])
+    run(["openssl", "genrsa", "-out", f"{T}/sa.key", "2048"])
+    run(["openssl", "rsa", "-in", f"{T}/sa.key", "-pubout", "-out", f"{T}/sa.pub"])
+    with open(f"{T}/tokens.csv", "w") as f:
+        f.write("e2e-token,admin,admin-uid,system:masters\n")
+    etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+    start("etcd", ["etcd", "--data-dir", f"{T}/etcd", "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
+                   "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}", "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+                   "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}", "--initial-cluster", f"default=http://127.0.0.1:{peer_port}"])
+    start("apiserver", [APISERVER, f"--etcd-servers=http://127.0.0.1:{etcd_port}", "--bind-address=127.0.0.1", f"--secure-port={api_port}",
+                        "--insecure-port=0", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
+                        f"--tls-cert-file={T}/api/tls.crt", f"--tls-private-key-file={T}/api/tls.key", f"--token-auth-file={T}/tokens.csv",
+                        "--authorization-mode=RBAC", "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                        f"--service-account-key-file={T}/sa.pub", f"--service-account-signing-key-file={T}/sa.key",
+                        "--service-cluster-ip-range=10.0.0.0/24", "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+                        "--disable-admission-plugins=ServiceAccount"])
+    KUBECONFIG = f"{T}/kubeconfig"
+    with open(KUBECONFIG, "w") as f:
+        f.write(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: e2e, cluster: {{server: "https://127.0.0.1:{api_port}", certificate-authority: "{T}/api/ca.crt"}}}}]
+users: [{{name: admin, user: {{token: e2e-token}}}}]
+contexts: [{{name: e2e, context: {{cluster: e2e, user: admin}}}}]
+current-context: e2e
+""")
+    wait_for("the apiserver", lambda: kubectl("get", "--raw", "/readyz", check=False).stdout.strip() == "ok", 60)
+    kubectl("create", "namespace", "polyaxon")
+    log(f"apiserver ready on 127.0.0.1:{api_port}")
+
+
+SETS = 4
+
+
+def publish_cert(i):
+    """Swap the webhook's cert directory to set i, the way the kubelet updates a Secret."""
+    d = f"{T}/whtls"
+    ts = f"..{time.time_ns()}"
+    os.makedirs(f"{d}/{ts}")
+    for f in ("tls.crt", "tls.key"):
+        shutil.copy(f"{T}/wh-{i}/{f}", f"{d}/{ts}/{f}")
+    os.symlink(ts, f"{d}/..data_tmp")
+    old = os.readlink(f"{d}/..data") if os.path.islink(f"{d}/..data") else None
+    os.rename(f"{d}/..data_tmp", f"{d}/..data")
+    for f in ("tls.crt", "tls.key"):
+        if not os.path.lexists(f"{d}/{f}"):
+            os.symlink(f"..data/{f}", f"{d}/{f}")
+    if old:
+        shutil.rmtree(f"{d}/{old}", ignore_errors=True)
+
+
+def set_config(example):
+    tmp = f"{T}/cfg/config.yaml.tmp"
+    shutil.copy(os.path.join(ROOT, example), tmp)
+    os.replace(tmp, f"{T}/cfg/config.yaml")
+    out = run([WEBHOOK, "check-config", os.path.join(ROOT, example)]).stdout
+    return next(l.split(": ", 1)[1] for l in out.splitlines() if l.startswith("config hash: "))
+
+
+def start_webhook():
+    global WEBHOOK_PORT, ADMIN_PORT
+    WEBHOOK_PORT, ADMIN_PORT = free_port(), free_port()
+    start("webhook", [WEBHOOK, "serve", "--config", f"{T}/cfg/config.yaml", "--tls-cert", f"{T}/whtls/tls.crt", "--tls-key", f"{T}/whtls/tls.key",
+                      "--listen", f"127.0.0.1:{WEBHOOK_PORT}", "--admin-listen", f"127.0.0.1:{ADMIN_PORT}", "--reload-poll-seconds", "1",
+                      "--drain-seconds", "1", "--grace-seconds", "3", "--log-format", "json"])
+    wait_for("webhook readiness", lambda: urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORT}/readyz", timeout=2).status == 200)
+
+
+def metric(name):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORT}/metrics", timeout=2).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def setup_webhook():
+    global CA_BUNDLE
+    for i in range(SETS):
+        run([WEBHOOK, "certs", "--service", "plx-store-webhook", "--namespace", "plx-store-webhook", "--ip", "127.0.0.1", "--out-dir", f"{T}/wh-{i}"])
+    CA_BUNDLE = base64.b64encode(b"".join(open(f"{T}/wh-{i}/ca.crt", "rb").read() for i in range(SETS))).decode()
+    os.makedirs(f"{T}/whtls")
+    os.makedirs(f"{T}/cfg")
+    publish_cert(0)
+    set_config("examples/store-ctxdir.yaml")
+    start_webhook()
+    # The MutatingWebhookConfiguration shipped in manifests/, with only clientConfig changed.
+    rendered = run(["kubectl", "kustomize", os.path.join(ROOT, "manifests", "base")]).stdout
+    objs = json.loads(kubectl("create", "--dry-run=client", "-o", "json", "-f", "-", input=rendered).stdout)
+    mwc = next(o for o in objs.get("items", [objs]) if o["kind"] == "MutatingWebhookConfiguration")
+    mwc["webhooks"][0]["clientConfig"] = {"url": f"https://127.0.0.1:{WEBHOOK_PORT}/mutate", "caBundle": CA_BUNDLE}
+    kubectl("apply", "-f", "-", input=json.dumps(mwc))
+    wait_for("the webhook configuration to take effect", lambda: "plx-store-webhook.dev/store" in
+             json.dumps(create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")[0]["metadata"]), 60)
+    log(f"webhook on 127.0.0.1:{WEBHOOK_PORT} registered")
+
+
+def use_layout(example):
+    want = set_config(example)
+    wait_for(f"config {example}", lambda: create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")[0]["metadata"]
+             .get("annotations", {}).get("plx-store-webhook.dev/config-hash") == want)
+
+
+# ---------------------------------------------------------------- scenarios
+def layouts():
+    for layout, example in [("filepath", "examples/store-seed-filepath.yaml"), ("ctxdir", "examples/store-ctxdir.yaml"), ("etc", "examples/store-etc-gcs.yaml")]:
+        use_layout(example)
+        pod, _ = create(fixture(f"job.gcs-{layout}.json"))
+        check_injected(pod)
+        main, side = container(pod, "polyaxon-main"), container(pod, "polyaxon-sidecar")
+        if layout == "filepath":
+            assert env(main, "GC_KEY_PATH") == "/plx-context/.gc/gc-secret.json", env(main, "GC_KEY_PATH")
+            assert env(side, "GC_KEY_PATH") == "/plx-context/.gc/gc-secret.json/gc-secret.json"
+        elif layout == "ctxdir":
+            assert env(main, "GC_KEY_PATH") == env(side, "GC_KEY_PATH") == "/plx-context/.gc/gc-secret.json"
+        else:
+            assert env(main, "GC_KEY_PATH") == "/etc/gcs/gc-secret.json"
+            assert {"configMapRef": {"name": "gc-key-path"}} in main["envFrom"]
+        assert {"name": "gcs-secret", "secret": {"secretName": "gcs-secret", "defaultMode": 420}} in pod["spec"]["volumes"], pod["spec"]["volumes"]
+        assert not any("subPath" in m for c in containers(pod) for m in c.get("volumeMounts", []))
+    use_layout("examples/store-ctxdir.yaml")
+
+
+def not_runs_stored_unchanged():
+    with open(os.path.join(FIXTURES, "apiserver", "review-v1-generatename.json")) as f:
+        plain = json.load(f)["request"]["object"]
+    plain["metadata"].pop("managedFields", None)
+    pod, _ = create(plain)
+    assert "plx-store-webhook.dev/store" not in pod["metadata"].get("annotations", {})
+    assert "env" not in pod["spec"]["containers"][0] and "volumeMounts" not in pod["spec"]["containers"][0]
+    core = fixture("job.gcs-ctxdir.json")
+    core["metadata"]["labels"]["app.kubernetes.io/part-of"] = "polyaxon-core"
+    pod, _ = create(core)
+    assert "plx-store-webhook.dev/store" not in pod["metadata"].get("annotations", {})
+    assert env(container(pod, "polyaxon-main"), "GC_KEY_PATH") is None
+    assert container(pod, "polyaxon-main")["volumeMounts"] == core["spec"]["containers"][0]["volumeMounts"]
+
+
+def server_dry_run_mutates_and_stores_nothing():
+    before = len(json.loads(kubectl("get", "pods", "-n", "polyaxon", "-o", "json").stdout)["items"])
+    pod, _ = create(fixture("job.gcs-filepath.json"), "--dry-run=server")
+    check_injected(pod)
+    after = len(json.loads(kubectl("get", "pods", "-n", "polyaxon", "-o", "json").stdout)["items"])
+    assert before == after, f"{before} pods before, {after} after"
+
+
+def conflict_is_refused_with_our_message():
+    pod = fixture("job.gcs-ctxdir.json")
+    pod["spec"]["volumes"].append({"name": "scratch", "emptyDir": {}})
+    pod["spec"]["containers"][0]["volumeMounts"].append({"name": "scratch", "mountPath": "/plx-context/.gc"})
+    stored, r = create(pod, check=False)
+    assert stored is None and r.returncode != 0
+    assert "plx-store-webhook: cannot give store" in r.stderr and "/plx-context/.gc" in r.stderr, r.stderr
+
+
+def warnings_reach_kubectl():
+    pod = fixture("job.gcs-ctxdir.json")
+    pod["spec"]["containers"][0]["env"].append({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/somewhere/else.json"})
+    stored, r = create(pod)
+    assert "Warning:" in r.stderr and "GOOGLE_APPLICATION_CREDENTIALS" in r.stderr, r.stderr
+    check_injected(stored)
+
+
+def reinvocation_covers_a_later_init_container():
+    port = free_port()
+    start("add-init", [ADD_INIT, f"127.0.0.1:{port}", f"{T}/wh-0/tls.crt", f"{T}/wh-0/tls.key"])
+    second = {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "zz-e2e-add-init"},
+        "webhooks": [{"name": "add-init.e2e.plx-store-webhook.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                      "failurePolicy": "Fail", "reinvocationPolicy": "IfNeeded", "timeoutSeconds": 5,
+                      "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate", "caBundle": CA_BUNDLE},
+                      "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+                      "objectSelector": {"matchLabels": {"app.kubernetes.io/part-of": "polyaxon-runs"}}}],
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(second))
+    try:
+        wait_for("the second webhook", lambda: any(c["name"] == "polyaxon-init-artifacts-e2e0000001" for c in
+                 create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")[0]["spec"]["initContainers"]))
+        pod, _ = create(fixture("job.gcs-ctxdir.json"))
+        check_injected(pod, TARGETS + ["polyaxon-init-artifacts-e2e0000001"])
+        assert [c["name"] for c in pod["spec"]["initContainers"]].count("polyaxon-init-artifacts-e2e0000001") == 1
+    finally:
+        kubectl("delete", "mutatingwebhookconfiguration", "zz-e2e-add-init")
+        stop("add-init")
+        wait_for("the second webhook to be gone", lambda: not any(c["name"] == "polyaxon-init-artifacts-e2e0000001" for c in
+                 create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")[0]["spec"]["initContainers"]))
+
+
+def cert_rotation_while_creating_pods():
+    stop_flag, results = threading.Event(), []
+
+    def creator():
+        while not stop_flag.is_set():
+            pod, r = create(fixture("job.gcs-etc.json"), check=False)
+            results.append((pod is not None and "plx-store-webhook.dev/store" in pod["metadata"].get("annotations", {}), r.stderr))
+
+    t = threading.Thread(target=creator)
+    t.start()
+    try:
+        for i in [1, 2, 3, 0]:
+            before = metric('plx_webhook_cert_reloads_total{result="success"}')
+            publish_cert(i)
+            wait_for(f"cert set {i} to load", lambda: metric('plx_webhook_cert_reloads_total{result="success"}') > before, 15)
+            time.sleep(0.5)
+    finally:
+        stop_flag.set()
+        t.join(60)
+    failed = [e for ok, e in results if not ok]
+    assert results and not failed, f"{len(failed)} of {len(results)} creates failed: {failed[:2]}"
+    log(f"  {len(results)} pods created across 4 rotations")
+
+
+def webhook_down_refuses_runs_only():
+    code = stop("webhook")
+    assert code == 0, f"webhook exited {code}"
+    _, r = create(fixture("job.gcs-ctxdir.json"), check=False)
+    assert r.returncode != 0 and "plx-store-webhook" in r.stderr, r.stderr
+    with open(os.path.join(FIXTURES, "apiserver", "review-v1-generatename.json")) as f:
+        plain = json.load(f)["request"]["object"]
+    plain["metadata"].pop("managedFields", None)
+    pod, _ = create(plain)
+    assert pod["metadata"]["name"].startswith("e2e-nolabels-")
+
+
+def main():
+    started = time.time()
+    try:
+        setup_apiserver()
+        setup_webhook()
+        for s in [layouts, not_runs_stored_unchanged, server_dry_run_mutates_and_stores_nothing, conflict_is_refused_with_our_message,
+                  warnings_reach_kubectl, reinvocation_covers_a_later_init_container, cert_rotation_while_creating_pods,
+                  webhook_down_refuses_runs_only]:
+            scenario(s)
+    except Exception as e:
+        RESULTS.append(("setup", False, str(e)))
+        log(f"FAIL setup: {e}")
+    finally:
+        for name in list(PROCS):
+            stop(name)
+        if any(not ok for _, ok, _ in RESULTS) or os.environ.get("PLX_E2E_KEEP"):
+            log(f"logs kept in {T}")
+            for name in ("webhook", "apiserver"):
+                p = os.path.join(T, name + ".log")
+                if os.path.exists(p):
+                    log(f"--- last lines of {name}.log")
+                    print("".join(open(p, errors="replace").readlines()[-15:]), flush=True)
+        else:
+            shutil.rmtree(T, ignore_errors=True)
+    passed = sum(ok for _, ok, _ in RESULTS)
+    failed = len(RESULTS) - passed
+    log(f"finished in {time.time() - started:.0f}s")
+    print(f"e2e: {passed} passed, {failed} failed", flush=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
