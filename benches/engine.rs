@@ -1,0 +1,102 @@
+//! Engine benchmarks: the pure engine and the whole request path (body bytes → response bytes)
+//! on the Polyaxon fixture pods, a pod with 1,500 env vars, a pod with 100 target containers, and
+//! a size sweep. Baseline measured in the same run: parsing the same body into JSON, which any
+//! webhook must do at least.
+//!
+//! cargo bench --bench engine
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use plx_store_webhook::{admission, load_str, mutate, Plan, Request};
+use serde_json::{json, Value};
+use std::hint::black_box;
+use std::path::Path;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn plan(extra: &str) -> Plan {
+    let text = std::fs::read_to_string(root().join("examples/store-ctxdir.yaml")).unwrap() + extra;
+    Plan::from_config(&load_str(&text, "bench").unwrap())
+}
+
+fn review_bytes(pod: &Value) -> Vec<u8> {
+    let mut r: Value = serde_json::from_slice(&std::fs::read(root().join("tests/fixtures/apiserver/review-v1-generatename.json")).unwrap()).unwrap();
+    r["request"]["namespace"] = json!("polyaxon");
+    r["request"]["object"] = pod.clone();
+    serde_json::to_vec(&r).unwrap()
+}
+
+fn fixture(name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(root().join("tests/fixtures/polyaxon-pods").join(name)).unwrap()).unwrap()
+}
+
+fn with_env(n: usize) -> Value {
+    let mut pod = fixture("job.gcs-ctxdir.json");
+    let env = pod["spec"]["containers"][0]["env"].as_array_mut().unwrap();
+    for i in 0..n {
+        env.push(json!({"name": format!("USER_VAR_{i}"), "value": format!("value-{i}-{}", "x".repeat(16))}));
+    }
+    pod
+}
+
+fn with_containers(n: usize) -> Value {
+    let mut pod = fixture("job.gcs-ctxdir.json");
+    let template = pod["spec"]["containers"][0].clone();
+    let list = pod["spec"]["containers"].as_array_mut().unwrap();
+    list.clear();
+    for i in 0..n {
+        let mut c = template.clone();
+        c["name"] = json!(format!("worker-{i}"));
+        list.push(c);
+    }
+    pod
+}
+
+fn bench(c: &mut Criterion) {
+    let default = plan("");
+    let all = plan("injection: {containers: [\"*\"]}\n");
+    let req = Request::pod_create("polyaxon");
+    let mut cases: Vec<(String, Value, &Plan)> = ["job.gcs-filepath.json", "job.gcs-ctxdir.json", "job.gcs-etc.json", "job.nostore.json"]
+        .iter()
+        .map(|f| (f.trim_end_matches(".json").to_string(), fixture(f), &default))
+        .collect();
+    cases.push(("env-1500".into(), with_env(1500), &default));
+    cases.push(("containers-100".into(), with_containers(100), &all));
+
+    let mut g = c.benchmark_group("engine");
+    for (name, pod, plan) in &cases {
+        g.bench_with_input(BenchmarkId::new("mutate", name), pod, |b, pod| b.iter(|| mutate(black_box(pod), plan, &req)));
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("request");
+    for (name, pod, plan) in &cases {
+        let body = review_bytes(pod);
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::new("baseline-json-parse", name), &body, |b, body| {
+            b.iter(|| serde_json::from_slice::<Value>(black_box(body)).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("review", name), &body, |b, body| {
+            b.iter(|| admission::review(black_box(body), plan).unwrap().2)
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("sweep");
+    for n in [0usize, 250, 500, 1000, 2000, 4000] {
+        let body = review_bytes(&with_env(n));
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::new("review-env", n), &body, |b, body| {
+            b.iter(|| admission::review(black_box(body), &default).unwrap().2)
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
+    targets = bench
+}
+criterion_main!(benches);

@@ -1,0 +1,46 @@
+//! Fuzz the request decoder + engine: any bytes are either a 400 (decode error) or a well-formed
+//! response echoing the uid; an allowed patch applies to the pod and a second pass is empty.
+//!
+//! RUSTC_BOOTSTRAP=1 cargo fuzz run review fuzz/corpus/review -- -runs=1000000
+//! (inputs starting with `P` are taken as a bare pod wrapped into a review, to reach the engine
+//! more often than a mutated review text would.)
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use plx_store_webhook::{admission, load_str, mutate, Plan, Request};
+use serde_json::{json, Value};
+use std::sync::LazyLock;
+
+static PLANS: LazyLock<Vec<Plan>> = LazyLock::new(|| {
+    [
+        "name: s\nkind: gcs\nschema: {bucket: b}\nsecret: {name: gcs-secret, mountPath: /plx-context/.gc/gc-secret.json}\n",
+        "name: s\nkind: gcs\nschema: {bucket: b}\nsecret: {name: gcs-secret, mountPath: /etc/gcs}\nconfigMap: {name: gc-key-path}\ninjection: {onConflict: skip}\n",
+    ]
+    .iter()
+    .map(|c| Plan::from_config(&load_str(c, "fuzz").expect("fuzz config")))
+    .collect()
+});
+
+fuzz_target!(|data: &[u8]| {
+    let plan = &PLANS[data.first().map_or(0, |b| (*b & 1) as usize)];
+    let body: Vec<u8> = if data.first() == Some(&b'P') {
+        let Ok(pod) = serde_json::from_slice::<Value>(&data[1..]) else { return };
+        serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "fuzz", "operation": "CREATE", "namespace": "polyaxon",
+                        "resource": {"group": "", "version": "v1", "resource": "pods"}, "object": pod}}))
+        .expect("serialise")
+    } else {
+        data.to_vec()
+    };
+    let Ok((review, outcome, bytes)) = admission::review(&body, plan) else { return };
+    let resp: Value = serde_json::from_slice(&bytes).expect("the response is JSON");
+    assert_eq!(resp["response"]["uid"], review.uid.as_str());
+    assert_eq!(resp["apiVersion"], review.api_version.as_str());
+    if outcome.allowed() && !outcome.patch.is_empty() {
+        let mut pod = review.object.clone();
+        json_patch::patch(&mut pod, &outcome.patch).expect("an allowed patch applies");
+        let again = mutate(&pod, plan, &review.facts());
+        assert!(again.patch.is_empty(), "second pass not empty: {:?}", again.patch);
+    }
+    let _ = Request::pod_create("x");
+});
