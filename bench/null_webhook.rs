@@ -16,7 +16,10 @@ const ANSWER: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionR
 
 async fn answer(body: Bytes) -> ([(axum::http::HeaderName, &'static str); 1], &'static [u8]) {
     std::hint::black_box(body.len());
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], ANSWER)
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        ANSWER,
+    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,11 +28,23 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: bench-null-webhook <listen> <tls.crt> <tls.key>");
     };
     let config = tls::server_config(&std::fs::read(cert)?, &std::fs::read(key)?)?;
-    let app = with_guards(Router::new().route("/mutate", post(answer)), Guards::default());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let app = with_guards(
+        Router::new().route("/mutate", post(answer)),
+        Guards::default(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen.as_str()).await?;
-        serve::serve(listener, Some(TlsSide::fixed(config)), app, Limits::default(), serve::shutdown_signal()).await?;
+        serve::serve(
+            listener,
+            Some(TlsSide::fixed(config)),
+            app,
+            Limits::default(),
+            serve::shutdown_signal(),
+        )
+        .await?;
         anyhow::Ok(())
     })
 }

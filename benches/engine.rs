@@ -21,14 +21,21 @@ fn plan(extra: &str) -> Plan {
 }
 
 fn review_bytes(pod: &Value) -> Vec<u8> {
-    let mut r: Value = serde_json::from_slice(&std::fs::read(root().join("tests/fixtures/apiserver/review-v1-generatename.json")).unwrap()).unwrap();
+    let mut r: Value = serde_json::from_slice(
+        &std::fs::read(root().join("tests/fixtures/apiserver/review-v1-generatename.json"))
+            .unwrap(),
+    )
+    .unwrap();
     r["request"]["namespace"] = json!("polyaxon");
     r["request"]["object"] = pod.clone();
     serde_json::to_vec(&r).unwrap()
 }
 
 fn fixture(name: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(root().join("tests/fixtures/polyaxon-pods").join(name)).unwrap()).unwrap()
+    serde_json::from_slice(
+        &std::fs::read(root().join("tests/fixtures/polyaxon-pods").join(name)).unwrap(),
+    )
+    .unwrap()
 }
 
 fn with_env(n: usize) -> Value {
@@ -57,16 +64,29 @@ fn bench(c: &mut Criterion) {
     let default = plan("");
     let all = plan("injection: {containers: [\"*\"]}\n");
     let req = Request::pod_create("polyaxon");
-    let mut cases: Vec<(String, Value, &Plan)> = ["job.gcs-filepath.json", "job.gcs-ctxdir.json", "job.gcs-etc.json", "job.nostore.json"]
-        .iter()
-        .map(|f| (f.trim_end_matches(".json").to_string(), fixture(f), &default))
-        .collect();
+    let mut cases: Vec<(String, Value, &Plan)> = [
+        "job.gcs-filepath.json",
+        "job.gcs-ctxdir.json",
+        "job.gcs-etc.json",
+        "job.nostore.json",
+    ]
+    .iter()
+    .map(|f| {
+        (
+            f.trim_end_matches(".json").to_string(),
+            fixture(f),
+            &default,
+        )
+    })
+    .collect();
     cases.push(("env-1500".into(), with_env(1500), &default));
     cases.push(("containers-100".into(), with_containers(100), &all));
 
     let mut g = c.benchmark_group("engine");
     for (name, pod, plan) in &cases {
-        g.bench_with_input(BenchmarkId::new("mutate", name), pod, |b, pod| b.iter(|| mutate(black_box(pod), plan, &req)));
+        g.bench_with_input(BenchmarkId::new("mutate", name), pod, |b, pod| {
+            b.iter(|| mutate(black_box(pod), plan, &req))
+        });
     }
     g.finish();
 
@@ -74,9 +94,11 @@ fn bench(c: &mut Criterion) {
     for (name, pod, plan) in &cases {
         let body = review_bytes(pod);
         g.throughput(Throughput::Bytes(body.len() as u64));
-        g.bench_with_input(BenchmarkId::new("baseline-json-parse", name), &body, |b, body| {
-            b.iter(|| serde_json::from_slice::<Value>(black_box(body)).unwrap())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("baseline-json-parse", name),
+            &body,
+            |b, body| b.iter(|| serde_json::from_slice::<Value>(black_box(body)).unwrap()),
+        );
         g.bench_with_input(BenchmarkId::new("review", name), &body, |b, body| {
             b.iter(|| admission::review(black_box(body), plan).unwrap().2)
         });

@@ -6,8 +6,10 @@
 use crate::engine::{self, Decision, Outcome, Request};
 use crate::plan::Plan;
 use base64::Engine as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// The two admission API versions the apiserver may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,43 +44,75 @@ pub enum ReviewError {
     NotAReview(String),
 }
 
-/// An AdmissionReview request, envelope decoded, pod still raw JSON.
+/// An AdmissionReview request: the envelope decoded with borrowed strings, the pod left as raw
+/// JSON text for the engine to read what it needs from.
 #[derive(Debug)]
-pub struct Review {
+pub struct Review<'a> {
     pub api_version: ApiVersion,
-    pub uid: String,
-    pub operation: String,
-    pub namespace: String,
-    pub group: String,
-    pub version: String,
-    pub resource: String,
-    pub sub_resource: String,
+    pub uid: Cow<'a, str>,
+    pub operation: Cow<'a, str>,
+    pub namespace: Cow<'a, str>,
+    pub group: Cow<'a, str>,
+    pub version: Cow<'a, str>,
+    pub resource: Cow<'a, str>,
+    pub sub_resource: Cow<'a, str>,
     pub dry_run: bool,
-    pub object: Value,
+    pub object: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ReviewIn<'a> {
+    #[serde(borrow, rename = "apiVersion")]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    request: Option<RequestIn<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn<'a> {
+    #[serde(borrow)]
+    uid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    resource: Option<Gvr<'a>>,
+    #[serde(borrow)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    operation: Option<Cow<'a, str>>,
+    dry_run: Option<bool>,
+    #[serde(borrow)]
+    object: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Gvr<'a> {
+    #[serde(borrow)]
+    group: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    resource: Option<Cow<'a, str>>,
 }
 
 fn not_review(msg: impl Into<String>) -> ReviewError {
     ReviewError::NotAReview(msg.into())
 }
 
-/// Optional string field: absent or null is empty, anything else but a string is an error.
-fn opt_str(o: &Map<String, Value>, key: &str, at: &str) -> Result<String, ReviewError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(not_review(format!("{at}.{key} must be a string"))),
-    }
+fn or_empty(s: Option<Cow<'_, str>>) -> Cow<'_, str> {
+    s.unwrap_or(Cow::Borrowed(""))
 }
 
-impl Review {
-    /// Decode a request body (one JSON parse; the pod is moved out, not copied).
-    pub fn parse(body: &[u8]) -> Result<Review, ReviewError> {
-        let mut doc: Value =
-            serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
-        let top = doc
-            .as_object_mut()
-            .ok_or_else(|| not_review("expected a JSON object"))?;
-        let api_version = match top.get("apiVersion").and_then(Value::as_str) {
+impl<'a> Review<'a> {
+    /// Decode a request body: one pass over the envelope; the pod is only delimited, not built.
+    pub fn parse(body: &'a [u8]) -> Result<Review<'a>, ReviewError> {
+        let Ok(doc) = serde_json::from_slice::<ReviewIn<'a>>(body) else {
+            return Err(explain(body));
+        };
+        let api_version = match doc.api_version.as_deref() {
             Some("admission.k8s.io/v1") => ApiVersion::V1,
             Some("admission.k8s.io/v1beta1") => ApiVersion::V1Beta1,
             other => {
@@ -88,62 +122,39 @@ impl Review {
                 )))
             }
         };
-        if top.get("kind").and_then(Value::as_str) != Some("AdmissionReview") {
+        if doc.kind.as_deref() != Some("AdmissionReview") {
             return Err(not_review("kind must be AdmissionReview"));
         }
-        let req = match top.get_mut("request") {
-            Some(Value::Object(r)) => r,
-            _ => return Err(not_review("request is missing or not an object")),
+        let Some(req) = doc.request else {
+            return Err(not_review("request is missing or not an object"));
         };
-        let uid = match req.get("uid") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        let uid = match req.uid {
+            Some(u) if !u.is_empty() => u,
             _ => return Err(not_review("request.uid must be a non-empty string")),
         };
-        let (group, version, resource) = match req.get("resource") {
-            Some(Value::Object(r)) => (
-                opt_str(r, "group", "request.resource")?,
-                opt_str(r, "version", "request.resource")?,
-                opt_str(r, "resource", "request.resource")?,
-            ),
-            None | Some(Value::Null) => Default::default(),
-            Some(_) => return Err(not_review("request.resource must be an object")),
+        let (group, version, resource) = match req.resource {
+            Some(r) => (or_empty(r.group), or_empty(r.version), or_empty(r.resource)),
+            None => Default::default(),
         };
-        let dry_run = match req.get("dryRun") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(not_review("request.dryRun must be a boolean")),
-        };
-        let operation = opt_str(req, "operation", "request")?;
-        let namespace = opt_str(req, "namespace", "request")?;
-        let sub_resource = opt_str(req, "subResource", "request")?;
-        let object = req.remove("object").unwrap_or(Value::Null);
         Ok(Review {
             api_version,
             uid,
-            operation,
-            namespace,
+            operation: or_empty(req.operation),
+            namespace: or_empty(req.namespace),
             group,
             version,
             resource,
-            sub_resource,
-            dry_run,
-            object,
+            sub_resource: or_empty(req.sub_resource),
+            dry_run: req.dry_run.unwrap_or(false),
+            object: req.object.filter(|o| o.get() != "null"),
         })
     }
 
-    /// The request facts for the engine; the namespace falls back to the object's own.
+    /// The request facts for the engine (the engine falls back to the pod's own namespace).
     pub fn facts(&self) -> Request<'_> {
-        let namespace = if self.namespace.is_empty() {
-            self.object
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-        } else {
-            &self.namespace
-        };
         Request {
             operation: &self.operation,
-            namespace,
+            namespace: &self.namespace,
             group: &self.group,
             version: &self.version,
             resource: &self.resource,
@@ -154,41 +165,66 @@ impl Review {
     /// Run the engine on this review.
     pub fn decide(&self, plan: &Plan) -> Outcome {
         let facts = self.facts();
-        if self.object.is_null() && facts.operation == "CREATE" && facts.resource == "pods" {
-            return Outcome::denied(
+        match self.object {
+            Some(o) => engine::mutate_json(o.get(), plan, &facts),
+            None if facts.operation == "CREATE" && facts.resource == "pods" => Outcome::denied(
                 "plx-store-webhook: request.object is missing; cannot read the Pod".into(),
-            );
-        }
-        engine::mutate(&self.object, plan, &facts)
-    }
-
-    /// A v1 review wrapping a bare pod, for rendering offline results.
-    pub fn synthetic(object: Value) -> Review {
-        Review {
-            api_version: ApiVersion::V1,
-            uid: "offline".to_string(),
-            operation: "CREATE".to_string(),
-            namespace: String::new(),
-            group: String::new(),
-            version: "v1".to_string(),
-            resource: "pods".to_string(),
-            sub_resource: String::new(),
-            dry_run: false,
-            object,
+            ),
+            None => engine::mutate(&Value::Null, plan, &facts),
         }
     }
+}
 
-    /// Pod name for logs: `name`, else `generateName`.
-    pub fn pod_name(&self) -> &str {
-        let meta = self.object.get("metadata");
-        meta.and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .or_else(|| {
-                meta.and_then(|m| m.get("generateName"))
-                    .and_then(Value::as_str)
-            })
-            .unwrap_or("")
-    }
+/// Why a body is not a review, field by field (the slow path, for bad input only).
+fn explain(body: &[u8]) -> ReviewError {
+    let doc: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return ReviewError::NotJson(e.to_string()),
+    };
+    let Some(top) = doc.as_object() else {
+        return not_review("expected a JSON object");
+    };
+    let check = |o: &Map<String, Value>, key: &str, at: &str| match o.get(key) {
+        None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
+        Some(_) => Err(not_review(format!("{at}.{key} must be a string"))),
+    };
+    let result = (|| {
+        check(top, "apiVersion", "")?;
+        check(top, "kind", "")?;
+        let req = match top.get("request") {
+            Some(Value::Object(r)) => r,
+            None | Some(Value::Null) => return Ok(()),
+            Some(_) => return Err(not_review("request is missing or not an object")),
+        };
+        if !matches!(
+            req.get("uid"),
+            None | Some(Value::Null) | Some(Value::String(_))
+        ) {
+            return Err(not_review("request.uid must be a non-empty string"));
+        }
+        for k in ["operation", "namespace", "subResource"] {
+            check(req, k, "request")?;
+        }
+        match req.get("resource") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(r)) => {
+                for k in ["group", "version", "resource"] {
+                    check(r, k, "request.resource")?;
+                }
+            }
+            Some(_) => return Err(not_review("request.resource must be an object")),
+        }
+        if !matches!(
+            req.get("dryRun"),
+            None | Some(Value::Null) | Some(Value::Bool(_))
+        ) {
+            return Err(not_review("request.dryRun must be a boolean"));
+        }
+        Ok(())
+    })();
+    result
+        .err()
+        .unwrap_or_else(|| not_review("unexpected field types"))
 }
 
 #[derive(Serialize)]
@@ -222,7 +258,12 @@ struct StatusOut<'a> {
 }
 
 /// The response body for `outcome`, in the request's version, echoing its uid.
-pub fn response_body(review: &Review, outcome: &Outcome) -> Vec<u8> {
+pub fn response_body(review: &Review<'_>, outcome: &Outcome) -> Vec<u8> {
+    response_for(review.api_version, &review.uid, outcome)
+}
+
+/// The response body for `outcome` in `api_version`, echoing `uid`.
+pub fn response_for(api_version: ApiVersion, uid: &str, outcome: &Outcome) -> Vec<u8> {
     let patch = (!outcome.patch.is_empty()).then(|| {
         let raw = serde_json::to_vec(&outcome.patch).unwrap_or_default();
         base64::engine::general_purpose::STANDARD.encode(raw)
@@ -232,10 +273,10 @@ pub fn response_body(review: &Review, outcome: &Outcome) -> Vec<u8> {
         _ => None,
     };
     let out = ReviewOut {
-        api_version: review.api_version.as_str(),
+        api_version: api_version.as_str(),
         kind: "AdmissionReview",
         response: ResponseOut {
-            uid: &review.uid,
+            uid,
             allowed: outcome.allowed(),
             status,
             patch_type: patch.as_ref().map(|_| "JSONPatch"),
@@ -252,7 +293,10 @@ pub fn response_body(review: &Review, outcome: &Outcome) -> Vec<u8> {
 }
 
 /// Body bytes in, response bytes out: what `POST /mutate` and `mutate --output review` do.
-pub fn review(body: &[u8], plan: &Plan) -> Result<(Review, Outcome, Vec<u8>), ReviewError> {
+pub fn review<'a>(
+    body: &'a [u8],
+    plan: &Plan,
+) -> Result<(Review<'a>, Outcome, Vec<u8>), ReviewError> {
     let review = Review::parse(body)?;
     let outcome = review.decide(plan);
     let bytes = response_body(&review, &outcome);

@@ -1,7 +1,7 @@
 //! The offline `mutate` command: a Pod or an AdmissionReview (JSON or YAML) in, a patch, the
 //! patched pod, or the review response out. Same engine as the server.
 
-use crate::admission::{self, Review};
+use crate::admission::{self, ApiVersion};
 use crate::engine::{self, Decision, Outcome, Request};
 use crate::plan::Plan;
 use serde_json::Value;
@@ -48,7 +48,11 @@ pub fn run(
     let (pod, outcome, review_bytes) = if is_review {
         let body = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
         let (review, outcome, bytes) = admission::review(&body, plan).map_err(|e| e.to_string())?;
-        (review.object, outcome, Some(bytes))
+        let pod = match review.object {
+            Some(o) => serde_json::from_str(o.get()).map_err(|e| e.to_string())?,
+            None => Value::Null,
+        };
+        (pod, outcome, bytes)
     } else {
         if !doc.is_object() || doc.get("spec").is_none() {
             return Err("input is neither a Pod (no `spec`) nor an AdmissionReview".into());
@@ -62,7 +66,8 @@ pub fn run(
             })
             .unwrap_or_else(|| "default".to_string());
         let outcome = engine::mutate(&doc, plan, &Request::pod_create(&ns));
-        (doc, outcome, None)
+        let bytes = admission::response_for(ApiVersion::V1, "offline", &outcome);
+        (doc, outcome, bytes)
     };
     let text = match output {
         Output::Patch => pretty(&serde_json::to_value(&outcome.patch).map_err(|e| e.to_string())?),
@@ -79,18 +84,10 @@ pub fn run(
                 pretty(&pod)
             }
         }
-        Output::Review => match review_bytes {
-            Some(b) => {
-                let v: Value = serde_json::from_slice(&b).map_err(|e| e.to_string())?;
-                pretty(&v)
-            }
-            None => {
-                let review = Review::synthetic(pod);
-                let b = admission::response_body(&review, &outcome);
-                let v: Value = serde_json::from_slice(&b).map_err(|e| e.to_string())?;
-                pretty(&v)
-            }
-        },
+        Output::Review => {
+            let v: Value = serde_json::from_slice(&review_bytes).map_err(|e| e.to_string())?;
+            pretty(&v)
+        }
     };
     Ok(Rendered { text, outcome })
 }

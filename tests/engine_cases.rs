@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use plx_store_webhook::engine::mutate_json;
 use plx_store_webhook::engine::IgnoreReason;
 use plx_store_webhook::{load_str, mutate, Decision, Outcome, Plan, Request};
 use serde_json::{json, Value};
@@ -400,20 +401,20 @@ fn malformed_objects_are_denied_with_the_field() {
     let p = plan(GCS);
     let req = Request::pod_create("polyaxon");
     let cases = [
-        (json!("a string"), "the object must be an object"),
+        (json!("a string"), "expected a Pod object"),
         (
             json!({"metadata": {"labels": ["x"]}, "spec": {}}),
-            "metadata.labels must be a map",
+            "metadata.labels: invalid type",
         ),
-        (run_pod(json!("nope")), "spec.containers must be a list"),
+        (run_pod(json!("nope")), "spec.containers: invalid type"),
         (run_pod(json!([])), "at least one container"),
         (
             run_pod(json!([{"image": "x"}])),
-            "spec.containers[0].name must be a string",
+            "spec.containers[0]: missing field `name`",
         ),
         (
             run_pod(json!([{"name": "polyaxon-main", "env": [{"value": 1}]}])),
-            "spec.containers[0].env[0].name",
+            "spec.containers[0].env[0]",
         ),
         (
             {
@@ -421,15 +422,32 @@ fn malformed_objects_are_denied_with_the_field() {
                 p["spec"]["volumes"] = json!({});
                 p
             },
-            "spec.volumes must be a list",
+            "spec.volumes: invalid type",
         ),
     ];
     for (pod, want) in cases {
-        match mutate(&pod, &p, &req).decision {
-            Decision::Denied(m) => assert!(m.contains(want), "{m} / {want}"),
-            other => panic!("{want}: {other:?}"),
+        // The same answer whether the pod comes as a value or straight from the request text.
+        let text = serde_json::to_string(&pod).unwrap();
+        for decision in [
+            mutate(&pod, &p, &req).decision,
+            mutate_json(&text, &p, &req).decision,
+        ] {
+            match decision {
+                Decision::Denied(m) => assert!(m.contains(want), "{m} / {want}"),
+                other => panic!("{want}: {other:?}"),
+            }
         }
     }
+    // A malformed pod that is not a run is not ours to refuse.
+    let other = json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": "nope"}});
+    assert_eq!(
+        mutate(&other, &p, &req).decision,
+        Decision::Ignored(IgnoreReason::NotARun)
+    );
+    assert_eq!(
+        mutate_json(&other.to_string(), &p, &req).decision,
+        Decision::Ignored(IgnoreReason::NotARun)
+    );
 }
 
 #[test]

@@ -220,6 +220,11 @@ proptest! {
         let (cname, plan) = &configs[which];
         let req = Request::pod_create("polyaxon");
         let out = mutate(&pod, plan, &req);
+        // The server reads the pod straight from the request text: it must decide the same.
+        let fast = plx_store_webhook::engine::mutate_json(&pod.to_string(), plan, &req);
+        prop_assert_eq!(&fast.decision, &out.decision);
+        prop_assert_eq!(&fast.patch, &out.patch);
+        prop_assert_eq!(&fast.warnings, &out.warnings);
         if let Decision::Denied(m) = &out.decision {
             prop_assert!(m.contains("container") && m.len() > 40, "{}", m);
             prop_assert!(out.patch.is_empty());

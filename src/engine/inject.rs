@@ -1,39 +1,29 @@
 //! Reconcile each target container with the plan: reuse what the pod already has, add what is
 //! missing, and report conflicts the apiserver or kubelet would otherwise fail on.
 
-use super::keypath::{is_strictly_under, key_file_path, same_path};
+use super::keypath::{is_strictly_under, key_file_path, same_path, Layout};
 use super::patch::{pointer, PatchBuilder};
-use super::pod::{Container, PodView, Volume};
+use super::pod::{Env, Placed, PodView};
 use super::select::{is_target, skip_list};
 use super::{ConflictKind, Decision, IgnoreReason, Outcome};
 use crate::config::OnConflict;
 use crate::k8s_names::is_dns_label;
-use crate::plan::{MountPlan, Plan, ANNOTATION_SKIP_CONTAINERS, GC_KEY_ALIASES, GC_KEY_PATH};
+use crate::plan::{
+    MountPlan, Plan, RefKind, ANNOTATION_SKIP_CONTAINERS, GC_KEY_ALIASES, GC_KEY_PATH,
+};
 use json_patch::jsonptr::PointerBuf;
 use serde_json::{json, Map, Value};
 
 /// How a mount plan maps onto this pod's volumes.
-struct ResolvedVolume<'p> {
+struct ResolvedVolume<'x> {
     /// Name of the volume containers without a mount get (existing or to be added).
     name: String,
-    /// The volume entry (the pod's, or the one we would add).
-    entry: VolumeEntry<'p>,
-    /// Whether some container needs the volume added to the pod.
+    /// How the volume lays out the secret's keys.
+    layout: Layout<'x>,
+    /// The volume to add, when the pod has none with this source.
+    new: Option<Value>,
+    /// Whether some container needs the new volume.
     needed: bool,
-}
-
-enum VolumeEntry<'p> {
-    Existing(&'p Value),
-    New(Value),
-}
-
-impl VolumeEntry<'_> {
-    fn json(&self) -> &Value {
-        match self {
-            VolumeEntry::Existing(v) => v,
-            VolumeEntry::New(v) => v,
-        }
-    }
 }
 
 /// One pending append to a container array.
@@ -50,12 +40,12 @@ struct ContainerWork {
     uses_new_volume: Vec<usize>,
 }
 
-pub(super) fn reconcile(view: &PodView<'_>, plan: &Plan) -> Outcome {
+pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &Plan) -> Outcome {
     let skip = skip_list(view);
-    let targets: Vec<&Container<'_>> = view
+    let targets: Vec<&Placed<'_, '_>> = view
         .containers
         .iter()
-        .filter(|c| is_target(c, &plan.policy) && !skip.contains(&c.name))
+        .filter(|p| is_target(p, &plan.policy) && !skip.contains(&p.c.name.as_ref()))
         .collect();
     if targets.is_empty() {
         return Outcome::ignored(IgnoreReason::NoTargetContainer);
@@ -71,15 +61,13 @@ pub(super) fn reconcile(view: &PodView<'_>, plan: &Plan) -> Outcome {
     let mut committed = Vec::new();
     let mut denials = Vec::new();
     let mut conflicts = Vec::new();
-    let mut any_served = false;
-    for c in &targets {
-        let work = container_work(view, plan, &volumes, c, &mut warnings);
+    for p in &targets {
+        let work = container_work(view, plan, &volumes, p, &mut warnings);
         if work.conflicts.is_empty() {
             for &i in &work.uses_new_volume {
                 volumes[i].needed = true;
             }
-            any_served = true;
-            committed.push((*c, work.appends));
+            committed.push((*p, work.appends));
             continue;
         }
         conflicts.extend(work.conflicts.iter().map(|(k, _)| *k));
@@ -102,31 +90,24 @@ pub(super) fn reconcile(view: &PodView<'_>, plan: &Plan) -> Outcome {
         return out;
     }
 
-    let committed_count = committed.len();
+    let injected_containers = committed.len();
     let mut b = PatchBuilder::new();
-    for v in volumes.iter().filter(|v| v.needed) {
-        b.append(
-            pointer(["spec", "volumes"]),
-            view.has_volumes,
-            v.entry.json().clone(),
-        );
+    for v in volumes.iter_mut().filter(|v| v.needed) {
+        if let Some(new) = v.new.take() {
+            b.append(pointer(["spec", "volumes"]), view.has_volumes, new);
+        }
     }
-    for (c, appends) in committed {
-        let idx = c.index.to_string();
+    for (p, appends) in committed {
+        let idx = p.index.to_string();
         for a in appends {
             b.append(
-                pointer(["spec", c.list.field(), idx.as_str(), a.field]),
+                pointer(["spec", p.list.field(), idx.as_str(), a.field]),
                 a.exists,
                 a.value,
             );
         }
     }
-    let injected_containers = committed_count;
-    let audit = vec![
-        ("store", plan.store_name.clone()),
-        ("config-hash", plan.config_hash.clone()),
-    ];
-    if any_served {
+    if injected_containers > 0 {
         add_marker(view, plan, &mut b);
     }
     let decision = if b.is_empty() {
@@ -138,30 +119,36 @@ pub(super) fn reconcile(view: &PodView<'_>, plan: &Plan) -> Outcome {
         decision,
         patch: b.finish(),
         warnings,
-        audit,
+        audit: vec![
+            ("store", plan.store_name.clone()),
+            ("config-hash", plan.config_hash.clone()),
+        ],
         conflicts,
         injected_containers,
+        pod_name: String::new(),
     }
 }
 
 /// Reuse a volume with the same source (never match by name alone); otherwise plan a new one
 /// under the preferred name, or a unique variant when that name is taken by other storage.
-fn resolve_volume<'p>(
-    view: &PodView<'p>,
-    m: &MountPlan,
+fn resolve_volume<'x>(
+    view: &'x PodView<'_, '_>,
+    m: &'x MountPlan,
     taken: &mut Vec<String>,
-) -> ResolvedVolume<'p> {
-    if let Some(v) = view.volumes.iter().find(|v| m.source.matches(v.raw)) {
+) -> ResolvedVolume<'x> {
+    if let Some(v) = view.volumes.iter().find(|v| m.source.matches(v)) {
         return ResolvedVolume {
             name: v.name.to_string(),
-            entry: VolumeEntry::Existing(v.raw),
+            layout: Layout::of_volume(v),
+            new: None,
             needed: false,
         };
     }
     let name = unique_name(&m.preferred_name, taken);
     taken.push(name.clone());
     ResolvedVolume {
-        entry: VolumeEntry::New(m.source.to_volume(&name)),
+        new: Some(m.source.to_volume(&name)),
+        layout: m.source.layout(),
         name,
         needed: false,
     }
@@ -190,45 +177,46 @@ struct MountSeen<'a> {
 }
 
 fn container_work(
-    view: &PodView<'_>,
+    view: &PodView<'_, '_>,
     plan: &Plan,
     volumes: &[ResolvedVolume<'_>],
-    c: &Container<'_>,
+    p: &Placed<'_, '_>,
     warnings: &mut Vec<String>,
 ) -> ContainerWork {
+    let c = p.c;
+    let cname = c.name.as_ref();
     let mut work = ContainerWork {
         appends: Vec::new(),
         conflicts: Vec::new(),
         uses_new_volume: Vec::new(),
     };
     let mut seen: Vec<MountSeen<'_>> = c
-        .mounts
+        .mounts()
         .iter()
         .map(|m| MountSeen {
-            path: m.mount_path,
-            volume: m.name,
-            read_only: m.read_only || view.volume(m.name).is_some_and(Volume::always_read_only),
+            path: &m.mount_path,
+            volume: &m.name,
+            read_only: m.read_only == Some(true)
+                || view.volume(&m.name).is_some_and(|v| v.always_read_only()),
         })
         .collect();
     // Where each planned mount is in this container: (mount path, subPath).
-    let mut placed: Vec<Option<(String, Option<String>)>> = Vec::with_capacity(plan.mounts.len());
+    let mut placed: Vec<Option<(&str, Option<&str>)>> = Vec::with_capacity(plan.mounts.len());
     for (i, (m, rv)) in plan.mounts.iter().zip(volumes).enumerate() {
-        let existing = c.mounts.iter().find(|mt| {
-            mt.name == rv.name
-                || view
-                    .volume(mt.name)
-                    .is_some_and(|v| m.source.matches(v.raw))
+        let existing = c.mounts().iter().find(|mt| {
+            mt.name == rv.name.as_str()
+                || view.volume(&mt.name).is_some_and(|v| m.source.matches(v))
         });
         if let Some(mt) = existing {
-            if mt.sub_path_expr {
+            if mt.sub_path_expr.as_deref().is_some_and(|s| !s.is_empty()) {
                 warnings.push(format!(
-                    "container {:?}: {} is mounted with subPathExpr; GC_KEY_PATH cannot be checked",
-                    c.name, m.what
+                    "container {cname:?}: {} is mounted with subPathExpr; GC_KEY_PATH cannot be checked",
+                    m.what
                 ));
             }
             placed.push(Some((
-                mt.mount_path.to_string(),
-                mt.sub_path.map(str::to_string),
+                &mt.mount_path,
+                mt.sub_path.as_deref().filter(|s| !s.is_empty()),
             )));
             continue;
         }
@@ -237,8 +225,8 @@ fn container_work(
             work.conflicts.push((
                 kind,
                 format!(
-                    "container {:?}: {} cannot be mounted at {}: {conflict}",
-                    c.name, m.what, m.dir
+                    "container {cname:?}: {} cannot be mounted at {}: {conflict}",
+                    m.what, m.dir
                 ),
             ));
             placed.push(None);
@@ -252,10 +240,10 @@ fn container_work(
         }
         work.appends.push(Append {
             field: "volumeMounts",
-            exists: c.has_mounts,
+            exists: c.volume_mounts.is_some(),
             value: Value::Object(mount),
         });
-        if matches!(rv.entry, VolumeEntry::New(_)) {
+        if rv.new.is_some() {
             work.uses_new_volume.push(i);
         }
         seen.push(MountSeen {
@@ -263,86 +251,97 @@ fn container_work(
             volume: &rv.name,
             read_only: ours_ro,
         });
-        placed.push(Some((m.dir.clone(), None)));
+        placed.push(Some((&m.dir, None)));
     }
     if !work.conflicts.is_empty() {
         return work;
     }
 
     for r in &plan.env_from {
-        let (field, _) = r.kind.fields();
-        let present = c.env_from.iter().any(|e| {
-            e.get(field)
-                .and_then(|f| f.get("name"))
-                .and_then(Value::as_str)
-                == Some(&r.name)
+        let present = c.env_from().iter().any(|e| {
+            let named = match r.kind {
+                RefKind::Secret => &e.secret_ref,
+                RefKind::ConfigMap => &e.config_map_ref,
+            };
+            named.as_ref().and_then(|n| n.name.as_deref()) == Some(r.name.as_str())
         });
         if !present {
             work.appends.push(Append {
                 field: "envFrom",
-                exists: c.has_env_from,
-                value: json!({ field: { "name": r.name } }),
+                exists: c.env_from.is_some(),
+                value: json!({ r.kind.fields().0: { "name": r.name } }),
             });
         }
     }
+    let has_env = c.env.is_some();
     let add_env = |work: &mut ContainerWork, value: Value| {
         work.appends.push(Append {
             field: "env",
-            exists: c.has_env,
+            exists: has_env,
             value,
         });
     };
     for item in &plan.env_items {
-        let (_, key_field) = item.kind.fields();
-        let want = json!({ key_field: { "name": item.resource, "key": item.key } });
         match c.env_var(&item.env_name) {
-            None => add_env(&mut work, json!({ "name": item.env_name, "valueFrom": want })),
-            Some(e) if e.get("valueFrom") == Some(&want) => {}
+            None => {
+                let (_, key_field) = item.kind.fields();
+                add_env(
+                    &mut work,
+                    json!({ "name": item.env_name,
+                            "valueFrom": { key_field: { "name": item.resource, "key": item.key } } }),
+                )
+            }
+            Some(e) if refers_to(e, item.kind, &item.resource, &item.key) => {}
             Some(_) => warnings.push(format!(
-                "container {:?}: env {} is already set and was kept; the store expects it from {} {}",
-                c.name, item.env_name, item.resource, item.key
+                "container {cname:?}: env {} is already set and was kept; the store expects it from {} {}",
+                item.env_name, item.resource, item.key
             )),
         }
     }
     if let Some(gk) = &plan.gcs_key {
-        let at = placed.get(gk.mount).and_then(Option::as_ref);
-        let path = at.and_then(|(p, sp)| {
-            key_file_path(volumes[gk.mount].entry.json(), &gk.key, p, sp.as_deref())
-        });
+        let path = placed
+            .get(gk.mount)
+            .copied()
+            .flatten()
+            .and_then(|(p, sp)| key_file_path(&volumes[gk.mount].layout, &gk.key, p, sp));
         match path {
             Some(path) => {
                 match c.env_var(GC_KEY_PATH) {
                     None => add_env(&mut work, json!({ "name": GC_KEY_PATH, "value": path })),
-                    Some(e) if env_value(e) == Some(path.as_str()) => {}
+                    Some(e) if e.value.as_deref() == Some(path.as_str()) => {}
                     Some(e) => warnings.push(format!(
-                        "container {:?}: GC_KEY_PATH is set to {} and was kept, but the key is mounted at {path}",
-                        c.name,
-                        env_value(e).unwrap_or("a valueFrom reference")
+                        "container {cname:?}: GC_KEY_PATH is set to {} and was kept, but the key is mounted at {path}",
+                        e.value.as_deref().unwrap_or("a valueFrom reference")
                     )),
                 }
                 for alias in GC_KEY_ALIASES {
                     if let Some(e) = c.env_var(alias) {
-                        if env_value(e) != Some(path.as_str()) {
+                        if e.value.as_deref() != Some(path.as_str()) {
                             warnings.push(format!(
-                                "container {:?}: {alias} points elsewhere than the key at {path}; the Polyaxon SDK picks \
-                                 among GC_KEY_PATH and its aliases at random, so remove {alias}",
-                                c.name
+                                "container {cname:?}: {alias} points elsewhere than the key at {path}; the Polyaxon SDK picks \
+                                 among GC_KEY_PATH and its aliases at random, so remove {alias}"
                             ));
                         }
                     }
                 }
             }
             None => warnings.push(format!(
-                "container {:?}: the mounted secret does not expose key {:?}, so GC_KEY_PATH was not set",
-                c.name, gk.key
+                "container {cname:?}: the mounted secret does not expose key {:?}, so GC_KEY_PATH was not set",
+                gk.key
             )),
         }
     }
     work
 }
 
-fn env_value(e: &Value) -> Option<&str> {
-    e.get("value").and_then(Value::as_str)
+/// Whether an env var already takes its value from `kind` `resource` key `key`.
+fn refers_to(e: &Env<'_>, kind: RefKind, resource: &str, key: &str) -> bool {
+    let vf = e.value_from.as_ref();
+    let r = match kind {
+        RefKind::Secret => vf.and_then(|v| v.secret_key_ref.as_ref()),
+        RefKind::ConfigMap => vf.and_then(|v| v.config_map_key_ref.as_ref()),
+    };
+    r.is_some_and(|r| r.name.as_deref() == Some(resource) && r.key == key)
 }
 
 /// Why a new mount at `dir` would make the pod invalid or unstartable, if it would.
@@ -381,7 +380,7 @@ fn mount_conflict(
 }
 
 /// Record which store and config produced the injection; `add` replaces a stale value.
-fn add_marker(view: &PodView<'_>, plan: &Plan, b: &mut PatchBuilder) {
+fn add_marker(view: &PodView<'_, '_>, plan: &Plan, b: &mut PatchBuilder) {
     let missing: Vec<(&str, &str)> = plan
         .marker()
         .into_iter()
@@ -390,7 +389,7 @@ fn add_marker(view: &PodView<'_>, plan: &Plan, b: &mut PatchBuilder) {
     if missing.is_empty() {
         return;
     }
-    if view.annotations.is_some() {
+    if view.annotations().is_some() {
         for (k, v) in missing {
             b.add(
                 pointer(["metadata", "annotations", k]),
@@ -403,7 +402,7 @@ fn add_marker(view: &PodView<'_>, plan: &Plan, b: &mut PatchBuilder) {
         .into_iter()
         .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
         .collect();
-    if view.metadata.is_some() {
+    if view.meta.is_some() {
         b.add(pointer(["metadata", "annotations"]), Value::Object(map));
     } else {
         b.add(

@@ -2,17 +2,47 @@
 //! kubelet always mounts a Secret volume as a directory, one file per key (or per `items` entry);
 //! `subPath` mounts a single entry of it.
 
-use serde_json::Value;
+/// How a secret volume lays out its keys: each key as a file of its own name, or only the
+/// listed `items`, each at its `path`.
+#[derive(Debug, Clone)]
+pub enum Layout<'x> {
+    AllKeys,
+    Items(Vec<(&'x str, &'x str)>),
+    /// Not a secret volume.
+    NotSecret,
+}
 
-/// The absolute file path of `key` from the secret `volume` mounted at `mount_path` (optionally
-/// with `sub_path`), or `None` when that mount does not expose the key.
+impl<'x> Layout<'x> {
+    /// The layout of a pod's volume.
+    pub fn of_volume(v: &'x super::pod::Volume<'_>) -> Self {
+        match &v.secret {
+            None => Layout::NotSecret,
+            Some(s) => match s.items.as_deref() {
+                Some(items) if !items.is_empty() => Layout::Items(
+                    items
+                        .iter()
+                        .map(|i| (i.key.as_ref(), i.path.as_ref()))
+                        .collect(),
+                ),
+                _ => Layout::AllKeys,
+            },
+        }
+    }
+}
+
+/// The absolute file path of `key` from a secret volume with `layout` mounted at `mount_path`
+/// (optionally with `sub_path`), or `None` when that mount does not expose the key.
 pub fn key_file_path(
-    volume: &Value,
+    layout: &Layout<'_>,
     key: &str,
     mount_path: &str,
     sub_path: Option<&str>,
 ) -> Option<String> {
-    let rel = projected_path(volume, key)?;
+    let rel = match layout {
+        Layout::AllKeys => key,
+        Layout::Items(items) => items.iter().find(|(k, _)| *k == key).map(|(_, p)| *p)?,
+        Layout::NotSecret => return None,
+    };
     let rel = rel.trim_matches('/');
     let base = mount_path.trim_end_matches('/');
     match sub_path
@@ -29,18 +59,6 @@ pub fn key_file_path(
             .strip_prefix(sp)
             .and_then(|rest| rest.strip_prefix('/'))
             .map(|rest| format!("{base}/{rest}")),
-    }
-}
-
-/// The path of `key` inside the volume: renamed by `items`, absent when `items` omits it.
-fn projected_path<'a>(volume: &'a Value, key: &'a str) -> Option<&'a str> {
-    let source = volume.get("secret")?;
-    match source.get("items").and_then(Value::as_array) {
-        Some(items) if !items.is_empty() => items
-            .iter()
-            .find(|i| i.get("key").and_then(Value::as_str) == Some(key))
-            .and_then(|i| i.get("path").and_then(Value::as_str)),
-        _ => Some(key),
     }
 }
 
@@ -64,19 +82,18 @@ pub fn same_path(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn directory_mount_puts_key_inside() {
-        let v = json!({"name": "s", "secret": {"secretName": "s"}});
+        let all = Layout::AllKeys;
         assert_eq!(
-            key_file_path(&v, "gc-secret.json", "/plx-context/.gc", None).as_deref(),
+            key_file_path(&all, "gc-secret.json", "/plx-context/.gc", None).as_deref(),
             Some("/plx-context/.gc/gc-secret.json")
         );
         // The seed's legacy form: the mount path names a file, so the key lands one level deeper.
         assert_eq!(
             key_file_path(
-                &v,
+                &all,
                 "gc-secret.json",
                 "/plx-context/.gc/gc-secret.json",
                 None
@@ -88,20 +105,21 @@ mod tests {
 
     #[test]
     fn items_rename_or_hide_the_key() {
-        let v = json!({"secret": {"secretName": "s", "items": [{"key": "gc-secret.json", "path": "k/key.json"}]}});
+        let items = Layout::Items(vec![("gc-secret.json", "k/key.json")]);
         assert_eq!(
-            key_file_path(&v, "gc-secret.json", "/etc/gcs/", None).as_deref(),
+            key_file_path(&items, "gc-secret.json", "/etc/gcs/", None).as_deref(),
             Some("/etc/gcs/k/key.json")
         );
-        assert_eq!(key_file_path(&v, "other.json", "/etc/gcs", None), None);
+        assert_eq!(key_file_path(&items, "other.json", "/etc/gcs", None), None);
+        assert_eq!(key_file_path(&Layout::NotSecret, "k", "/etc", None), None);
     }
 
     #[test]
     fn sub_path_mounts_one_entry() {
-        let v = json!({"secret": {"secretName": "s"}});
+        let all = Layout::AllKeys;
         assert_eq!(
             key_file_path(
-                &v,
+                &all,
                 "gc-secret.json",
                 "/etc/key.json",
                 Some("gc-secret.json")
@@ -110,7 +128,7 @@ mod tests {
             Some("/etc/key.json")
         );
         assert_eq!(
-            key_file_path(&v, "gc-secret.json", "/etc/x", Some("other")),
+            key_file_path(&all, "gc-secret.json", "/etc/x", Some("other")),
             None
         );
     }

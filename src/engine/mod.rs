@@ -121,6 +121,8 @@ pub struct Outcome {
     pub conflicts: Vec<ConflictKind>,
     /// Containers given (or already having) the store.
     pub injected_containers: usize,
+    /// The pod's name, or its generateName, for logs (empty when not read).
+    pub pod_name: String,
 }
 
 impl Outcome {
@@ -132,6 +134,7 @@ impl Outcome {
             audit: Vec::new(),
             conflicts: Vec::new(),
             injected_containers: 0,
+            pod_name: String::new(),
         }
     }
 
@@ -148,30 +151,80 @@ impl Outcome {
     }
 }
 
-/// Decide and build the patch for one pod.
+/// Decide and build the patch for one pod given as a JSON value (tests, the offline command).
 pub fn mutate(pod: &Value, plan: &Plan, req: &Request<'_>) -> Outcome {
-    if req.operation != "CREATE"
-        || !req.group.is_empty()
-        || req.resource != "pods"
-        || !req.sub_resource.is_empty()
-    {
+    if !is_pod_create(req) {
         return Outcome::ignored(IgnoreReason::NotPodCreate);
     }
-    let labels = match pod::metadata(pod).and_then(|m| pod::string_map(m, "labels")) {
-        Ok(l) => l,
-        Err(e) => return Outcome::denied(not_a_pod(&e)),
+    decide(
+        pod::from_value(pod),
+        || pod::meta_from_value(pod),
+        plan,
+        req,
+    )
+}
+
+/// Decide and build the patch for one pod given as JSON text (the server: the pod is read
+/// straight from the request bytes, skipping every field the engine does not need).
+pub fn mutate_json(pod: &str, plan: &Plan, req: &Request<'_>) -> Outcome {
+    if !is_pod_create(req) {
+        return Outcome::ignored(IgnoreReason::NotPodCreate);
+    }
+    decide(pod::from_json(pod), || pod::meta_from_json(pod), plan, req)
+}
+
+fn is_pod_create(req: &Request<'_>) -> bool {
+    req.operation == "CREATE"
+        && req.group.is_empty()
+        && req.resource == "pods"
+        && req.sub_resource.is_empty()
+}
+
+fn decide<'a>(
+    parsed: Result<pod::Pod<'a>, String>,
+    lenient_meta: impl FnOnce() -> Option<pod::Meta<'a>>,
+    plan: &Plan,
+    req: &Request<'_>,
+) -> Outcome {
+    let pod = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            // Not ours unless it is a run: only a malformed *run* pod is refused.
+            let meta = lenient_meta();
+            let labels = meta.as_ref().and_then(|m| m.labels.as_ref());
+            if meta.is_some() && !select::selector_matches(labels, &plan.policy.selector) {
+                return Outcome::ignored(IgnoreReason::NotARun);
+            }
+            return Outcome::denied(not_a_pod(&e));
+        }
     };
-    if !select::selector_matches(labels, &plan.policy.selector) {
+    let meta = pod.metadata.as_ref();
+    let pod_name = meta
+        .and_then(|m| m.name.as_deref().or(m.generate_name.as_deref()))
+        .unwrap_or("")
+        .to_string();
+    let mut out = decide_run(&pod, plan, req);
+    out.pod_name = pod_name;
+    out
+}
+
+fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
+    let meta = pod.metadata.as_ref();
+    if !select::selector_matches(meta.and_then(|m| m.labels.as_ref()), &plan.policy.selector) {
         return Outcome::ignored(IgnoreReason::NotARun);
     }
-    if !select::namespace_allowed(req.namespace, &plan.policy) {
+    let namespace = if req.namespace.is_empty() {
+        meta.and_then(|m| m.namespace.as_deref()).unwrap_or("")
+    } else {
+        req.namespace
+    };
+    if !select::namespace_allowed(namespace, &plan.policy) {
         return Outcome::ignored(IgnoreReason::NamespaceExcluded);
     }
-    let view = match pod::PodView::read(pod) {
-        Ok(v) => v,
-        Err(e) => return Outcome::denied(not_a_pod(&e)),
-    };
-    inject::reconcile(&view, plan)
+    match pod::PodView::new(pod) {
+        Ok(view) => inject::reconcile(&view, plan),
+        Err(e) => Outcome::denied(not_a_pod(&e)),
+    }
 }
 
 fn not_a_pod(detail: &str) -> String {

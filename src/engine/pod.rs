@@ -1,7 +1,226 @@
-//! A borrowed, checked view of the parts of a pod the engine reads. Reading never copies the pod
-//! and fails with a message naming the field when the object is not a Pod.
+//! The parts of a pod the engine reads, deserialized straight from the request bytes (or from a
+//! `serde_json::Value`) with borrowed strings; every other field is skipped without being built.
+//! A pod that does not fit fails with the path of the offending field.
 
-use serde_json::{Map, Value};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+type Str<'a> = Cow<'a, str>;
+pub type StrMap<'a> = BTreeMap<Str<'a>, Str<'a>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "a Pod object")]
+pub struct Pod<'a> {
+    #[serde(borrow)]
+    pub metadata: Option<Meta<'a>>,
+    #[serde(borrow)]
+    pub spec: Option<Spec<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta<'a> {
+    #[serde(borrow)]
+    pub name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub generate_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub namespace: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub labels: Option<StrMap<'a>>,
+    #[serde(borrow)]
+    pub annotations: Option<StrMap<'a>>,
+}
+
+/// Only the metadata: enough to tell whether a malformed object is a run at all.
+#[derive(Debug, Deserialize)]
+pub struct MetaOnly<'a> {
+    #[serde(borrow)]
+    pub metadata: Option<Meta<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spec<'a> {
+    #[serde(borrow)]
+    pub volumes: Option<Vec<Volume<'a>>>,
+    #[serde(borrow)]
+    pub containers: Option<Vec<Container<'a>>>,
+    #[serde(borrow)]
+    pub init_containers: Option<Vec<Container<'a>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume<'a> {
+    #[serde(borrow)]
+    pub name: Str<'a>,
+    #[serde(borrow)]
+    pub secret: Option<SecretSource<'a>>,
+    #[serde(borrow)]
+    pub config_map: Option<NameRef<'a>>,
+    #[serde(borrow)]
+    pub persistent_volume_claim: Option<ClaimSource<'a>>,
+    #[serde(borrow)]
+    pub host_path: Option<HostPathSource<'a>>,
+    #[serde(rename = "downwardAPI")]
+    pub downward_api: Option<IgnoredAny>,
+    pub projected: Option<IgnoredAny>,
+}
+
+impl Volume<'_> {
+    /// Secret, ConfigMap, downward API and projected volumes are always mounted read-only.
+    pub fn always_read_only(&self) -> bool {
+        self.secret.is_some()
+            || self.config_map.is_some()
+            || self.downward_api.is_some()
+            || self.projected.is_some()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSource<'a> {
+    #[serde(borrow)]
+    pub secret_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub items: Option<Vec<KeyPath<'a>>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KeyPath<'a> {
+    #[serde(borrow)]
+    pub key: Str<'a>,
+    #[serde(borrow)]
+    pub path: Str<'a>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NameRef<'a> {
+    #[serde(borrow)]
+    pub name: Option<Str<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimSource<'a> {
+    #[serde(borrow)]
+    pub claim_name: Option<Str<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HostPathSource<'a> {
+    #[serde(borrow)]
+    pub path: Option<Str<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container<'a> {
+    #[serde(borrow)]
+    pub name: Str<'a>,
+    #[serde(borrow)]
+    pub volume_mounts: Option<Vec<Mount<'a>>>,
+    #[serde(borrow)]
+    pub env: Option<Vec<Env<'a>>>,
+    #[serde(borrow)]
+    pub env_from: Option<Vec<EnvFrom<'a>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mount<'a> {
+    #[serde(borrow)]
+    pub name: Str<'a>,
+    #[serde(borrow)]
+    pub mount_path: Str<'a>,
+    pub read_only: Option<bool>,
+    #[serde(borrow)]
+    pub sub_path: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub sub_path_expr: Option<Str<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Env<'a> {
+    #[serde(borrow)]
+    pub name: Str<'a>,
+    #[serde(borrow)]
+    pub value: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub value_from: Option<ValueFrom<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueFrom<'a> {
+    #[serde(borrow)]
+    pub secret_key_ref: Option<KeyRef<'a>>,
+    #[serde(borrow)]
+    pub config_map_key_ref: Option<KeyRef<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KeyRef<'a> {
+    #[serde(borrow)]
+    pub name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub key: Str<'a>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvFrom<'a> {
+    #[serde(borrow)]
+    pub secret_ref: Option<NameRef<'a>>,
+    #[serde(borrow)]
+    pub config_map_ref: Option<NameRef<'a>>,
+}
+
+/// Parse a pod from JSON text, or say which field is wrong.
+pub fn from_json(text: &str) -> Result<Pod<'_>, String> {
+    serde_json::from_str(text).map_err(|_| {
+        let mut de = serde_json::Deserializer::from_str(text);
+        match serde_path_to_error::deserialize::<_, Pod<'_>>(&mut de) {
+            Ok(_) => "unreadable".to_string(),
+            Err(e) => describe(e.path(), e.inner()),
+        }
+    })
+}
+
+/// Parse a pod from a JSON value, or say which field is wrong.
+pub fn from_value(v: &Value) -> Result<Pod<'_>, String> {
+    Pod::deserialize(v).map_err(
+        |_| match serde_path_to_error::deserialize::<_, Pod<'_>>(v) {
+            Ok(_) => "unreadable".to_string(),
+            Err(e) => describe(e.path(), e.inner()),
+        },
+    )
+}
+
+/// Lenient reads of just the metadata, for deciding whether a malformed object is ours at all.
+pub fn meta_from_json(text: &str) -> Option<Meta<'_>> {
+    serde_json::from_str::<MetaOnly<'_>>(text)
+        .ok()
+        .and_then(|m| m.metadata)
+}
+
+pub fn meta_from_value(v: &Value) -> Option<Meta<'_>> {
+    MetaOnly::deserialize(v).ok().and_then(|m| m.metadata)
+}
+
+fn describe(path: &serde_path_to_error::Path, e: &impl std::fmt::Display) -> String {
+    let p = path.to_string();
+    if p == "." || p.is_empty() {
+        e.to_string()
+    } else {
+        format!("{p}: {e}")
+    }
+}
 
 /// Which container list a container is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,195 +238,77 @@ impl ListKind {
     }
 }
 
+/// A container with its position in the pod.
 #[derive(Debug)]
-pub struct PodView<'a> {
-    pub metadata: Option<&'a Map<String, Value>>,
-    pub annotations: Option<&'a Map<String, Value>>,
-    pub volumes: Vec<Volume<'a>>,
-    /// Whether `spec.volumes` is an array in the original document.
-    pub has_volumes: bool,
-    pub containers: Vec<Container<'a>>,
-}
-
-#[derive(Debug)]
-pub struct Volume<'a> {
-    pub name: &'a str,
-    pub raw: &'a Value,
-}
-
-impl Volume<'_> {
-    /// Secret, ConfigMap, downward API and projected volumes are always mounted read-only.
-    pub fn always_read_only(&self) -> bool {
-        ["secret", "configMap", "downwardAPI", "projected"]
-            .iter()
-            .any(|k| self.raw.get(k).is_some_and(|v| !v.is_null()))
-    }
-}
-
-#[derive(Debug)]
-pub struct Container<'a> {
+pub struct Placed<'p, 'a> {
     pub list: ListKind,
     pub index: usize,
-    pub name: &'a str,
-    pub mounts: Vec<Mount<'a>>,
-    pub has_mounts: bool,
-    pub env: Vec<(&'a str, &'a Value)>,
-    pub has_env: bool,
-    pub env_from: &'a [Value],
-    pub has_env_from: bool,
+    pub c: &'p Container<'a>,
 }
 
+impl<'a> Container<'a> {
+    pub fn mounts(&self) -> &[Mount<'a>] {
+        self.volume_mounts.as_deref().unwrap_or_default()
+    }
+
+    pub fn env_var(&self, name: &str) -> Option<&Env<'a>> {
+        self.env
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|e| e.name == name)
+    }
+
+    pub fn env_from(&self) -> &[EnvFrom<'a>] {
+        self.env_from.as_deref().unwrap_or_default()
+    }
+}
+
+/// The checked pod the engine works on.
 #[derive(Debug)]
-pub struct Mount<'a> {
-    pub name: &'a str,
-    pub mount_path: &'a str,
-    pub read_only: bool,
-    pub sub_path: Option<&'a str>,
-    pub sub_path_expr: bool,
+pub struct PodView<'p, 'a> {
+    pub meta: Option<&'p Meta<'a>>,
+    pub volumes: &'p [Volume<'a>],
+    /// Whether `spec.volumes` is an array in the original document.
+    pub has_volumes: bool,
+    pub containers: Vec<Placed<'p, 'a>>,
 }
 
-/// `Ok(None)` for absent or null, `Err` for any other non-array.
-fn opt_array<'a>(
-    obj: &'a Map<String, Value>,
-    key: &str,
-    at: &str,
-) -> Result<Option<&'a [Value]>, String> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(a)) => Ok(Some(a.as_slice())),
-        Some(_) => Err(format!("{at}.{key} must be a list")),
-    }
-}
-
-fn obj<'a>(v: &'a Value, at: &str) -> Result<&'a Map<String, Value>, String> {
-    v.as_object()
-        .ok_or_else(|| format!("{at} must be an object"))
-}
-
-fn str_field<'a>(o: &'a Map<String, Value>, key: &str, at: &str) -> Result<&'a str, String> {
-    o.get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("{at}.{key} must be a string"))
-}
-
-/// Labels and annotations must be string maps.
-pub fn string_map<'a>(
-    meta: Option<&'a Map<String, Value>>,
-    key: &str,
-) -> Result<Option<&'a Map<String, Value>>, String> {
-    let Some(meta) = meta else { return Ok(None) };
-    match meta.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => {
-            if m.values().all(Value::is_string) {
-                Ok(Some(m))
-            } else {
-                Err(format!("metadata.{key} values must be strings"))
-            }
-        }
-        Some(_) => Err(format!("metadata.{key} must be a map")),
-    }
-}
-
-pub fn metadata(pod: &Value) -> Result<Option<&Map<String, Value>>, String> {
-    let pod = obj(pod, "the object")?;
-    match pod.get("metadata") {
-        None | Some(Value::Null) => Ok(None),
-        Some(m) => obj(m, "metadata").map(Some),
-    }
-}
-
-impl<'a> PodView<'a> {
-    /// Read the pod; only what injection touches is checked.
-    pub fn read(pod: &'a Value) -> Result<Self, String> {
-        let metadata = metadata(pod)?;
-        let annotations = string_map(metadata, "annotations")?;
-        let spec = pod
-            .get("spec")
-            .ok_or_else(|| "spec is missing".to_string())
-            .and_then(|s| obj(s, "spec"))?;
-        let raw_volumes = opt_array(spec, "volumes", "spec")?;
-        let mut volumes = Vec::new();
-        for (i, v) in raw_volumes.unwrap_or_default().iter().enumerate() {
-            let at = format!("spec.volumes[{i}]");
-            let name = str_field(obj(v, &at)?, "name", &at)?;
-            volumes.push(Volume { name, raw: v });
+impl<'p, 'a> PodView<'p, 'a> {
+    /// Check what injection needs beyond types: a spec with at least one container.
+    pub fn new(pod: &'p Pod<'a>) -> Result<Self, String> {
+        let spec = pod.spec.as_ref().ok_or("spec is missing")?;
+        if spec.containers.as_ref().is_none_or(Vec::is_empty) {
+            return Err("spec.containers must list at least one container".into());
         }
         let mut containers = Vec::new();
-        for list in [ListKind::InitContainers, ListKind::Containers] {
-            let at = format!("spec.{}", list.field());
-            let items = opt_array(spec, list.field(), "spec")?;
-            if list == ListKind::Containers && items.is_none_or(<[Value]>::is_empty) {
-                return Err("spec.containers must list at least one container".into());
-            }
-            for (index, c) in items.unwrap_or_default().iter().enumerate() {
-                containers.push(Container::read(c, list, index, &format!("{at}[{index}]"))?);
+        for (list, items) in [
+            (ListKind::InitContainers, &spec.init_containers),
+            (ListKind::Containers, &spec.containers),
+        ] {
+            for (index, c) in items.as_deref().unwrap_or_default().iter().enumerate() {
+                containers.push(Placed { list, index, c });
             }
         }
         Ok(PodView {
-            metadata,
-            annotations,
-            volumes,
-            has_volumes: raw_volumes.is_some(),
+            meta: pod.metadata.as_ref(),
+            volumes: spec.volumes.as_deref().unwrap_or_default(),
+            has_volumes: spec.volumes.is_some(),
             containers,
         })
     }
 
-    pub fn volume(&self, name: &str) -> Option<&Volume<'a>> {
+    pub fn volume(&self, name: &str) -> Option<&'p Volume<'a>> {
         self.volumes.iter().find(|v| v.name == name)
     }
 
-    pub fn annotation(&self, key: &str) -> Option<&'a str> {
-        self.annotations
+    pub fn annotations(&self) -> Option<&'p StrMap<'a>> {
+        self.meta.and_then(|m| m.annotations.as_ref())
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&'p str> {
+        self.annotations()
             .and_then(|a| a.get(key))
-            .and_then(Value::as_str)
-    }
-}
-
-impl<'a> Container<'a> {
-    fn read(c: &'a Value, list: ListKind, index: usize, at: &str) -> Result<Self, String> {
-        let o = obj(c, at)?;
-        let name = str_field(o, "name", at)?;
-        let raw_mounts = opt_array(o, "volumeMounts", at)?;
-        let mut mounts = Vec::new();
-        for (i, m) in raw_mounts.unwrap_or_default().iter().enumerate() {
-            let mat = format!("{at}.volumeMounts[{i}]");
-            let mo = obj(m, &mat)?;
-            mounts.push(Mount {
-                name: str_field(mo, "name", &mat)?,
-                mount_path: str_field(mo, "mountPath", &mat)?,
-                read_only: mo.get("readOnly").and_then(Value::as_bool).unwrap_or(false),
-                sub_path: mo
-                    .get("subPath")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty()),
-                sub_path_expr: mo
-                    .get("subPathExpr")
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| !s.is_empty()),
-            });
-        }
-        let raw_env = opt_array(o, "env", at)?;
-        let mut env = Vec::new();
-        for (i, e) in raw_env.unwrap_or_default().iter().enumerate() {
-            let eat = format!("{at}.env[{i}]");
-            env.push((str_field(obj(e, &eat)?, "name", &eat)?, e));
-        }
-        let env_from = opt_array(o, "envFrom", at)?;
-        Ok(Container {
-            list,
-            index,
-            name,
-            has_mounts: raw_mounts.is_some(),
-            mounts,
-            has_env: raw_env.is_some(),
-            env,
-            env_from: env_from.unwrap_or_default(),
-            has_env_from: env_from.is_some(),
-        })
-    }
-
-    pub fn env_var(&self, name: &str) -> Option<&'a Value> {
-        self.env.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+            .map(|v| v.as_ref())
     }
 }

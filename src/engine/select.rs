@@ -1,19 +1,15 @@
 //! Which pods are Polyaxon runs, and which of their containers get the store.
 
-use super::pod::{Container, ListKind, PodView};
+use super::pod::{ListKind, Placed, PodView, StrMap};
 use crate::config::Injection;
 use crate::glob::any_match;
 use crate::plan::ANNOTATION_SKIP_CONTAINERS;
-use serde_json::{Map, Value};
 
 /// Every selector label must be present with exactly that value.
-pub fn selector_matches(
-    labels: Option<&Map<String, Value>>,
-    selector: &[(String, String)],
-) -> bool {
-    selector
-        .iter()
-        .all(|(k, v)| labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v.as_str()))
+pub fn selector_matches(labels: Option<&StrMap<'_>>, selector: &[(String, String)]) -> bool {
+    selector.iter().all(|(k, v)| {
+        labels.and_then(|l| l.get(k.as_str())).map(|x| x.as_ref()) == Some(v.as_str())
+    })
 }
 
 /// Include list (empty = all) then exclude list.
@@ -23,7 +19,7 @@ pub fn namespace_allowed(namespace: &str, policy: &Injection) -> bool {
 }
 
 /// Names listed in the skip annotation (comma or space separated).
-pub fn skip_list<'a>(view: &PodView<'a>) -> Vec<&'a str> {
+pub fn skip_list<'p>(view: &PodView<'p, '_>) -> Vec<&'p str> {
     view.annotation(ANNOTATION_SKIP_CONTAINERS)
         .map(|s| {
             s.split(|c: char| c == ',' || c.is_whitespace())
@@ -34,10 +30,10 @@ pub fn skip_list<'a>(view: &PodView<'a>) -> Vec<&'a str> {
 }
 
 /// Whether the policy's globs pick this container.
-pub fn is_target(c: &Container<'_>, policy: &Injection) -> bool {
-    let globs = match c.list {
+pub fn is_target(p: &Placed<'_, '_>, policy: &Injection) -> bool {
+    let globs = match p.list {
         ListKind::Containers => &policy.containers,
         ListKind::InitContainers => &policy.init_containers,
     };
-    any_match(globs, c.name)
+    any_match(globs, &p.c.name)
 }

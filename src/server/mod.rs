@@ -148,8 +148,8 @@ async fn mutate(
         .observe(&outcome, review.api_version.label(), elapsed.as_secs_f64());
     tracing::info!(
         uid = %review.uid,
-        namespace = %review.facts().namespace,
-        pod = %review.pod_name(),
+        namespace = %review.namespace,
+        pod = %outcome.pod_name,
         operation = %review.operation,
         dry_run = review.dry_run,
         api_version = review.api_version.label(),
