@@ -244,7 +244,7 @@ struct ResponseOut<'a> {
     #[serde(rename = "patchType", skip_serializing_if = "Option::is_none")]
     patch_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
+    patch: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     warnings: &'a [String],
     #[serde(rename = "auditAnnotations", skip_serializing_if = "Map::is_empty")]
@@ -264,10 +264,18 @@ pub fn response_body(review: &Review<'_>, outcome: &Outcome) -> Vec<u8> {
 
 /// The response body for `outcome` in `api_version`, echoing `uid`.
 pub fn response_for(api_version: ApiVersion, uid: &str, outcome: &Outcome) -> Vec<u8> {
-    let patch = (!outcome.patch.is_empty()).then(|| {
-        let raw = serde_json::to_vec(&outcome.patch).unwrap_or_default();
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    });
+    // Base64 never needs JSON escaping: write the quoted string once and embed it as is,
+    // instead of having the serializer escape-scan it character by character.
+    let patch = (!outcome.patch.is_empty())
+        .then(|| {
+            let raw = serde_json::to_vec(&outcome.patch).unwrap_or_default();
+            let mut quoted = String::with_capacity(raw.len() * 4 / 3 + 8);
+            quoted.push('"');
+            base64::engine::general_purpose::STANDARD.encode_string(raw, &mut quoted);
+            quoted.push('"');
+            RawValue::from_string(quoted).ok()
+        })
+        .flatten();
     let status = match &outcome.decision {
         Decision::Denied(message) => Some(StatusOut { code: 403, message }),
         _ => None,
