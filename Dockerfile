@@ -2,8 +2,8 @@
 # Build with standard Docker:  docker build -t plx-store-webhook:0.1.0 .
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
+# The whole context (see .dockerignore): Cargo.toml names example and bench targets by path.
+COPY . .
 RUN cargo build --release --locked --bin plx-store-webhook \
  && cp target/release/plx-store-webhook /plx-store-webhook
 

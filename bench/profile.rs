@@ -2,7 +2,8 @@
 //!   cargo build --release --example bench-profile
 //!   valgrind --tool=callgrind target/release/examples/bench-profile review 200
 //! Modes: `validate` (IgnoredAny: the floor any JSON webhook pays), `value` (full serde_json::Value
-//! parse), `envelope` (Review::parse only), `review` (bytes in → response bytes out).
+//! parse), `envelope` (Review::parse only), `engine` (pod text in → outcome), `review` (bytes in
+//! → response bytes out). A third argument adds that many env vars to the main container.
 
 use plx_store_webhook::{admission, load_str, Plan};
 use serde_json::{json, Value};
@@ -17,6 +18,16 @@ fn main() {
     let mut review: Value = serde_json::from_slice(&std::fs::read(root.join("tests/fixtures/apiserver/review-v1-generatename.json")).unwrap()).unwrap();
     review["request"]["object"] = serde_json::from_slice(&std::fs::read(root.join("tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json")).unwrap()).unwrap();
     review["request"]["namespace"] = json!("polyaxon");
+    // `engine-env N`: the engine alone (pod text in, outcome out) on the fixture with N extra env vars.
+    let extra: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
+    if extra > 0 {
+        let env = review["request"]["object"]["spec"]["containers"][0]["env"].as_array_mut().unwrap();
+        for i in 0..extra {
+            env.push(json!({"name": format!("USER_VAR_{i}"), "value": format!("value-{i}-xxxxxxxxxxxxxxxx")}));
+        }
+    }
+    let pod_text = review["request"]["object"].to_string();
+    let req = plx_store_webhook::Request::pod_create("polyaxon");
     let body = serde_json::to_vec(&review).unwrap();
     let mut sink = 0usize;
     for _ in 0..n {
@@ -27,6 +38,7 @@ fn main() {
             }
             "value" => serde_json::from_slice::<Value>(black_box(&body)).unwrap().as_object().map_or(0, |o| o.len()),
             "envelope" => admission::Review::parse(black_box(&body)).unwrap().uid.len(),
+            "engine" => plx_store_webhook::engine::mutate_json(black_box(&pod_text), &plan, &req).patch.len(),
             _ => admission::review(black_box(&body), &plan).unwrap().2.len(),
         };
     }
