@@ -14,14 +14,28 @@ fn main() {
     let mode = args.get(1).map(String::as_str).unwrap_or("review");
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let plan = Plan::from_config(&load_str(&std::fs::read_to_string(root.join("examples/store-ctxdir.yaml")).unwrap(), "p").unwrap());
-    let mut review: Value = serde_json::from_slice(&std::fs::read(root.join("tests/fixtures/apiserver/review-v1-generatename.json")).unwrap()).unwrap();
-    review["request"]["object"] = serde_json::from_slice(&std::fs::read(root.join("tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json")).unwrap()).unwrap();
+    let plan = Plan::from_config(
+        &load_str(
+            &std::fs::read_to_string(root.join("examples/store-ctxdir.yaml")).unwrap(),
+            "p",
+        )
+        .unwrap(),
+    );
+    let mut review: Value = serde_json::from_slice(
+        &std::fs::read(root.join("tests/fixtures/apiserver/review-v1-generatename.json")).unwrap(),
+    )
+    .unwrap();
+    review["request"]["object"] = serde_json::from_slice(
+        &std::fs::read(root.join("tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json")).unwrap(),
+    )
+    .unwrap();
     review["request"]["namespace"] = json!("polyaxon");
     // `engine-env N`: the engine alone (pod text in, outcome out) on the fixture with N extra env vars.
     let extra: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
     if extra > 0 {
-        let env = review["request"]["object"]["spec"]["containers"][0]["env"].as_array_mut().unwrap();
+        let env = review["request"]["object"]["spec"]["containers"][0]["env"]
+            .as_array_mut()
+            .unwrap();
         for i in 0..extra {
             env.push(json!({"name": format!("USER_VAR_{i}"), "value": format!("value-{i}-xxxxxxxxxxxxxxxx")}));
         }
@@ -36,11 +50,22 @@ fn main() {
                 serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&body)).unwrap();
                 1
             }
-            "value" => serde_json::from_slice::<Value>(black_box(&body)).unwrap().as_object().map_or(0, |o| o.len()),
-            "envelope" => admission::Review::parse(black_box(&body)).unwrap().uid.len(),
-            "engine" => plx_store_webhook::engine::mutate_json(black_box(&pod_text), &plan, &req).patch.len(),
+            "value" => serde_json::from_slice::<Value>(black_box(&body))
+                .unwrap()
+                .as_object()
+                .map_or(0, |o| o.len()),
+            "envelope" => admission::Review::parse(black_box(&body))
+                .unwrap()
+                .uid
+                .len(),
+            "engine" => plx_store_webhook::engine::mutate_json(black_box(&pod_text), &plan, &req)
+                .patch
+                .len(),
             _ => admission::review(black_box(&body), &plan).unwrap().2.len(),
         };
     }
-    println!("{mode}: {n} iterations, body {} bytes, sink {sink}", body.len());
+    println!(
+        "{mode}: {n} iterations, body {} bytes, sink {sink}",
+        body.len()
+    );
 }

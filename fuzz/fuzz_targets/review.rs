@@ -24,7 +24,9 @@ static PLANS: LazyLock<Vec<Plan>> = LazyLock::new(|| {
 fuzz_target!(|data: &[u8]| {
     let plan = &PLANS[data.first().map_or(0, |b| (*b & 1) as usize)];
     let body: Vec<u8> = if data.first() == Some(&b'P') {
-        let Ok(pod) = serde_json::from_slice::<Value>(&data[1..]) else { return };
+        let Ok(pod) = serde_json::from_slice::<Value>(&data[1..]) else {
+            return;
+        };
         serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": {"uid": "fuzz", "operation": "CREATE", "namespace": "polyaxon",
                         "resource": {"group": "", "version": "v1", "resource": "pods"}, "object": pod}}))
@@ -32,7 +34,9 @@ fuzz_target!(|data: &[u8]| {
     } else {
         data.to_vec()
     };
-    let Ok((review, outcome, bytes)) = admission::review(&body, plan) else { return };
+    let Ok((review, outcome, bytes)) = admission::review(&body, plan) else {
+        return;
+    };
     let resp: Value = serde_json::from_slice(&bytes).expect("the response is JSON");
     assert_eq!(resp["response"]["uid"], review.uid.as_ref());
     assert_eq!(resp["apiVersion"], review.api_version.as_str());
@@ -41,6 +45,10 @@ fuzz_target!(|data: &[u8]| {
         let mut pod: Value = serde_json::from_str(object.get()).expect("the object is JSON");
         json_patch::patch(&mut pod, &outcome.patch).expect("an allowed patch applies");
         let again = mutate(&pod, plan, &review.facts());
-        assert!(again.patch.is_empty(), "second pass not empty: {:?}", again.patch);
+        assert!(
+            again.patch.is_empty(),
+            "second pass not empty: {:?}",
+            again.patch
+        );
     }
 });
