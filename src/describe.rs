@@ -46,6 +46,9 @@ pub fn describe(config: &Config, plan: &Plan) -> String {
             .unwrap_or_default()
     );
     let _ = writeln!(out, "config hash: {}", config.hash);
+    if !plan.connections.is_empty() {
+        let _ = writeln!(out, "mandated connections: {}", plan.connections.join(", "));
+    }
     let inj = &config.injection;
     let sel: Vec<String> = inj
         .selector
@@ -192,7 +195,8 @@ fn polyaxon_like_pod(plan: &Plan) -> Value {
     let mut store_mounts =
         vec![json!({"name": "artifacts-context", "mountPath": "/plx-context/artifacts"})];
     let mut store_env_from = Vec::new();
-    for m in &plan.mounts {
+    // Polyaxon mounts the store itself; mandated connections are the webhook's to add.
+    for m in &plan.mounts[..plan.store_mounts] {
         let (vol, path) = match &m.source {
             VolumeSource::Secret { name, .. } => (
                 json!({"name": name, "secret": {"secretName": name}}),
@@ -208,7 +212,7 @@ fn polyaxon_like_pod(plan: &Plan) -> Value {
         volumes.push(vol);
         store_mounts.push(json!({"name": name, "mountPath": path, "readOnly": true}));
     }
-    for r in &plan.env_from {
+    for r in &plan.env_from[..plan.store_env_from] {
         store_env_from.push(json!({ r.kind.fields().0: {"name": r.name} }));
     }
     let with_store = |name: &str| json!({"name": name, "image": "x", "volumeMounts": store_mounts, "envFrom": store_env_from});

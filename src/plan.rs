@@ -40,6 +40,11 @@ pub struct Plan {
     pub gcs_key: Option<GcsKey>,
     /// The secret's mountPath as written in the config (Polyaxon mounts exactly there).
     pub written_secret_path: Option<String>,
+    /// How many of `mounts` / `env_from` come from the store (the rest: mandated connections).
+    pub store_mounts: usize,
+    pub store_env_from: usize,
+    /// Names of the mandated connections.
+    pub connections: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -231,6 +236,9 @@ impl Plan {
                 .as_ref()
                 .and_then(|s| s.mount_path.as_ref())
                 .map(|t| t.written.clone()),
+            store_mounts: 0,
+            store_env_from: 0,
+            connections: Vec::new(),
         };
         if let Some(v) = &store.volume {
             let source = match &v.source {
@@ -260,7 +268,48 @@ impl Plan {
         if let Some(c) = &store.config_map {
             plan.add_resource(c, RefKind::ConfigMap, None);
         }
+        plan.store_mounts = plan.mounts.len();
+        plan.store_env_from = plan.env_from.len();
+        for conn in &config.mandated {
+            plan.add_connection(conn);
+            plan.connections.push(conn.name.clone());
+        }
         plan
+    }
+
+    /// A platform-mandated connection: its volume and Polyaxon's secret/configMap table, without
+    /// the store-only GC_KEY_PATH; pieces already planned (same envFrom, same env) are not repeated.
+    fn add_connection(&mut self, conn: &crate::config::Store) {
+        if let Some(v) = &conn.volume {
+            let source = match &v.source {
+                VolumeStoreSource::Claim(c) => VolumeSource::Claim {
+                    claim_name: c.clone(),
+                    read_only: v.read_only,
+                },
+                VolumeStoreSource::HostPath(p) => VolumeSource::HostPath { path: p.clone() },
+            };
+            self.mounts.push(MountPlan {
+                what: format!("connection {}", conn.name),
+                preferred_name: to_dns_label(&conn.name),
+                source,
+                dir: v.mount_path.clone(),
+                read_only: v.read_only,
+            });
+        }
+        for (r, kind) in [
+            (&conn.secret, RefKind::Secret),
+            (&conn.config_map, RefKind::ConfigMap),
+        ] {
+            let Some(r) = r else { continue };
+            let before = (self.env_from.len(), self.env_items.len());
+            self.add_resource(r, kind, None);
+            dedup_tail(&mut self.env_from, before.0, |a, b| {
+                a.kind == b.kind && a.name == b.name
+            });
+            dedup_tail(&mut self.env_items, before.1, |a, b| {
+                a.env_name == b.env_name
+            });
+        }
     }
 
     /// Adds one Secret/ConfigMap per Polyaxon's table; returns the mount index when mounted.
@@ -331,5 +380,17 @@ impl Plan {
             (ANNOTATION_STORE, self.store_name.as_str()),
             (ANNOTATION_CONFIG_HASH, self.config_hash.as_str()),
         ]
+    }
+}
+
+/// Drop entries added after `from` that repeat an earlier one.
+fn dedup_tail<T>(v: &mut Vec<T>, from: usize, same: impl Fn(&T, &T) -> bool) {
+    let mut i = from;
+    while i < v.len() {
+        if v[..i].iter().any(|e| same(e, &v[i])) {
+            v.remove(i);
+        } else {
+            i += 1;
+        }
     }
 }

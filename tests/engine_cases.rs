@@ -471,3 +471,45 @@ fn marker_and_audit_annotations() {
     let (out2, _) = check(&other, &p);
     assert_eq!(out2.patch.len(), 1, "{:?}", out2.patch);
 }
+
+#[test]
+fn mandated_connections_reach_every_target_container() {
+    let yaml = "artifactsStore:\n  name: gcs-artifacts\n  kind: gcs\n  schema: {bucket: gs://b}\n  secret: {name: gcs-secret, mountPath: /plx-context/.gc}\nconnections:\n  - {name: datasets, kind: volume_claim, schema: {volumeClaim: datasets-pvc, mountPath: /data, readOnly: true}}\n  - {name: s3-shared, kind: s3, schema: {bucket: s3://shared}, secret: {name: aws-shared}}\ninjection: {connections: [datasets, s3-shared]}\n";
+    let pod = read_json("tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json");
+    let (out, p) = check(yaml, &pod);
+    assert_eq!(out.decision, Decision::Mutated);
+    assert!(p["spec"]["volumes"].as_array().unwrap().contains(
+        &json!({"name": "datasets", "persistentVolumeClaim": {"claimName": "datasets-pvc", "readOnly": true}})
+    ));
+    for name in [
+        "polyaxon-main",
+        "polyaxon-sidecar",
+        "polyaxon-init-artifacts-default",
+    ] {
+        let ct = c(&p, name);
+        assert!(
+            ct["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"name": "datasets", "mountPath": "/data", "readOnly": true})),
+            "{name}"
+        );
+        assert!(
+            ct["envFrom"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"secretRef": {"name": "aws-shared"}})),
+            "{name}"
+        );
+        // The store still decides GC_KEY_PATH; connections add none.
+        assert_eq!(
+            env_value(ct, "GC_KEY_PATH"),
+            Some("/plx-context/.gc/gc-secret.json")
+        );
+    }
+    // The marker names the store, not the connections.
+    assert_eq!(
+        p["metadata"]["annotations"]["plx-store-webhook.dev/store"],
+        "gcs-artifacts"
+    );
+}

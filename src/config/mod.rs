@@ -43,6 +43,7 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 pub fn load_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     let shape: Value = serde_saphyr::from_str(text)
         .map_err(|e| ConfigError::new(source_name, format!("not valid YAML/JSON: {e}")))?;
+    let mut connections = Vec::new();
     let (conn, injection, field) = match &shape {
         // (c) the agent ConfigMap's value: a JSON string holding one connection.
         Value::String(inner) => {
@@ -61,6 +62,7 @@ pub fn load_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
             let Some(conn) = values.artifacts_store else {
                 return Err(ConfigError::new(source_name, "artifactsStore is empty"));
             };
+            connections = values.connections.unwrap_or_default();
             if conn.injection.is_some() {
                 return Err(ConfigError::new(
                     source_name,
@@ -88,10 +90,15 @@ pub fn load_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
         }
     };
     let store = resolve::store(conn, field).map_err(|m| ConfigError::new(source_name, m))?;
-    let injection = resolve::injection(injection.unwrap_or_default())
+    let raw_injection = injection.unwrap_or_default();
+    let wanted = raw_injection.connections.clone().unwrap_or_default();
+    let injection =
+        resolve::injection(raw_injection).map_err(|m| ConfigError::new(source_name, m))?;
+    let mandated = resolve::mandated(&store, connections, &wanted)
         .map_err(|m| ConfigError::new(source_name, m))?;
     let mut config = Config {
         store,
+        mandated,
         injection,
         hash: String::new(),
     };

@@ -8,6 +8,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub store: Store,
+    /// Connections every run pod gets besides the store (platform-mandated), in config order.
+    pub mandated: Vec<Store>,
     pub injection: Injection,
     #[serde(skip)]
     pub hash: String,

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 pub struct HelmValues {
     #[serde(rename = "artifactsStore")]
     pub artifacts_store: Option<RawConnection>,
+    /// Polyaxon's other connections; `injection.connections` names those every run gets.
+    pub connections: Option<Vec<RawConnection>>,
     pub injection: Option<RawInjection>,
 }
 
@@ -114,6 +116,8 @@ pub struct RawInjection {
     pub containers: Option<Vec<String>>,
     pub init_containers: Option<Vec<String>>,
     pub on_conflict: Option<String>,
+    /// Names from `connections:` that every run pod gets besides the artifacts store.
+    pub connections: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

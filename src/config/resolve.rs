@@ -272,3 +272,60 @@ pub(super) fn injection(raw: RawInjection) -> Result<Injection, String> {
     }
     Ok(inj)
 }
+
+/// Resolve `connections:` and pick the ones `injection.connections` names, in that order.
+/// Names must be unique; naming an unknown connection is a load-time error; two mounts at one
+/// directory (store and connections together) are refused here rather than per pod.
+pub(super) fn mandated(
+    store: &Store,
+    raw: Vec<RawConnection>,
+    wanted: &[String],
+) -> Result<Vec<Store>, String> {
+    let mut declared: Vec<Store> = Vec::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        let at = format!("connections[{i}].");
+        if c.injection.is_some() {
+            return Err(format!("{at}injection: not allowed inside a connection"));
+        }
+        let conn = self::store(c, &at)?;
+        if declared.iter().any(|d| d.name == conn.name) {
+            return Err(format!(
+                "{at}name: duplicate connection name {:?}",
+                conn.name
+            ));
+        }
+        declared.push(conn);
+    }
+    let mut out: Vec<Store> = Vec::new();
+    for (i, name) in wanted.iter().enumerate() {
+        if *name == store.name || out.iter().any(|o| &o.name == name) {
+            continue;
+        }
+        let found = declared.iter().find(|d| &d.name == name).ok_or_else(|| {
+            let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+            format!(
+                "injection.connections[{i}]: unknown connection {name:?}; declared under connections: [{}]",
+                names.join(", ")
+            )
+        })?;
+        out.push(found.clone());
+    }
+    let mut dirs: Vec<(String, &str)> = Vec::new();
+    for s in std::iter::once(store).chain(out.iter()) {
+        let own = [s.secret.as_ref(), s.config_map.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.mount_path.as_ref().map(|m| m.dir.clone()))
+            .chain(s.volume.as_ref().map(|v| v.mount_path.clone()));
+        for d in own {
+            if let Some((_, other)) = dirs.iter().find(|(x, _)| *x == d) {
+                return Err(format!(
+                    "connection {:?} mounts at {d}, where {other:?} already mounts; two volumes cannot share a mountPath",
+                    s.name
+                ));
+            }
+            dirs.push((d, &s.name));
+        }
+    }
+    Ok(out)
+}

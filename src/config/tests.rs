@@ -97,3 +97,52 @@ fn volume_stores_need_their_schema() {
         err("name: vol\nkind: host_path\nschema: {mountPath: /data}\n").contains("schema.hostPath")
     );
 }
+
+const WITH_CONNECTIONS: &str = "artifactsStore:\n  name: gcs-artifacts\n  kind: gcs\n  schema: {bucket: gs://b}\n  secret: {name: gcs-secret, mountPath: /plx-context/.gc}\nconnections:\n  - {name: datasets, kind: volume_claim, schema: {volumeClaim: datasets-pvc, mountPath: /data, readOnly: true}}\n  - {name: s3-shared, kind: s3, schema: {bucket: s3://shared}, secret: {name: aws-shared}}\n";
+
+#[test]
+fn mandated_connections_are_resolved_in_order() {
+    let c = load_str(
+        &format!(
+            "{WITH_CONNECTIONS}injection: {{connections: [s3-shared, datasets, gcs-artifacts]}}\n"
+        ),
+        "t",
+    )
+    .unwrap();
+    let names: Vec<&str> = c.mandated.iter().map(|s| s.name.as_str()).collect();
+    // The store itself is not repeated.
+    assert_eq!(names, ["s3-shared", "datasets"]);
+    let none = load_str(WITH_CONNECTIONS, "t").unwrap();
+    assert!(
+        none.mandated.is_empty(),
+        "declared but not mandated: not injected"
+    );
+    assert_ne!(c.hash, none.hash);
+}
+
+#[test]
+fn connection_errors_are_load_time_errors() {
+    let e = err(&format!(
+        "{WITH_CONNECTIONS}injection: {{connections: [nope]}}\n"
+    ));
+    assert!(
+        e.contains("injection.connections[0]")
+            && e.contains("\"nope\"")
+            && e.contains("datasets, s3-shared"),
+        "{e}"
+    );
+    let dup = WITH_CONNECTIONS.replace("name: s3-shared", "name: datasets");
+    let e = err(&dup);
+    assert!(
+        e.contains("connections[1].name") && e.contains("duplicate"),
+        "{e}"
+    );
+    let clash = WITH_CONNECTIONS.replace("mountPath: /data", "mountPath: /plx-context/.gc");
+    let e = err(&format!("{clash}injection: {{connections: [datasets]}}\n"));
+    assert!(
+        e.contains("/plx-context/.gc") && e.contains("share a mountPath"),
+        "{e}"
+    );
+    let e = err(&WITH_CONNECTIONS.replace("kind: volume_claim", "kind: nope"));
+    assert!(e.contains("connections[0].kind"), "{e}");
+}
