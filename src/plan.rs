@@ -240,22 +240,7 @@ impl Plan {
             store_env_from: 0,
             connections: Vec::new(),
         };
-        if let Some(v) = &store.volume {
-            let source = match &v.source {
-                VolumeStoreSource::Claim(c) => VolumeSource::Claim {
-                    claim_name: c.clone(),
-                    read_only: v.read_only,
-                },
-                VolumeStoreSource::HostPath(p) => VolumeSource::HostPath { path: p.clone() },
-            };
-            plan.mounts.push(MountPlan {
-                what: format!("store {}", store.name),
-                preferred_name: to_dns_label(&store.name),
-                source,
-                dir: v.mount_path.clone(),
-                read_only: v.read_only,
-            });
-        }
+        plan.mounts.extend(volume_mount(store, "store"));
         if let Some(s) = &store.secret {
             let key = (store.kind == StoreKind::Gcs)
                 .then(|| gcs_key(s).ok())
@@ -280,22 +265,7 @@ impl Plan {
     /// A platform-mandated connection: its volume and Polyaxon's secret/configMap table, without
     /// the store-only GC_KEY_PATH; pieces already planned (same envFrom, same env) are not repeated.
     fn add_connection(&mut self, conn: &crate::config::Store) {
-        if let Some(v) = &conn.volume {
-            let source = match &v.source {
-                VolumeStoreSource::Claim(c) => VolumeSource::Claim {
-                    claim_name: c.clone(),
-                    read_only: v.read_only,
-                },
-                VolumeStoreSource::HostPath(p) => VolumeSource::HostPath { path: p.clone() },
-            };
-            self.mounts.push(MountPlan {
-                what: format!("connection {}", conn.name),
-                preferred_name: to_dns_label(&conn.name),
-                source,
-                dir: v.mount_path.clone(),
-                read_only: v.read_only,
-            });
-        }
+        self.mounts.extend(volume_mount(conn, "connection"));
         for (r, kind) in [
             (&conn.secret, RefKind::Secret),
             (&conn.config_map, RefKind::ConfigMap),
@@ -381,6 +351,26 @@ impl Plan {
             (ANNOTATION_CONFIG_HASH, self.config_hash.as_str()),
         ]
     }
+}
+
+/// The volume of a `volume_claim` / `host_path` connection, named after the connection as
+/// Polyaxon names it.
+fn volume_mount(conn: &crate::config::Store, role: &str) -> Option<MountPlan> {
+    let v = conn.volume.as_ref()?;
+    let source = match &v.source {
+        VolumeStoreSource::Claim(c) => VolumeSource::Claim {
+            claim_name: c.clone(),
+            read_only: v.read_only,
+        },
+        VolumeStoreSource::HostPath(p) => VolumeSource::HostPath { path: p.clone() },
+    };
+    Some(MountPlan {
+        what: format!("{role} {}", conn.name),
+        preferred_name: to_dns_label(&conn.name),
+        source,
+        dir: v.mount_path.clone(),
+        read_only: v.read_only,
+    })
 }
 
 /// Drop entries added after `from` that repeat an earlier one.

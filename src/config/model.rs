@@ -9,6 +9,8 @@ use serde::Serialize;
 pub struct Config {
     pub store: Store,
     /// Connections every run pod gets besides the store (platform-mandated), in config order.
+    /// Left out of the hash when empty, so configs without connections keep their hash.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mandated: Vec<Store>,
     pub injection: Injection,
     #[serde(skip)]
