@@ -55,6 +55,10 @@ fn errors_say_where_and_what() {
         e.contains("test.yaml") && e.contains("secrett") && e.contains("line 4"),
         "{e}"
     );
+    assert!(
+        e.contains("expected one of") && e.contains("configMap"),
+        "lists the allowed fields: {e}"
+    );
     let e = err("name: s\nkind: minio\n");
     assert!(e.contains("kind") && e.contains("gcs, s3, wasb"), "{e}");
     let e = err("name: s\nkind: gcs\n");
