@@ -7,8 +7,6 @@ use crate::config::{
 use crate::k8s_names::to_dns_label;
 use serde_json::{json, Map, Value};
 
-/// Annotation prefix owned by this webhook.
-pub const ANNOTATION_PREFIX: &str = "plx-store-webhook.dev/";
 /// Marker: the store a pod was given.
 pub const ANNOTATION_STORE: &str = "plx-store-webhook.dev/store";
 /// Marker: the hash of the config that produced the injection.
