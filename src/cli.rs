@@ -25,9 +25,16 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run the engine on a Pod or AdmissionReview file (or stdin) and print the result.
     Mutate {
-        /// Store config: Helm values, a connection, or the agent ConfigMap's JSON.
+        /// Store config: Helm values, a connection, the agent ConfigMap's JSON, or a directory
+        /// holding the agent ConfigMap's keys.
         #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
         config: PathBuf,
+        /// The webhook's settings file (`injection:`), beside an agent ConfigMap.
+        #[arg(long, env = "PLX_WEBHOOK_SETTINGS")]
+        settings: Option<PathBuf>,
+        /// Also say, on stderr, which store rule matched and why each piece was or was not added.
+        #[arg(long)]
+        explain: bool,
         /// What to print.
         #[arg(long, value_enum, default_value_t = Output::Patch)]
         output: Output,
@@ -40,11 +47,51 @@ pub enum Command {
     },
     /// Validate a config and print what it will inject.
     CheckConfig {
-        /// The config file.
+        /// The config file, or a directory holding the agent ConfigMap's keys.
         config: PathBuf,
+        /// The webhook's settings file (`injection:`), beside an agent ConfigMap.
+        #[arg(long)]
+        settings: Option<PathBuf>,
+        #[command(flatten)]
+        route: RouteArgs,
     },
     /// Generate a CA and a serving certificate for the webhook's Service.
     Certs(CertsArgs),
+}
+
+/// A run's facts for `check-config`: which store and connections would it get?
+#[derive(clap::Args, Debug, Default)]
+pub struct RouteArgs {
+    /// The run's namespace; giving any of these flags prints the rule that would match.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// The run's Polyaxon owner (annotation operation.polyaxon.com/owner).
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// The run's Polyaxon project (annotation operation.polyaxon.com/project).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// The run kind (label app.kubernetes.io/component, e.g. polyaxon-jobs).
+    #[arg(long)]
+    pub component: Option<String>,
+}
+
+impl RouteArgs {
+    pub fn given(&self) -> bool {
+        self.namespace.is_some()
+            || self.owner.is_some()
+            || self.project.is_some()
+            || self.component.is_some()
+    }
+
+    pub fn facts(&self) -> crate::config::RunFacts<'_> {
+        crate::config::RunFacts {
+            namespace: self.namespace.as_deref().unwrap_or("default"),
+            owner: self.owner.as_deref(),
+            project: self.project.as_deref(),
+            component: self.component.as_deref(),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -77,9 +124,13 @@ pub struct CertsArgs {
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Store config: Helm values, a connection, or the agent ConfigMap's JSON. Reloaded on change.
+    /// Store config: Helm values, a connection, the agent ConfigMap's JSON, or a directory holding
+    /// the agent ConfigMap's keys. Reloaded on change.
     #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
     pub config: PathBuf,
+    /// The webhook's settings file (`injection:`, rules), beside an agent ConfigMap. Reloaded on change.
+    #[arg(long, env = "PLX_WEBHOOK_SETTINGS")]
+    pub settings: Option<PathBuf>,
     /// Address of the HTTPS (admission) listener.
     #[arg(long, env = "PLX_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,

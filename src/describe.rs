@@ -3,9 +3,9 @@
 //! builds it (store already mounted in the sidecar and init containers, as Polyaxon does when its
 //! own artifactsStore is this store).
 
-use crate::config::Config;
+use crate::config::{Config, NoMatch, RunFacts, Store};
 use crate::engine::{self, Decision, Request};
-use crate::plan::{Plan, RefKind, VolumeSource};
+use crate::plan::{Plan, RefKind, Route, StorePlan, VolumeSource};
 use json_patch::PatchOperation;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -31,24 +31,10 @@ const KINDS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The human-readable plan.
+/// The human-readable plan: the shared policy, the rule table, then each store's plan.
 pub fn describe(config: &Config, plan: &Plan) -> String {
     let mut out = String::new();
-    let s = &config.store;
-    let _ = writeln!(
-        out,
-        "store: {} (kind {}{})",
-        s.name,
-        s.kind.as_str(),
-        s.bucket
-            .as_ref()
-            .map(|b| format!(", bucket {b}"))
-            .unwrap_or_default()
-    );
     let _ = writeln!(out, "config hash: {}", config.hash);
-    if !plan.connections.is_empty() {
-        let _ = writeln!(out, "mandated connections: {}", plan.connections.join(", "));
-    }
     let inj = &config.injection;
     let sel: Vec<String> = inj
         .selector
@@ -56,8 +42,6 @@ pub fn describe(config: &Config, plan: &Plan) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let _ = writeln!(out, "pods: CREATE of pods labelled {}", sel.join(", "));
-    let globs =
-        |g: &[crate::glob::Glob]| g.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ");
     let _ = writeln!(
         out,
         "namespaces: include [{}] (empty = all), exclude [{}]",
@@ -71,6 +55,175 @@ pub fn describe(config: &Config, plan: &Plan) -> String {
         globs(&inj.init_containers)
     );
     let _ = writeln!(out, "on conflict: {:?}", inj.on_conflict);
+    out.push_str(&rule_table(config));
+    let default_label = match config.no_match {
+        NoMatch::Default if config.rules.is_empty() => "every run",
+        NoMatch::Default => "runs no rule matches (the default)",
+        _ => "unused: injection.noMatch is not `default`",
+    };
+    let _ = writeln!(out, "\n== store {} — {default_label}", config.store.name);
+    describe_store(&mut out, &config.store, &plan.default);
+    for (rule, rp) in config.rules.iter().zip(&plan.rules) {
+        let _ = writeln!(out, "\n== store {} — rule {}", rule.store.name, rule.name);
+        describe_store(&mut out, &rule.store, &rp.plan);
+    }
+    out
+}
+
+fn globs(g: &[crate::glob::Glob]) -> String {
+    g.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// The rules in order, one line each, and what happens when none matches.
+pub fn rule_table(config: &Config) -> String {
+    let mut out = String::new();
+    if config.rules.is_empty() {
+        let _ = writeln!(
+            out,
+            "rules: none; every run gets the artifactsStore {}",
+            config.store.name
+        );
+        return out;
+    }
+    let _ = writeln!(out, "\nrules (first match wins):");
+    let _ = writeln!(
+        out,
+        "  {:<3} {:<20} {:<40} {:<20} connections",
+        "#", "name", "match", "store"
+    );
+    for (i, r) in config.rules.iter().enumerate() {
+        let m = &r.matcher;
+        let mut crit: Vec<String> = Vec::new();
+        for (field, g) in [
+            ("namespaces", &m.namespaces),
+            ("owners", &m.owners),
+            ("projects", &m.projects),
+            ("components", &m.components),
+        ] {
+            if !g.is_empty() {
+                crit.push(format!("{field}=[{}]", globs(g)));
+            }
+        }
+        let conns: Vec<&str> = r.connections.iter().map(|c| c.name.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  {:<3} {:<20} {:<40} {:<20} {}",
+            i + 1,
+            r.name,
+            if crit.is_empty() {
+                "(every run)".to_string()
+            } else {
+                crit.join(" ")
+            },
+            r.store.name,
+            if conns.is_empty() {
+                "-".to_string()
+            } else {
+                conns.join(", ")
+            }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  no match: {}",
+        match config.no_match {
+            NoMatch::Default => format!("the artifactsStore {}", config.store.name),
+            NoMatch::Warn => "nothing injected, with a warning".to_string(),
+            NoMatch::Deny => "the pod is refused".to_string(),
+        }
+    );
+    out
+}
+
+/// Which rule a run with these facts would hit, and why, criterion by criterion.
+pub fn explain_route(plan: &Plan, facts: &RunFacts<'_>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "a run with namespace {:?}, owner {}, project {}, component {}:",
+        facts.namespace,
+        opt(facts.owner),
+        opt(facts.project),
+        opt(facts.component)
+    );
+    for r in &plan.rules {
+        let crit = r.matcher.explain(facts);
+        let matched = r.matcher.matches(facts);
+        let why: Vec<String> = crit
+            .iter()
+            .map(|c| format!("{}: {}", c.detail, if c.matched { "yes" } else { "no" }))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  rule {}: {} ({})",
+            r.name,
+            if matched { "MATCHES" } else { "no match" },
+            if why.is_empty() {
+                "matches every run".to_string()
+            } else {
+                why.join("; ")
+            }
+        );
+        if matched {
+            break;
+        }
+    }
+    let line = match plan.route(facts) {
+        Route::Rule(r) => format!(
+            "→ rule {}: store {}{}",
+            r.name,
+            r.plan.store_name,
+            conns(&r.plan)
+        ),
+        Route::Default(p) => format!(
+            "→ {}: store {}{}",
+            if plan.rules.is_empty() {
+                "no rules"
+            } else {
+                "no rule matched, injection.noMatch: default"
+            },
+            p.store_name,
+            conns(p)
+        ),
+        Route::Unmatched(NoMatch::Deny) => {
+            "→ no rule matched, injection.noMatch: deny: the pod is refused".to_string()
+        }
+        Route::Unmatched(_) => {
+            "→ no rule matched, injection.noMatch: warn: nothing injected, the user sees a warning"
+                .to_string()
+        }
+    };
+    let _ = writeln!(out, "  {line}");
+    out
+}
+
+fn opt(v: Option<&str>) -> String {
+    v.map_or("(none)".to_string(), |v| format!("{v:?}"))
+}
+
+fn conns(p: &StorePlan) -> String {
+    if p.connections.is_empty() {
+        String::new()
+    } else {
+        format!(", connections {}", p.connections.join(", "))
+    }
+}
+
+/// One store's plan in words, and what each container kind of a Polyaxon pod would get.
+fn describe_store(out: &mut String, s: &Store, plan: &StorePlan) {
+    let _ = writeln!(
+        out,
+        "store: {} (kind {}{})",
+        s.name,
+        s.kind.as_str(),
+        s.bucket
+            .as_ref()
+            .map(|b| format!(", bucket {b}"))
+            .unwrap_or_default()
+    );
+    if !plan.connections.is_empty() {
+        let _ = writeln!(out, "connections: {}", plan.connections.join(", "));
+    }
     let _ = writeln!(out, "\nwhat every target container ends up with:");
     for m in &plan.mounts {
         let why = match (&m.source, s.secret.as_ref().and_then(|r| r.mount_path.as_ref())) {
@@ -116,7 +269,8 @@ pub fn describe(config: &Config, plan: &Plan) -> String {
     let _ = writeln!(out, "  annotations plx-store-webhook.dev/store and plx-store-webhook.dev/config-hash on the pod");
     let _ = writeln!(out, "\non a run pod as Polyaxon builds it with this store:");
     let pod = polyaxon_like_pod(plan);
-    let outcome = engine::mutate(&pod, plan, &Request::pod_create("polyaxon"));
+    let only = Plan::single(plan.clone());
+    let outcome = engine::mutate(&pod, &only, &Request::pod_create("polyaxon"));
     if let Decision::Denied(m) = &outcome.decision {
         let _ = writeln!(out, "  DENIED: {m}");
     }
@@ -149,7 +303,6 @@ pub fn describe(config: &Config, plan: &Plan) -> String {
     for w in &outcome.warnings {
         let _ = writeln!(out, "  warning: {w}");
     }
-    out
 }
 
 fn kind_word(k: RefKind) -> &'static str {
@@ -190,7 +343,7 @@ fn short(v: &Value) -> String {
 }
 
 /// A pod shaped like Polyaxon 2.x's converter output for this store (facts §3).
-fn polyaxon_like_pod(plan: &Plan) -> Value {
+fn polyaxon_like_pod(plan: &StorePlan) -> Value {
     let mut volumes = vec![json!({"name": "artifacts-context", "emptyDir": {}})];
     let mut store_mounts =
         vec![json!({"name": "artifacts-context", "mountPath": "/plx-context/artifacts"})];
@@ -236,7 +389,7 @@ fn polyaxon_like_pod(plan: &Plan) -> Value {
 }
 
 /// Polyaxon mounts the secret at the mountPath exactly as written (even a file path).
-fn written_path(plan: &Plan, m: &crate::plan::MountPlan) -> String {
+fn written_path(plan: &StorePlan, m: &crate::plan::MountPlan) -> String {
     plan.written_secret_path
         .clone()
         .unwrap_or_else(|| m.dir.clone())

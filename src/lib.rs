@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod describe;
 pub mod engine;
+pub mod explain;
 pub mod glob;
 pub mod k8s_names;
 pub mod metrics;

@@ -6,7 +6,8 @@ use plx_store_webhook::cli::{Cli, Command, ServeArgs};
 use plx_store_webhook::offline;
 use plx_store_webhook::server::run::{self, CertSource};
 use plx_store_webhook::server::{serve, Guards};
-use plx_store_webhook::{certs, describe, load_file, telemetry, Decision, Plan};
+use plx_store_webhook::config::Source;
+use plx_store_webhook::{certs, describe, telemetry, Decision, Plan};
 use std::io::Read as _;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,20 +25,31 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::CheckConfig { config } => {
-            let cfg = load_file(&config)?;
+        Command::CheckConfig {
+            config,
+            settings,
+            route,
+        } => {
+            let cfg = Source::new(&config, settings).load()?;
             let plan = Plan::from_config(&cfg);
             println!("config OK: {}", config.display());
-            print!("{}", describe::describe(&cfg, &plan));
+            if route.given() {
+                print!("{}", describe::rule_table(&cfg));
+                print!("{}", describe::explain_route(&plan, &route.facts()));
+            } else {
+                print!("{}", describe::describe(&cfg, &plan));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Mutate {
             config,
+            settings,
+            explain,
             output,
             namespace,
             input,
         } => {
-            let cfg = load_file(&config)?;
+            let cfg = Source::new(&config, settings).load()?;
             let plan = Plan::from_config(&cfg);
             let text = if input == "-" {
                 let mut s = String::new();
@@ -48,8 +60,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 std::fs::read_to_string(&input).with_context(|| format!("reading {input}"))?
             };
-            let rendered = offline::run(&text, &plan, output, namespace.as_deref())
+            let rendered = offline::run(&text, &plan, output, namespace.as_deref(), explain)
                 .map_err(anyhow::Error::msg)?;
+            if let Some(e) = &rendered.explanation {
+                eprint!("{e}");
+            }
             for w in &rendered.outcome.warnings {
                 eprintln!("warning: {w}");
             }
@@ -104,6 +119,7 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let mut opts = run::Options::new(args.config, args.listen, cert);
+    opts.settings = args.settings;
     opts.admin_listen = admin_listen;
     opts.client_ca = args.client_ca;
     opts.allowed_client_names = args

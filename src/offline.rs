@@ -21,6 +21,8 @@ pub enum Output {
 pub struct Rendered {
     pub text: String,
     pub outcome: Outcome,
+    /// With `explain`: which rule matched and why each piece was or was not added.
+    pub explanation: Option<String>,
 }
 
 /// Parse JSON, or else YAML, into a JSON value.
@@ -42,17 +44,19 @@ pub fn run(
     plan: &Plan,
     output: Output,
     namespace: Option<&str>,
+    explain: bool,
 ) -> Result<Rendered, String> {
     let (doc, yaml) = parse_document(input)?;
     let is_review = doc.get("kind").and_then(Value::as_str) == Some("AdmissionReview");
-    let (pod, outcome, review_bytes) = if is_review {
+    let (pod, ns, outcome, review_bytes) = if is_review {
         let body = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
         let (review, outcome, bytes) = admission::review(&body, plan).map_err(|e| e.to_string())?;
         let pod = match review.object {
             Some(o) => serde_json::from_str(o.get()).map_err(|e| e.to_string())?,
             None => Value::Null,
         };
-        (pod, outcome, bytes)
+        let ns = review.namespace.to_string();
+        (pod, ns, outcome, bytes)
     } else {
         if !doc.is_object() || doc.get("spec").is_none() {
             return Err("input is neither a Pod (no `spec`) nor an AdmissionReview".into());
@@ -67,8 +71,9 @@ pub fn run(
             .unwrap_or_else(|| "default".to_string());
         let outcome = engine::mutate(&doc, plan, &Request::pod_create(&ns));
         let bytes = admission::response_for(ApiVersion::V1, "offline", &outcome);
-        (doc, outcome, bytes)
+        (doc, ns, outcome, bytes)
     };
+    let explanation = explain.then(|| crate::explain::explain(&pod, plan, &ns, &outcome));
     let text = match output {
         Output::Patch => pretty(&serde_json::to_value(&outcome.patch).map_err(|e| e.to_string())?),
         Output::Pod => {
@@ -89,7 +94,11 @@ pub fn run(
             pretty(&v)
         }
     };
-    Ok(Rendered { text, outcome })
+    Ok(Rendered {
+        text,
+        outcome,
+        explanation,
+    })
 }
 
 fn pretty(v: &Value) -> String {

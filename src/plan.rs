@@ -1,8 +1,10 @@
-//! Config → [`Plan`]: what every target container must end up with. Computed once per config
-//! load, so a request only compares the pod against a ready list.
+//! Config → [`Plan`]: for every store a run can be routed to (the default and each rule), what
+//! every target container must end up with. Computed once per config load, so a request only
+//! picks a ready [`StorePlan`] and compares the pod against it.
 
 use crate::config::{
-    gcs_key, Config, Injection, KeyToPath, Resource, StoreKind, VolumeStoreSource,
+    gcs_key, Config, Injection, KeyToPath, NoMatch, Resource, RuleMatch, RunFacts, Store,
+    StoreKind, VolumeStoreSource,
 };
 use crate::k8s_names::to_dns_label;
 use serde_json::{json, Map, Value};
@@ -27,6 +29,84 @@ pub const GC_KEY_ALIASES: &[&str] = &[
 /// Everything the engine needs, derived from one config.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    pub config_hash: String,
+    /// Which pods are runs and which of their containers are served (shared by every store).
+    pub policy: Injection,
+    /// The artifactsStore's plan: what runs no rule matches get when `noMatch` is `default`.
+    pub default: StorePlan,
+    pub rules: Vec<RulePlan>,
+    pub no_match: NoMatch,
+}
+
+/// One per-team rule, ready to match.
+#[derive(Debug, Clone)]
+pub struct RulePlan {
+    pub name: String,
+    pub matcher: RuleMatch,
+    pub plan: StorePlan,
+}
+
+/// Where a run was routed.
+#[derive(Debug, Clone, Copy)]
+pub enum Route<'a> {
+    Rule(&'a RulePlan),
+    Default(&'a StorePlan),
+    /// No rule matched and `noMatch` is `warn` or `deny`.
+    Unmatched(NoMatch),
+}
+
+impl Plan {
+    /// Build every store plan of `config` once.
+    pub fn from_config(config: &Config) -> Plan {
+        let build = |store: &Store, conns: &[Store]| {
+            StorePlan::build(store, conns, &config.injection, &config.hash)
+        };
+        Plan {
+            config_hash: config.hash.clone(),
+            policy: config.injection.clone(),
+            default: build(&config.store, &config.mandated),
+            rules: config
+                .rules
+                .iter()
+                .map(|r| RulePlan {
+                    name: r.name.clone(),
+                    matcher: r.matcher.clone(),
+                    plan: build(&r.store, &r.connections),
+                })
+                .collect(),
+            no_match: config.no_match,
+        }
+    }
+
+    /// A plan with one store and no rules (to try one store plan on its own).
+    pub fn single(store: StorePlan) -> Plan {
+        Plan {
+            config_hash: store.config_hash.clone(),
+            policy: store.policy.clone(),
+            default: store,
+            rules: Vec::new(),
+            no_match: NoMatch::Default,
+        }
+    }
+
+    /// First matching rule, else what `noMatch` says.
+    pub fn route(&self, facts: &RunFacts<'_>) -> Route<'_> {
+        match self.rules.iter().find(|r| r.matcher.matches(facts)) {
+            Some(r) => Route::Rule(r),
+            None if self.no_match == NoMatch::Default => Route::Default(&self.default),
+            None => Route::Unmatched(self.no_match),
+        }
+    }
+
+    /// The artifactsStore's name (the default store), for metrics and logs.
+    pub fn store_name(&self) -> &str {
+        &self.default.store_name
+    }
+}
+
+/// What every target container of a run routed to one store must end up with.
+#[derive(Debug, Clone)]
+pub struct StorePlan {
     pub store_name: String,
     pub store_kind: StoreKind,
     pub config_hash: String,
@@ -41,7 +121,7 @@ pub struct Plan {
     /// How many of `mounts` / `env_from` come from the store (the rest: mandated connections).
     pub store_mounts: usize,
     pub store_env_from: usize,
-    /// Names of the mandated connections.
+    /// Names of the connections given besides the store (mandated, then the rule's own).
     pub connections: Vec<String>,
 }
 
@@ -215,16 +295,16 @@ pub struct EnvItem {
     pub key: String,
 }
 
-impl Plan {
+impl StorePlan {
     /// Build the plan, applying Polyaxon's secret/configMap table (name only → `envFrom`,
-    /// `items` → one env per key, `mountPath` → volume + mount) to the store's resources.
-    pub fn from_config(config: &Config) -> Plan {
-        let store = &config.store;
-        let mut plan = Plan {
+    /// `items` → one env per key, `mountPath` → volume + mount) to the store's resources and
+    /// then to each connection.
+    pub fn build(store: &Store, connections: &[Store], policy: &Injection, hash: &str) -> Self {
+        let mut plan = StorePlan {
             store_name: store.name.clone(),
             store_kind: store.kind,
-            config_hash: config.hash.clone(),
-            policy: config.injection.clone(),
+            config_hash: hash.to_string(),
+            policy: policy.clone(),
             mounts: Vec::new(),
             env_from: Vec::new(),
             env_items: Vec::new(),
@@ -253,7 +333,7 @@ impl Plan {
         }
         plan.store_mounts = plan.mounts.len();
         plan.store_env_from = plan.env_from.len();
-        for conn in &config.mandated {
+        for conn in connections {
             plan.add_connection(conn);
             plan.connections.push(conn.name.clone());
         }
@@ -262,7 +342,7 @@ impl Plan {
 
     /// A platform-mandated connection: its volume and Polyaxon's secret/configMap table, without
     /// the store-only GC_KEY_PATH; pieces already planned (same envFrom, same env) are not repeated.
-    fn add_connection(&mut self, conn: &crate::config::Store) {
+    fn add_connection(&mut self, conn: &Store) {
         self.mounts.extend(volume_mount(conn, "connection"));
         for (r, kind) in [
             (&conn.secret, RefKind::Secret),
@@ -353,7 +433,7 @@ impl Plan {
 
 /// The volume of a `volume_claim` / `host_path` connection, named after the connection as
 /// Polyaxon names it.
-fn volume_mount(conn: &crate::config::Store, role: &str) -> Option<MountPlan> {
+fn volume_mount(conn: &Store, role: &str) -> Option<MountPlan> {
     let v = conn.volume.as_ref()?;
     let source = match &v.source {
         VolumeStoreSource::Claim(c) => VolumeSource::Claim {

@@ -9,10 +9,10 @@ pub use resolve::{gcs_key, DEFAULT_GCS_KEY};
 
 pub use model::*;
 
-use raw::{HelmValues, RawConnection, CONNECTION_FIELDS};
+use raw::{HelmValues, RawConnection, RawInjection, RawSettings, CONNECTION_FIELDS};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A config error a person can act on: which file, where, what was expected.
 #[derive(Debug, thiserror::Error)]
@@ -31,74 +31,217 @@ impl ConfigError {
     }
 }
 
-/// Read and validate a config file (YAML or JSON).
+/// The agent ConfigMap key holding the artifacts store (one connection, JSON).
+pub const AGENT_STORE_KEY: &str = "POLYAXON_AGENT_ARTIFACTS_STORE";
+/// The agent ConfigMap key holding the other connections (a JSON list).
+pub const AGENT_CONNECTIONS_KEY: &str = "POLYAXON_AGENT_CONNECTIONS";
+
+/// Where a config comes from: a file (any of the three forms) or a directory where Polyaxon's
+/// agent ConfigMap is mounted, plus an optional settings file holding the webhook's `injection:`
+/// so the store itself is defined only once, in Polyaxon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub config: PathBuf,
+    pub settings: Option<PathBuf>,
+}
+
+impl Source {
+    pub fn new(config: impl Into<PathBuf>, settings: Option<PathBuf>) -> Self {
+        Source {
+            config: config.into(),
+            settings,
+        }
+    }
+
+    /// The files a change to which means a reload (for a directory: its two agent keys).
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut out = if self.config.is_dir() {
+            vec![
+                self.config.join(AGENT_STORE_KEY),
+                self.config.join(AGENT_CONNECTIONS_KEY),
+            ]
+        } else {
+            vec![self.config.clone()]
+        };
+        out.extend(self.settings.clone());
+        out
+    }
+
+    /// Read and validate everything this source names.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let main_name = self.config.display().to_string();
+        let mut parts = if self.config.is_dir() {
+            let store_path = self.config.join(AGENT_STORE_KEY);
+            let text = read(&store_path).map_err(|e| {
+                ConfigError::new(
+                    &main_name,
+                    format!(
+                        "{e}; a directory must hold the keys of Polyaxon's agent ConfigMap \
+                         (<release>-polyaxon-agent-config), at least {AGENT_STORE_KEY}"
+                    ),
+                )
+            })?;
+            let mut parts = parse_main(&text, &store_path.display().to_string())?;
+            let conn_path = self.config.join(AGENT_CONNECTIONS_KEY);
+            if conn_path.exists() {
+                let text =
+                    read(&conn_path).map_err(|e| ConfigError::new(&main_name, e.to_string()))?;
+                parts.connections = parse_connections(&text, &conn_path.display().to_string())?;
+            }
+            parts
+        } else {
+            let text = read(&self.config).map_err(|e| ConfigError::new(&main_name, e))?;
+            parse_main(&text, &main_name)?
+        };
+        let mut name = main_name;
+        if let Some(path) = &self.settings {
+            let settings_name = path.display().to_string();
+            let text = read(path).map_err(|e| ConfigError::new(&settings_name, e))?;
+            let injection = parse_settings(&text, &settings_name)?;
+            if injection.is_some() && parts.injection.is_some() {
+                return Err(ConfigError::new(
+                    &settings_name,
+                    format!("`injection:` is set both here and in {name}; keep it in one place"),
+                ));
+            }
+            parts.injection = parts.injection.or(injection);
+            name = format!("{name} + {settings_name}");
+        }
+        finish(parts, &name)
+    }
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Read and validate a config file (YAML or JSON) or an agent ConfigMap directory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(&name, format!("cannot read file: {e}")))?;
-    load_str(&text, &name)
+    Source::new(path, None).load()
 }
 
 /// Validate a config held in memory; `source_name` is used in error messages.
 pub fn load_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+    finish(parse_main(text, source_name)?, source_name)
+}
+
+/// A config document, parsed but not yet resolved.
+struct Parts {
+    store: RawConnection,
+    /// Where the store sits in the document, for error paths (`artifactsStore.`).
+    store_at: &'static str,
+    connections: Vec<RawConnection>,
+    injection: Option<RawInjection>,
+}
+
+/// Detect which of Polyaxon's three forms `text` is and parse it with positions.
+fn parse_main(text: &str, source_name: &str) -> Result<Parts, ConfigError> {
     let shape: Value = serde_saphyr::from_str(text)
         .map_err(|e| ConfigError::new(source_name, format!("not valid YAML/JSON: {e}")))?;
-    let mut connections = Vec::new();
-    let (conn, injection, field) = match &shape {
+    match &shape {
         // (c) the agent ConfigMap's value: a JSON string holding one connection.
         Value::String(inner) => {
-            let conn: RawConnection = serde_saphyr::from_str(inner).map_err(|e| {
+            let store: RawConnection = serde_saphyr::from_str(inner).map_err(|e| {
                 ConfigError::new(
                     source_name,
                     format!("the string is not a connection (positions are inside the string): {e}"),
                 )
             })?;
-            (conn, None, "")
+            Ok(Parts {
+                store,
+                store_at: "",
+                connections: Vec::new(),
+                injection: None,
+            })
         }
         // (a) a Helm values file.
         Value::Object(map) if map.contains_key("artifactsStore") => {
             let values: HelmValues = serde_saphyr::from_str(text)
                 .map_err(|e| ConfigError::new(source_name, format!("artifactsStore: {e}")))?;
-            let Some(conn) = values.artifacts_store else {
+            let Some(store) = values.artifacts_store else {
                 return Err(ConfigError::new(source_name, "artifactsStore is empty"));
             };
-            connections = values.connections.unwrap_or_default();
-            if conn.injection.is_some() {
+            if store.injection.is_some() {
                 return Err(ConfigError::new(
                     source_name,
                     "artifactsStore.injection: `injection` is the webhook's own section and belongs at the top level",
                 ));
             }
-            (conn, values.injection, "artifactsStore.")
+            Ok(Parts {
+                store,
+                store_at: "artifactsStore.",
+                connections: values.connections.unwrap_or_default(),
+                injection: values.injection,
+            })
         }
         // (b) a document that is one connection.
         Value::Object(map) if map.contains_key("name") && map.contains_key("kind") => {
-            let mut conn: RawConnection = serde_saphyr::from_str(text)
+            let mut store: RawConnection = serde_saphyr::from_str(text)
                 .map_err(|e| ConfigError::new(source_name, e.to_string()))?;
-            let injection = conn.injection.take();
-            (conn, injection, "")
+            let injection = store.injection.take();
+            Ok(Parts {
+                store,
+                store_at: "",
+                connections: Vec::new(),
+                injection,
+            })
         }
-        _ => {
-            return Err(ConfigError::new(
-                source_name,
-                format!(
-                    "expected a Polyaxon Helm values file with a top-level `artifactsStore`, a connection \
-                     (a mapping with `name` and `kind`; fields: {}), or a JSON string holding one",
-                    CONNECTION_FIELDS.join(", ")
-                ),
-            ))
-        }
-    };
-    let store = resolve::store(conn, field).map_err(|m| ConfigError::new(source_name, m))?;
-    let raw_injection = injection.unwrap_or_default();
-    let wanted = raw_injection.connections.clone().unwrap_or_default();
-    let injection =
-        resolve::injection(raw_injection).map_err(|m| ConfigError::new(source_name, m))?;
-    let mandated = resolve::mandated(&store, connections, &wanted)
-        .map_err(|m| ConfigError::new(source_name, m))?;
+        _ => Err(ConfigError::new(
+            source_name,
+            format!(
+                "expected a Polyaxon Helm values file with a top-level `artifactsStore`, a connection \
+                 (a mapping with `name` and `kind`; fields: {}), or a JSON string holding one",
+                CONNECTION_FIELDS.join(", ")
+            ),
+        )),
+    }
+}
+
+/// The agent's connections key: a list of connections, or a JSON string holding one.
+fn parse_connections(text: &str, source_name: &str) -> Result<Vec<RawConnection>, ConfigError> {
+    let err = |e: String| ConfigError::new(source_name, format!("connections: {e}"));
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let shape: Value = serde_saphyr::from_str(text).map_err(|e| err(e.to_string()))?;
+    match shape {
+        Value::String(inner) => serde_saphyr::from_str(&inner).map_err(|e| err(e.to_string())),
+        Value::Null => Ok(Vec::new()),
+        _ => serde_saphyr::from_str(text).map_err(|e| err(e.to_string())),
+    }
+}
+
+/// The webhook's settings file: only a top-level `injection:`.
+fn parse_settings(text: &str, source_name: &str) -> Result<Option<RawInjection>, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let s: RawSettings = serde_saphyr::from_str(text).map_err(|e| {
+        ConfigError::new(
+            source_name,
+            format!("settings: {e} (a settings file holds only the webhook's `injection:` section)"),
+        )
+    })?;
+    Ok(s.injection)
+}
+
+/// Resolve parsed parts into a config; every cross-reference is checked here.
+fn finish(parts: Parts, source_name: &str) -> Result<Config, ConfigError> {
+    let e = |m: String| ConfigError::new(source_name, m);
+    let store = resolve::store(parts.store, parts.store_at).map_err(e)?;
+    let mut raw_injection = parts.injection.unwrap_or_default();
+    let wanted = raw_injection.connections.take().unwrap_or_default();
+    let raw_rules = raw_injection.rules.take().unwrap_or_default();
+    let no_match = resolve::no_match(raw_injection.no_match.take().as_deref()).map_err(e)?;
+    let injection = resolve::injection(raw_injection).map_err(e)?;
+    let declared = resolve::declared(parts.connections).map_err(e)?;
+    let mandated = resolve::mandated(&store, &declared, &wanted).map_err(e)?;
+    let rules = resolve::rules(&store, &declared, &mandated, raw_rules).map_err(e)?;
     let mut config = Config {
         store,
         mandated,
+        rules,
+        no_match,
         injection,
         hash: String::new(),
     };

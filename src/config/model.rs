@@ -12,6 +12,11 @@ pub struct Config {
     /// Left out of the hash when empty, so configs without connections keep their hash.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mandated: Vec<Store>,
+    /// Per-team rules, first match wins; left out of the hash when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+    #[serde(skip_serializing_if = "NoMatch::is_default")]
+    pub no_match: NoMatch,
     pub injection: Injection,
     #[serde(skip)]
     pub hash: String,
@@ -108,6 +113,115 @@ pub struct VolumeStore {
 pub enum VolumeStoreSource {
     Claim(String),
     HostPath(String),
+}
+
+/// A per-team rule, resolved: its store and every connection its pods get (the mandated ones
+/// first, then the rule's own), all checked against each other at load time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rule {
+    pub name: String,
+    pub matcher: RuleMatch,
+    pub store: Store,
+    pub connections: Vec<Store>,
+}
+
+/// Globs on the facts Polyaxon puts on a run pod; an empty list matches anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RuleMatch {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<Glob>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<Glob>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<Glob>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<Glob>,
+}
+
+/// The facts of one run that rules match on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunFacts<'a> {
+    pub namespace: &'a str,
+    pub owner: Option<&'a str>,
+    pub project: Option<&'a str>,
+    pub component: Option<&'a str>,
+}
+
+/// Why a rule did or did not match, one line per criterion (for `--explain` and check-config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Criterion {
+    pub field: &'static str,
+    pub matched: bool,
+    pub detail: String,
+}
+
+impl RuleMatch {
+    pub fn matches(&self, f: &RunFacts<'_>) -> bool {
+        crit(&self.namespaces, Some(f.namespace))
+            && crit(&self.owners, f.owner)
+            && crit(&self.projects, f.project)
+            && crit(&self.components, f.component)
+    }
+
+    /// Each criterion with its verdict; empty lists are not listed.
+    pub fn explain(&self, f: &RunFacts<'_>) -> Vec<Criterion> {
+        [
+            ("namespace", &self.namespaces, Some(f.namespace)),
+            ("owner", &self.owners, f.owner),
+            ("project", &self.projects, f.project),
+            ("component", &self.components, f.component),
+        ]
+        .into_iter()
+        .filter(|(_, globs, _)| !globs.is_empty())
+        .map(|(field, globs, value)| {
+            let list: Vec<&str> = globs.iter().map(Glob::as_str).collect();
+            Criterion {
+                field,
+                matched: crit(globs, value),
+                detail: format!(
+                    "{field} {} in [{}]",
+                    value.map_or("(none)".to_string(), |v| format!("{v:?}")),
+                    list.join(", ")
+                ),
+            }
+        })
+        .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == RuleMatch::default()
+    }
+}
+
+fn crit(globs: &[Glob], value: Option<&str>) -> bool {
+    globs.is_empty() || value.is_some_and(|v| crate::glob::any_match(globs, v))
+}
+
+/// What a run pod that no rule matches gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoMatch {
+    /// The `artifactsStore`.
+    #[default]
+    Default,
+    /// Nothing, with a warning to the user.
+    Warn,
+    /// Refused.
+    Deny,
+}
+
+impl NoMatch {
+    fn is_default(&self) -> bool {
+        *self == NoMatch::Default
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoMatch::Default => "default",
+            NoMatch::Warn => "warn",
+            NoMatch::Deny => "deny",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -118,6 +118,39 @@ pub struct RawInjection {
     pub on_conflict: Option<String>,
     /// Names from `connections:` that every run pod gets besides the artifacts store.
     pub connections: Option<Vec<String>>,
+    /// Per-team store rules, first match wins.
+    pub rules: Option<Vec<RawRule>>,
+    /// What a run pod no rule matches gets: `default` (the artifactsStore), `warn` or `deny`.
+    pub no_match: Option<String>,
+}
+
+/// One store rule: which runs (`match`) get which store and extra connections.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: Option<String>,
+    #[serde(rename = "match", default)]
+    pub matcher: Option<RawMatch>,
+    pub store: String,
+    #[serde(default)]
+    pub connections: Option<Vec<String>>,
+}
+
+/// What a rule matches on; every list given must match (a list matches when any glob does).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub namespaces: Option<Vec<String>>,
+    pub owners: Option<Vec<String>>,
+    pub projects: Option<Vec<String>>,
+    pub components: Option<Vec<String>>,
+}
+
+/// The webhook's own settings file, used beside Polyaxon's agent ConfigMap (or a connection file).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    pub injection: Option<RawInjection>,
 }
 
 #[derive(Debug, Default, Deserialize)]

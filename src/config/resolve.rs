@@ -273,14 +273,8 @@ pub(super) fn injection(raw: RawInjection) -> Result<Injection, String> {
     Ok(inj)
 }
 
-/// Resolve `connections:` and pick the ones `injection.connections` names, in that order.
-/// Names must be unique; naming an unknown connection is a load-time error; two mounts at one
-/// directory (store and connections together) are refused here rather than per pod.
-pub(super) fn mandated(
-    store: &Store,
-    raw: Vec<RawConnection>,
-    wanted: &[String],
-) -> Result<Vec<Store>, String> {
+/// Resolve `connections:`: each one valid, names unique.
+pub(super) fn declared(raw: Vec<RawConnection>) -> Result<Vec<Store>, String> {
     let mut declared: Vec<Store> = Vec::new();
     for (i, c) in raw.into_iter().enumerate() {
         let at = format!("connections[{i}].");
@@ -296,22 +290,38 @@ pub(super) fn mandated(
         }
         declared.push(conn);
     }
+    Ok(declared)
+}
+
+/// The connections `names` (written at `at`) refer to, in order; names in `skip` and repeats are
+/// left out. Naming an unknown connection is a load-time error, never a request-time one.
+fn pick(
+    declared: &[Store],
+    names: &[String],
+    at: &str,
+    skip: &[&str],
+) -> Result<Vec<Store>, String> {
     let mut out: Vec<Store> = Vec::new();
-    for (i, name) in wanted.iter().enumerate() {
-        if *name == store.name || out.iter().any(|o| &o.name == name) {
+    for (i, name) in names.iter().enumerate() {
+        if skip.contains(&name.as_str()) || out.iter().any(|o| &o.name == name) {
             continue;
         }
         let found = declared.iter().find(|d| &d.name == name).ok_or_else(|| {
             let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
             format!(
-                "injection.connections[{i}]: unknown connection {name:?}; declared under connections: [{}]",
+                "{at}[{i}]: unknown connection {name:?}; declared under connections: [{}]",
                 names.join(", ")
             )
         })?;
         out.push(found.clone());
     }
+    Ok(out)
+}
+
+/// Two volumes of one pod cannot share a mount directory: refused here rather than per pod.
+fn check_dirs(store: &Store, conns: &[Store], context: &str) -> Result<(), String> {
     let mut dirs: Vec<(String, &str)> = Vec::new();
-    for s in std::iter::once(store).chain(out.iter()) {
+    for s in std::iter::once(store).chain(conns.iter()) {
         let own = [s.secret.as_ref(), s.config_map.as_ref()]
             .into_iter()
             .flatten()
@@ -320,12 +330,111 @@ pub(super) fn mandated(
         for d in own {
             if let Some((_, other)) = dirs.iter().find(|(x, _)| *x == d) {
                 return Err(format!(
-                    "connection {:?} mounts at {d}, where {other:?} already mounts; two volumes cannot share a mountPath",
+                    "{context}connection {:?} mounts at {d}, where {other:?} already mounts; two volumes cannot share a mountPath",
                     s.name
                 ));
             }
             dirs.push((d, &s.name));
         }
     }
+    Ok(())
+}
+
+/// The connections `injection.connections` names, in that order (the store itself is not
+/// repeated), checked for mount clashes with the store.
+pub(super) fn mandated(
+    store: &Store,
+    declared: &[Store],
+    wanted: &[String],
+) -> Result<Vec<Store>, String> {
+    let out = pick(declared, wanted, "injection.connections", &[&store.name])?;
+    check_dirs(store, &out, "")?;
     Ok(out)
+}
+
+/// Resolve `injection.rules`: each rule's store is the artifactsStore or a declared connection,
+/// its connections are the mandated ones then its own, and mounts must not clash.
+pub(super) fn rules(
+    store: &Store,
+    declared: &[Store],
+    mandated: &[Store],
+    raw: Vec<RawRule>,
+) -> Result<Vec<Rule>, String> {
+    let mut out: Vec<Rule> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = format!("injection.rules[{i}]");
+        let name = r.name.unwrap_or_else(|| format!("rules[{i}]"));
+        if name.trim().is_empty() {
+            return Err(format!("{at}.name: must not be empty"));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(format!("{at}.name: duplicate rule name {name:?}"));
+        }
+        let rule_store = if r.store == store.name {
+            store.clone()
+        } else {
+            declared
+                .iter()
+                .find(|d| d.name == r.store)
+                .cloned()
+                .ok_or_else(|| {
+                    let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+                    format!(
+                        "{at}.store: unknown store {:?}; expected the artifactsStore {:?} or one of connections: [{}]",
+                        r.store,
+                        store.name,
+                        names.join(", ")
+                    )
+                })?
+        };
+        let mut connections: Vec<Store> = mandated
+            .iter()
+            .filter(|m| m.name != rule_store.name)
+            .cloned()
+            .collect();
+        let mut skip: Vec<&str> = vec![rule_store.name.as_str()];
+        skip.extend(connections.iter().map(|c| c.name.as_str()));
+        let own = pick(
+            declared,
+            &r.connections.unwrap_or_default(),
+            &format!("{at}.connections"),
+            &skip,
+        )?;
+        connections.extend(own);
+        check_dirs(&rule_store, &connections, &format!("{at} ({name}): "))?;
+        let m = r.matcher.unwrap_or_default();
+        let globs = |field: &str, v: Option<Vec<String>>| -> Result<Vec<Glob>, String> {
+            let v = v.unwrap_or_default();
+            if v.iter().any(|g| g.trim().is_empty()) {
+                return Err(format!("{at}.match.{field}: patterns must not be empty"));
+            }
+            Ok(v.into_iter().map(Glob::new).collect())
+        };
+        let matcher = RuleMatch {
+            namespaces: globs("namespaces", m.namespaces)?,
+            owners: globs("owners", m.owners)?,
+            projects: globs("projects", m.projects)?,
+            components: globs("components", m.components)?,
+        };
+        out.push(Rule {
+            name,
+            matcher,
+            store: rule_store,
+            connections,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn no_match(raw: Option<&str>) -> Result<NoMatch, String> {
+    Ok(match raw {
+        None | Some("default") => NoMatch::Default,
+        Some("warn") => NoMatch::Warn,
+        Some("deny") => NoMatch::Deny,
+        Some(other) => {
+            return Err(format!(
+                "injection.noMatch: {other:?}; expected `default` (the artifactsStore), `warn` or `deny`"
+            ))
+        }
+    })
 }

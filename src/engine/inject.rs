@@ -9,7 +9,7 @@ use super::{ConflictKind, Decision, IgnoreReason, Outcome};
 use crate::config::OnConflict;
 use crate::k8s_names::is_dns_label;
 use crate::plan::{
-    MountPlan, Plan, RefKind, ANNOTATION_SKIP_CONTAINERS, GC_KEY_ALIASES, GC_KEY_PATH,
+    MountPlan, StorePlan, RefKind, ANNOTATION_SKIP_CONTAINERS, GC_KEY_ALIASES, GC_KEY_PATH,
 };
 use json_patch::jsonptr::PointerBuf;
 use serde_json::{json, Map, Value};
@@ -40,7 +40,7 @@ struct ContainerWork {
     uses_new_volume: Vec<usize>,
 }
 
-pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &Plan) -> Outcome {
+pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan) -> Outcome {
     let skip = skip_list(view);
     let targets: Vec<&Placed<'_, '_>> = view
         .containers
@@ -126,6 +126,8 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &Plan) -> Outcome {
         conflicts,
         injected_containers,
         pod_name: String::new(),
+        store: String::new(),
+        rule: String::new(),
     }
 }
 
@@ -178,7 +180,7 @@ struct MountSeen<'a> {
 
 fn container_work(
     view: &PodView<'_, '_>,
-    plan: &Plan,
+    plan: &StorePlan,
     volumes: &[ResolvedVolume<'_>],
     p: &Placed<'_, '_>,
     warnings: &mut Vec<String>,
@@ -380,7 +382,7 @@ fn mount_conflict(
 }
 
 /// Record which store and config produced the injection; `add` replaces a stale value.
-fn add_marker(view: &PodView<'_, '_>, plan: &Plan, b: &mut PatchBuilder) {
+fn add_marker(view: &PodView<'_, '_>, plan: &StorePlan, b: &mut PatchBuilder) {
     let missing: Vec<(&str, &str)> = plan
         .marker()
         .into_iter()

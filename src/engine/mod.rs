@@ -5,11 +5,19 @@ mod inject;
 pub mod keypath;
 pub mod patch;
 pub mod pod;
-mod select;
+pub mod select;
 
-use crate::plan::Plan;
+use crate::config::{NoMatch, RunFacts};
+use crate::plan::{Plan, Route};
 use json_patch::PatchOperation;
 use serde_json::Value;
+
+/// Polyaxon's annotation naming the run's owner (organisation).
+pub const ANNOTATION_OWNER: &str = "operation.polyaxon.com/owner";
+/// Polyaxon's annotation naming the run's project.
+pub const ANNOTATION_PROJECT: &str = "operation.polyaxon.com/project";
+/// Polyaxon's label naming the run kind (`polyaxon-jobs`, `polyaxon-services`, …).
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 
 /// The facts of an admission request the engine decides on.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +51,8 @@ pub enum IgnoreReason {
     NotARun,
     NamespaceExcluded,
     NoTargetContainer,
+    /// No store rule matched and `injection.noMatch` is `warn`.
+    NoRuleMatched,
 }
 
 impl IgnoreReason {
@@ -52,6 +62,7 @@ impl IgnoreReason {
             IgnoreReason::NotARun => "labels do not match the run selector",
             IgnoreReason::NamespaceExcluded => "namespace excluded by injection.namespaces",
             IgnoreReason::NoTargetContainer => "no target container",
+            IgnoreReason::NoRuleMatched => "no store rule matched (injection.noMatch: warn)",
         }
     }
 
@@ -62,6 +73,7 @@ impl IgnoreReason {
             IgnoreReason::NotARun => "not_a_run",
             IgnoreReason::NamespaceExcluded => "namespace_excluded",
             IgnoreReason::NoTargetContainer => "no_target_container",
+            IgnoreReason::NoRuleMatched => "no_rule_matched",
         }
     }
 }
@@ -123,6 +135,10 @@ pub struct Outcome {
     pub injected_containers: usize,
     /// The pod's name, or its generateName, for logs (empty when not read).
     pub pod_name: String,
+    /// The store the run was routed to (empty when it was not).
+    pub store: String,
+    /// The rule that routed it (empty for the default store or when not routed).
+    pub rule: String,
 }
 
 impl Outcome {
@@ -135,6 +151,8 @@ impl Outcome {
             conflicts: Vec::new(),
             injected_containers: 0,
             pod_name: String::new(),
+            store: String::new(),
+            rule: String::new(),
         }
     }
 
@@ -221,9 +239,53 @@ fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
     if !select::namespace_allowed(namespace, &plan.policy) {
         return Outcome::ignored(IgnoreReason::NamespaceExcluded);
     }
-    match pod::PodView::new(pod) {
-        Ok(view) => inject::reconcile(&view, plan),
-        Err(e) => Outcome::denied(not_a_pod(&e)),
+    let view = match pod::PodView::new(pod) {
+        Ok(view) => view,
+        Err(e) => return Outcome::denied(not_a_pod(&e)),
+    };
+    let facts = run_facts(&view, namespace);
+    let (store_plan, rule) = match plan.route(&facts) {
+        Route::Rule(r) => (&r.plan, r.name.as_str()),
+        Route::Default(p) => (p, ""),
+        Route::Unmatched(how) => return unmatched(how, &facts),
+    };
+    let mut out = inject::reconcile(&view, store_plan);
+    out.store.clone_from(&store_plan.store_name);
+    if !plan.rules.is_empty() {
+        out.rule = rule.to_string();
+        out.audit
+            .push(("rule", if rule.is_empty() { "(default)" } else { rule }.to_string()));
+    }
+    out
+}
+
+/// What store rules match on, read from the pod Polyaxon made.
+pub fn run_facts<'p>(view: &pod::PodView<'p, '_>, namespace: &'p str) -> RunFacts<'p> {
+    RunFacts {
+        namespace,
+        owner: view.annotation(ANNOTATION_OWNER),
+        project: view.annotation(ANNOTATION_PROJECT),
+        component: view.label(LABEL_COMPONENT),
+    }
+}
+
+fn unmatched(how: NoMatch, f: &RunFacts<'_>) -> Outcome {
+    let msg = format!(
+        "plx-store-webhook: no store rule matches this run (namespace {:?}, owner {:?}, project {:?}, \
+         component {:?}), so it gets no artifacts-store credentials; add a rule to injection.rules or set \
+         injection.noMatch: default",
+        f.namespace,
+        f.owner.unwrap_or(""),
+        f.project.unwrap_or(""),
+        f.component.unwrap_or("")
+    );
+    match how {
+        NoMatch::Deny => Outcome::denied(msg),
+        _ => {
+            let mut out = Outcome::ignored(IgnoreReason::NoRuleMatched);
+            out.warnings.push(msg);
+            out
+        }
     }
 }
 

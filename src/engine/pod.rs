@@ -311,4 +311,11 @@ impl<'p, 'a> PodView<'p, 'a> {
             .and_then(|a| a.get(key))
             .map(|v| v.as_ref())
     }
+
+    pub fn label(&self, key: &str) -> Option<&'p str> {
+        self.meta
+            .and_then(|m| m.labels.as_ref())
+            .and_then(|l| l.get(key))
+            .map(|v| v.as_ref())
+    }
 }

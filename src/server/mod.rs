@@ -65,7 +65,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(plan: Plan) -> Self {
         let metrics = Metrics::new();
-        metrics.set_config(&plan.config_hash, &plan.store_name);
+        metrics.set_config(&plan.config_hash, plan.store_name());
         AppState {
             plan: Arc::new(ArcSwap::from_pointee(plan)),
             health: Arc::new(Health::loaded()),
@@ -153,7 +153,8 @@ async fn mutate(
         operation = %review.operation,
         dry_run = review.dry_run,
         api_version = review.api_version.label(),
-        store = %plan.store_name,
+        store = %outcome.store,
+        rule = %outcome.rule,
         config_hash = %plan.config_hash,
         decision = outcome.decision.label(),
         reason = %match &outcome.decision {

@@ -28,7 +28,10 @@ pub enum CertSource {
 
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// A config file, or a directory holding Polyaxon's agent ConfigMap keys.
     pub config: PathBuf,
+    /// The webhook's own settings file (`injection:`), beside an agent ConfigMap.
+    pub settings: Option<PathBuf>,
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
     pub cert: CertSource,
@@ -48,6 +51,7 @@ impl Options {
     pub fn new(config: PathBuf, listen: SocketAddr, cert: CertSource) -> Self {
         Options {
             config,
+            settings: None,
             listen,
             admin_listen: None,
             cert,
@@ -128,7 +132,7 @@ fn apply_config(state: &AppState, result: Result<config::Config, config::ConfigE
             let plan = Plan::from_config(&cfg);
             state
                 .metrics
-                .set_config(&plan.config_hash, &plan.store_name);
+                .set_config(&plan.config_hash, plan.store_name());
             state.plan.store(Arc::new(plan));
             state
                 .metrics
@@ -153,7 +157,8 @@ fn apply_config(state: &AppState, result: Result<config::Config, config::ConfigE
 /// Start everything. A config that does not load at start is an error (fail fast, visible as a
 /// crash loop); a certificate that is not there yet only keeps the webhook unready.
 pub async fn start(opts: Options) -> anyhow::Result<Running> {
-    let cfg = config::load_file(&opts.config)?;
+    let source = config::Source::new(&opts.config, opts.settings.clone());
+    let cfg = source.load()?;
     let mut state = AppState::new(Plan::from_config(&cfg));
     state.guards = opts.guards;
     state.health = Arc::new(super::Health::default());
@@ -214,25 +219,12 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     }
     {
         let st = state.clone();
-        let path = opts.config.clone();
-        let paths = vec![path.clone()];
+        let paths = source.files();
         watchers.push(reload::spawn(
             paths.clone(),
             reload::read_all(&paths),
             opts.reload_poll,
-            move |c| {
-                let result = match c.first().and_then(Option::as_ref) {
-                    None => Err(config::ConfigError {
-                        source_name: path.display().to_string(),
-                        message: "cannot read file".into(),
-                    }),
-                    Some(bytes) => config::load_str(
-                        &String::from_utf8_lossy(bytes),
-                        &path.display().to_string(),
-                    ),
-                };
-                apply_config(&st, result)
-            },
+            move |_| apply_config(&st, source.load()),
         ));
     }
 
