@@ -86,42 +86,55 @@ pub fn rule_table(config: &Config) -> String {
         return out;
     }
     let _ = writeln!(out, "\nrules (first match wins):");
-    let _ = writeln!(
-        out,
-        "  {:<3} {:<20} {:<40} {:<20} connections",
-        "#", "name", "match", "store"
-    );
+    let mut rows = vec![[
+        "#".to_string(),
+        "name".to_string(),
+        "match".to_string(),
+        "store".to_string(),
+        "connections".to_string(),
+    ]];
     for (i, r) in config.rules.iter().enumerate() {
         let m = &r.matcher;
-        let mut crit: Vec<String> = Vec::new();
-        for (field, g) in [
+        let crit: Vec<String> = [
             ("namespaces", &m.namespaces),
             ("owners", &m.owners),
             ("projects", &m.projects),
             ("components", &m.components),
-        ] {
-            if !g.is_empty() {
-                crit.push(format!("{field}=[{}]", globs(g)));
-            }
-        }
+        ]
+        .into_iter()
+        .filter(|(_, g)| !g.is_empty())
+        .map(|(field, g)| format!("{field}=[{}]", globs(g)))
+        .collect();
         let conns: Vec<&str> = r.connections.iter().map(|c| c.name.as_str()).collect();
-        let _ = writeln!(
-            out,
-            "  {:<3} {:<20} {:<40} {:<20} {}",
-            i + 1,
-            r.name,
+        rows.push([
+            (i + 1).to_string(),
+            r.name.clone(),
             if crit.is_empty() {
                 "(every run)".to_string()
             } else {
                 crit.join(" ")
             },
-            r.store.name,
+            r.store.name.clone(),
             if conns.is_empty() {
                 "-".to_string()
             } else {
                 conns.join(", ")
+            },
+        ]);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let mut line = String::from(" ");
+        for (c, cell) in row.iter().enumerate() {
+            line.push(' ');
+            line.push_str(cell);
+            if let Some(w) = widths.get(c) {
+                line.push_str(&" ".repeat(w.saturating_sub(cell.chars().count())));
             }
-        );
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     let _ = writeln!(
         out,
@@ -231,7 +244,7 @@ fn describe_store(out: &mut String, s: &Store, plan: &StorePlan) {
                 "secret.mountPath {} names a file, so the volume goes on its directory and the key lands at that path",
                 t.written
             ),
-            _ => "from the store's mountPath".to_string(),
+            _ => "at the mountPath the config gives".to_string(),
         };
         let _ = writeln!(
             out,

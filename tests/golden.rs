@@ -15,9 +15,40 @@ const TARGETS: &[&str] = &[
     "polyaxon-init-artifacts-default",
 ];
 
+/// What a config must give every target container, written out by hand (never read from the
+/// plan, so a planning bug cannot hide itself).
+#[derive(Clone, Copy)]
+struct Expect {
+    store: &'static str,
+    /// (mountPath, the volume's source without its name, mount read-only)
+    mounts: &'static [(&'static str, &'static str, bool)],
+    env_from: &'static [&'static str],
+    /// (env name, valueFrom)
+    env: &'static [(&'static str, &'static str)],
+    /// The Secret whose `gc-secret.json` key GC_KEY_PATH must reach (GCS stores only).
+    gcs_secret: Option<&'static str>,
+}
+
+const GCS: Expect = Expect {
+    store: "gcs-artifacts",
+    mounts: &[],
+    env_from: &[],
+    env: &[],
+    gcs_secret: Some("gcs-secret"),
+};
+
 fn check_case(name: &str, pod: &Value, config: &str) -> Value {
-    let plan = plan_for(config);
-    let out = mutate(pod, &plan, &Request::pod_create("polyaxon"));
+    check_expect(name, pod, &plan_for(config), "polyaxon", GCS)
+}
+
+fn check_expect(
+    name: &str,
+    pod: &Value,
+    plan: &plx_store_webhook::Plan,
+    namespace: &str,
+    want: Expect,
+) -> Value {
+    let out = mutate(pod, plan, &Request::pod_create(namespace));
     assert_eq!(
         out.decision,
         Decision::Mutated,
@@ -71,28 +102,71 @@ fn check_case(name: &str, pod: &Value, config: &str) -> Value {
     }
     assert_eq!(patched["metadata"]["labels"], pod["metadata"]["labels"]);
 
-    // The key really lands at GC_KEY_PATH in every target container.
-    for (_, _, c) in containers(&patched) {
+    for (list, i, c) in containers(&patched) {
         if !TARGETS.contains(&c["name"].as_str().unwrap()) {
             continue;
         }
-        let path = env_value(c, "GC_KEY_PATH")
-            .unwrap_or_else(|| panic!("{name}: {} has no GC_KEY_PATH", c["name"]));
-        assert_eq!(
-            kubelet_file(&patched, c, path),
-            Some(("gcs-secret".to_string(), "gc-secret.json".to_string())),
-            "{name}: {} GC_KEY_PATH={path} is not the key file",
-            c["name"]
-        );
-        assert!(path.ends_with(".json"), "the SDK requires a .json key path");
+        let cname = &c["name"];
+        let orig = &pod["spec"][list][i];
+        match want.gcs_secret {
+            // The key really lands at GC_KEY_PATH.
+            Some(secret) => {
+                let path = env_value(c, "GC_KEY_PATH")
+                    .unwrap_or_else(|| panic!("{name}: {cname} has no GC_KEY_PATH"));
+                assert_eq!(
+                    kubelet_file(&patched, c, path),
+                    Some((secret.to_string(), "gc-secret.json".to_string())),
+                    "{name}: {cname} GC_KEY_PATH={path} is not the key file"
+                );
+                assert!(path.ends_with(".json"), "the SDK requires a .json key path");
+            }
+            // Other kinds get no GCS env from us.
+            None => assert_eq!(
+                env_value(c, "GC_KEY_PATH"),
+                env_value(orig, "GC_KEY_PATH"),
+                "{name}: {cname} got a GC_KEY_PATH"
+            ),
+        }
+        for (dir, source, ro) in want.mounts {
+            let m = c["volumeMounts"]
+                .as_array()
+                .and_then(|ms| ms.iter().find(|m| m["mountPath"] == *dir))
+                .unwrap_or_else(|| panic!("{name}: {cname} has nothing at {dir}"));
+            let mut vol = volume_named(&patched, m["name"].as_str().unwrap()).clone();
+            vol.as_object_mut().unwrap().remove("name");
+            let want_source: Value = serde_json::from_str(source).unwrap();
+            assert_eq!(vol, want_source, "{name}: {cname} mounts other storage at {dir}");
+            assert_eq!(m["readOnly"] == true, *ro, "{name}: {cname} {dir} readOnly");
+            assert!(m.get("subPath").is_none());
+        }
+        for ef in want.env_from {
+            let ef: Value = serde_json::from_str(ef).unwrap();
+            let list = c["envFrom"].as_array().cloned().unwrap_or_default();
+            assert_eq!(
+                list.iter().filter(|x| **x == ef).count(),
+                1,
+                "{name}: {cname} envFrom {ef} once"
+            );
+        }
+        for (env, value_from) in want.env {
+            let vf: Value = serde_json::from_str(value_from).unwrap();
+            let found: Vec<&Value> = c["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["name"] == *env)
+                .collect();
+            assert_eq!(found.len(), 1, "{name}: {cname} env {env} once");
+            assert_eq!(found[0]["valueFrom"], vf, "{name}: {cname} env {env}");
+        }
     }
     assert_eq!(
         patched["metadata"]["annotations"]["plx-store-webhook.dev/store"],
-        "gcs-artifacts"
+        want.store
     );
 
     // Idempotent.
-    let again = mutate(&patched, &plan, &Request::pod_create("polyaxon"));
+    let again = mutate(&patched, plan, &Request::pod_create(namespace));
     assert_eq!(
         again.decision,
         Decision::Unchanged,
@@ -122,26 +196,206 @@ fn fixtures_times_layouts() {
                 check_case(&name, &p, config);
                 cases += 1;
                 if variant == "plain" {
-                    let plan = plan_for(config);
-                    let patch = serde_json::to_value(
-                        mutate(&p, &plan, &Request::pod_create("polyaxon")).patch,
-                    )
-                    .unwrap();
-                    let file = root().join(format!("tests/golden/{fname}.{layout}.patch.json"));
-                    let text = serde_json::to_string_pretty(&patch).unwrap() + "\n";
-                    if update {
-                        std::fs::write(&file, &text).unwrap();
-                    } else {
-                        let want = std::fs::read_to_string(&file).unwrap_or_else(|_| {
-                            panic!("missing {}; run with UPDATE_GOLDEN=1", file.display())
-                        });
-                        assert_eq!(text, want, "{name}: patch differs from {}", file.display());
-                    }
+                    let out = mutate(&p, &plan_for(config), &Request::pod_create("polyaxon"));
+                    golden(&format!("{fname}.{layout}"), &out.patch);
                 }
             }
         }
     }
     assert_eq!(cases, 24);
+}
+
+/// Compare a patch with its golden file (`UPDATE_GOLDEN=1` rewrites it).
+fn golden(stem: &str, patch: &[json_patch::PatchOperation]) {
+    let file = root().join(format!("tests/golden/{stem}.patch.json"));
+    let text = serde_json::to_string_pretty(patch).unwrap() + "\n";
+    if std::env::var("UPDATE_GOLDEN").is_ok() {
+        std::fs::write(&file, &text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&file)
+        .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", file.display()));
+    assert_eq!(text, want, "{stem}: patch differs from {}", file.display());
+}
+
+const S3: Expect = Expect {
+    store: "s3-artifacts",
+    mounts: &[],
+    env_from: &[r#"{"secretRef": {"name": "aws-credentials"}}"#],
+    env: &[
+        (
+            "AWS_REGION",
+            r#"{"configMapKeyRef": {"name": "aws-settings", "key": "AWS_REGION"}}"#,
+        ),
+        (
+            "AWS_ENDPOINT_URL",
+            r#"{"configMapKeyRef": {"name": "aws-settings", "key": "AWS_ENDPOINT_URL"}}"#,
+        ),
+    ],
+    gcs_secret: None,
+};
+
+const WASB: Expect = Expect {
+    store: "azure-artifacts",
+    mounts: &[(
+        "/plx-context/.azure",
+        r#"{"configMap": {"name": "az-settings"}}"#,
+        true,
+    )],
+    env_from: &[],
+    env: &[
+        (
+            "AZURE_ACCOUNT_NAME",
+            r#"{"secretKeyRef": {"name": "az-secret", "key": "AZURE_ACCOUNT_NAME"}}"#,
+        ),
+        (
+            "AZURE_ACCOUNT_KEY",
+            r#"{"secretKeyRef": {"name": "az-secret", "key": "AZURE_ACCOUNT_KEY"}}"#,
+        ),
+    ],
+    gcs_secret: None,
+};
+
+const PVC: Expect = Expect {
+    store: "plx-artifacts-pvc",
+    mounts: &[(
+        "/plx-artifacts",
+        r#"{"persistentVolumeClaim": {"claimName": "plx-artifacts"}}"#,
+        false,
+    )],
+    env_from: &[],
+    env: &[],
+    gcs_secret: None,
+};
+
+const HOST_PATH: Expect = Expect {
+    store: "default-artifacts-store",
+    mounts: &[(
+        "/artifactsStore",
+        r#"{"hostPath": {"path": "/tmp/artifactsStore"}}"#,
+        false,
+    )],
+    env_from: &[],
+    env: &[],
+    gcs_secret: None,
+};
+
+const DATASETS: (&str, &str, bool) = (
+    "/datasets",
+    r#"{"persistentVolumeClaim": {"claimName": "datasets", "readOnly": true}}"#,
+    true,
+);
+const SCRATCH: (&str, &str, bool) = ("/scratch", r#"{"hostPath": {"path": "/mnt/scratch"}}"#, false);
+
+/// examples/teams.yaml, routed by namespace (`vision`).
+const TEAM_VISION: Expect = Expect {
+    store: "vision-s3",
+    mounts: &[DATASETS],
+    env_from: &[r#"{"secretRef": {"name": "vision-aws"}}"#],
+    env: &[],
+    gcs_secret: None,
+};
+
+/// examples/teams.yaml, routed by the fixtures' owner/project annotations (`acme-mnist`).
+const TEAM_ACME_MNIST: Expect = Expect {
+    mounts: &[DATASETS, SCRATCH],
+    ..TEAM_VISION
+};
+
+/// examples/teams.yaml, no rule matches: the artifactsStore plus the mandated connection.
+const TEAM_DEFAULT: Expect = Expect {
+    mounts: &[DATASETS],
+    ..GCS
+};
+
+/// Every other store kind and the rule examples on every fixture, with and without what the
+/// apiserver adds: the same semantic checks as the GCS layouts, plus golden patches.
+#[test]
+fn other_kinds_and_rules_times_fixtures() {
+    let cases: &[(&str, &str, &str, bool, Expect)] = &[
+        ("s3", "examples/store-s3.yaml", "polyaxon", true, S3),
+        ("wasb", "examples/store-wasb.yaml", "polyaxon", true, WASB),
+        ("pvc", "examples/store-volume-claim.yaml", "polyaxon", true, PVC),
+        ("hostpath", "examples/store-host-path.yaml", "polyaxon", true, HOST_PATH),
+        ("team-vision", "examples/teams.yaml", "team-vision-3", true, TEAM_VISION),
+        ("team-acme", "examples/teams.yaml", "polyaxon", true, TEAM_ACME_MNIST),
+        ("team-default", "examples/teams.yaml", "polyaxon", false, TEAM_DEFAULT),
+    ];
+    let mut n = 0;
+    for (fname, pod) in fixture_pods() {
+        for (case, config, ns, owned_by_acme, want) in cases {
+            let mut pod = pod.clone();
+            if !owned_by_acme {
+                pod["metadata"]["annotations"]["operation.polyaxon.com/owner"] = json!("globex");
+            }
+            let plan = plan_for(config);
+            for (variant, p) in [
+                ("plain", pod.clone()),
+                ("apiserver", with_apiserver_additions(pod.clone())),
+            ] {
+                let name = format!("{fname}.{case}.{variant}");
+                let patched = check_expect(&name, &p, &plan, ns, *want);
+                if variant == "plain" {
+                    golden(
+                        &format!("{fname}.{case}"),
+                        &mutate(&p, &plan, &Request::pod_create(ns)).patch,
+                    );
+                }
+                // Volume stores reuse the volume Polyaxon already added (never a second one).
+                let vols = |v: &Value| v["spec"]["volumes"].as_array().map_or(0, Vec::len);
+                if *case == "hostpath" && fname.ends_with("nostore") {
+                    assert_eq!(vols(&patched), vols(&p), "{name}: volume duplicated");
+                }
+                n += 1;
+            }
+        }
+    }
+    assert_eq!(n, 56);
+}
+
+/// A rule that gives a GCS store at the directory where Polyaxon already mounted another
+/// store's secret is refused with the path and the fix, never patched into an invalid pod.
+#[test]
+fn rule_store_clashing_with_polyaxons_own_mount_is_denied() {
+    let plan = plan_for("examples/teams.yaml");
+    let not_acme = |mut p: Value| {
+        p["metadata"]["annotations"]["operation.polyaxon.com/owner"] = json!("globex");
+        p
+    };
+    let pod = not_acme(read_json("tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json"));
+    let out = mutate(&pod, &plan, &Request::pod_create("team-nlp-1"));
+    match &out.decision {
+        Decision::Denied(m) => assert!(
+            m.contains("nlp-gcs") && m.contains("/plx-context/.gc") && m.contains("onConflict"),
+            "{m}"
+        ),
+        d => panic!("{d:?}"),
+    }
+    // On a pod where Polyaxon mounted no secret there, the rule's store is given.
+    let pod = not_acme(read_json("tests/fixtures/polyaxon-pods/job.nostore.json"));
+    let p = check_expect(
+        "nlp.nostore",
+        &pod,
+        &plan,
+        "team-nlp-1",
+        Expect {
+            store: "nlp-gcs",
+            mounts: &[DATASETS, SCRATCH],
+            gcs_secret: Some("nlp-gcs-secret"),
+            ..GCS
+        },
+    );
+    assert_eq!(
+        env_value(container(&p, "polyaxon-main"), "GC_KEY_PATH"),
+        Some("/plx-context/.gc/gc-secret.json")
+    );
+}
+
+fn volume_named<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    pod["spec"]["volumes"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["name"] == name))
+        .unwrap_or_else(|| panic!("no volume {name}"))
 }
 
 fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
