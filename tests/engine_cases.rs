@@ -513,3 +513,111 @@ fn mandated_connections_reach_every_target_container() {
         "gcs-artifacts"
     );
 }
+
+const TEAMS: &str = "artifactsStore: {name: gcs-artifacts, kind: gcs, schema: {bucket: gs://b}, secret: {name: gcs-secret, mountPath: /plx-context/.gc}}
+connections:
+  - {name: team-s3, kind: s3, schema: {bucket: s3://t}, secret: {name: team-aws}}
+  - {name: other-s3, kind: s3, schema: {bucket: s3://o}, secret: {name: other-aws}}
+  - {name: data, kind: volume_claim, schema: {volumeClaim: data, mountPath: /data}}
+injection:
+  rules:
+    - {name: broad, match: {namespaces: [\"team-*\"]}, store: team-s3}
+    - {name: narrow, match: {namespaces: [team-a], owners: [acme]}, store: other-s3}
+    - {name: services, match: {components: [polyaxon-services]}, store: other-s3, connections: [data]}
+";
+
+fn run_pod_with(owner: Option<&str>, component: Option<&str>) -> Value {
+    let mut pod = run_pod(json!([{"name": "polyaxon-main", "image": "x"}]));
+    if let Some(o) = owner {
+        pod["metadata"]["annotations"] = json!({"operation.polyaxon.com/owner": o, "operation.polyaxon.com/project": "p"});
+    }
+    if let Some(c) = component {
+        pod["metadata"]["labels"]["app.kubernetes.io/component"] = json!(c);
+    }
+    pod
+}
+
+fn routed(yaml: &str, pod: &Value, ns: &str) -> Outcome {
+    let p = plan(yaml);
+    let req = Request::pod_create(ns);
+    let out = mutate(pod, &p, &req);
+    let fast = mutate_json(&pod.to_string(), &p, &req);
+    assert_eq!(fast.decision, out.decision);
+    assert_eq!(fast.patch, out.patch);
+    assert_eq!(fast.warnings, out.warnings);
+    if out.allowed() && !out.patch.is_empty() {
+        let mut patched = pod.clone();
+        json_patch::patch(&mut patched, &out.patch).unwrap();
+        validate_pod(&patched).unwrap();
+        assert!(mutate(&patched, &p, &req).patch.is_empty(), "idempotent");
+    }
+    out
+}
+
+fn audit<'a>(o: &'a Outcome, key: &str) -> Option<&'a str> {
+    o.audit.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn overlapping_rules_first_match_wins() {
+    // `narrow` also matches, but `broad` comes first.
+    let out = routed(TEAMS, &run_pod_with(Some("acme"), None), "team-a");
+    assert_eq!(out.store, "team-s3");
+    assert_eq!(out.rule, "broad");
+    assert_eq!(audit(&out, "rule"), Some("broad"));
+    assert_eq!(audit(&out, "store"), Some("team-s3"));
+    // Reordered, the narrower rule wins for acme and the broad one still takes the rest.
+    let broad = "    - {name: broad, match: {namespaces: [\"team-*\"]}, store: team-s3}\n";
+    let narrow =
+        "    - {name: narrow, match: {namespaces: [team-a], owners: [acme]}, store: other-s3}\n";
+    let narrow_first = TEAMS.replace(&format!("{broad}{narrow}"), &format!("{narrow}{broad}"));
+    assert_ne!(narrow_first, TEAMS);
+    let out = routed(&narrow_first, &run_pod_with(Some("acme"), None), "team-a");
+    assert_eq!((out.rule.as_str(), out.store.as_str()), ("narrow", "other-s3"));
+    let out = routed(&narrow_first, &run_pod_with(Some("globex"), None), "team-a");
+    assert_eq!((out.rule.as_str(), out.store.as_str()), ("broad", "team-s3"));
+}
+
+#[test]
+fn rules_match_component_and_fall_back_to_the_default() {
+    let out = routed(TEAMS, &run_pod_with(None, Some("polyaxon-services")), "ops");
+    assert_eq!(out.rule, "services");
+    let ops = serde_json::to_value(&out.patch).unwrap().to_string();
+    assert!(ops.contains("other-aws") && ops.contains("\"claimName\":\"data\""), "{ops}");
+    assert!(!ops.contains("GC_KEY_PATH"), "no GCS env for an s3 store");
+    // No rule: the artifactsStore, recorded as the default.
+    let out = routed(TEAMS, &run_pod_with(None, Some("polyaxon-jobs")), "ops");
+    assert_eq!(out.store, "gcs-artifacts");
+    assert_eq!(out.rule, "");
+    assert_eq!(audit(&out, "rule"), Some("(default)"));
+    // Without rules there is no rule audit annotation at all.
+    let out = routed(GCS, &run_pod_with(None, None), "ops");
+    assert_eq!(audit(&out, "rule"), None);
+}
+
+#[test]
+fn no_match_warns_or_denies_as_configured() {
+    let warn = format!("{TEAMS}  noMatch: warn\n");
+    let out = routed(&warn, &run_pod_with(None, None), "ops");
+    assert_eq!(out.decision, Decision::Ignored(IgnoreReason::NoRuleMatched));
+    assert!(out.patch.is_empty());
+    assert!(
+        out.warnings.len() == 1 && out.warnings[0].contains("\"ops\"") && out.warnings[0].contains("injection.rules"),
+        "{:?}",
+        out.warnings
+    );
+    let deny = format!("{TEAMS}  noMatch: deny\n");
+    let out = routed(&deny, &run_pod_with(Some("globex"), None), "ops");
+    match out.decision {
+        Decision::Denied(m) => assert!(m.contains("globex") && m.contains("noMatch"), "{m}"),
+        d => panic!("{d:?}"),
+    }
+    // A matching rule still applies; pods that are not runs are never routed.
+    assert_eq!(routed(&deny, &run_pod_with(None, None), "team-b").rule, "broad");
+    let mut not_a_run = run_pod_with(None, None);
+    not_a_run["metadata"]["labels"] = json!({"app": "x"});
+    assert_eq!(
+        routed(&deny, &not_a_run, "ops").decision,
+        Decision::Ignored(IgnoreReason::NotARun)
+    );
+}

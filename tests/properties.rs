@@ -251,3 +251,142 @@ proptest! {
         }
     }
 }
+
+const NAMESPACES: &[&str] = &["team-a", "team-b", "ops", "team-a-dev"];
+const NS_GLOBS: &[&str] = &["team-a", "team-*", "ops", "*-dev", "team-?"];
+const OWNERS: &[&str] = &["acme", "globex"];
+const PROJECTS: &[&str] = &["mnist", "mnist-2", "bert"];
+const PROJECT_GLOBS: &[&str] = &["mnist", "mnist*", "bert", "*"];
+const COMPONENTS: &[&str] = &["polyaxon-jobs", "polyaxon-services"];
+const STORES: &[&str] = &["gcs-artifacts", "s3-a", "s3-b", "pvc-c"];
+const EXTRA: &[&str] = &["hostpath-d", "pvc-c", "s3-b"];
+
+type RuleSpec = (
+    Vec<&'static str>,
+    Vec<&'static str>,
+    Vec<&'static str>,
+    Vec<&'static str>,
+    &'static str,
+    Vec<&'static str>,
+);
+
+fn rule_spec() -> impl Strategy<Value = RuleSpec> {
+    let pick = |set: &'static [&'static str]| prop::collection::vec(prop::sample::select(set), 0..3);
+    (
+        pick(NS_GLOBS),
+        pick(OWNERS),
+        pick(PROJECT_GLOBS),
+        pick(COMPONENTS),
+        prop::sample::select(STORES),
+        pick(EXTRA),
+    )
+}
+
+/// The reference: a glob with `*` and `?` over short names, by brute force.
+fn glob_ref(p: &str, s: &str) -> bool {
+    match (p.chars().next(), s.chars().next()) {
+        (None, None) => true,
+        (Some('*'), _) => glob_ref(&p[1..], s) || (!s.is_empty() && glob_ref(p, &s[1..])),
+        (Some('?'), Some(_)) => glob_ref(&p[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => glob_ref(&p[a.len_utf8()..], &s[b.len_utf8()..]),
+        _ => false,
+    }
+}
+
+fn list_ref(globs: &[&str], v: Option<&str>) -> bool {
+    globs.is_empty() || v.is_some_and(|v| globs.iter().any(|g| glob_ref(g, v)))
+}
+
+fn yaml_list(v: &[&str]) -> String {
+    format!("[{}]", v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Any rule list, any run: the engine routes exactly as a first-match reference model says,
+    /// gives that store and its connections, and is idempotent; no match follows `noMatch`.
+    #[test]
+    fn rules_route_like_the_reference(
+        rules in prop::collection::vec(rule_spec(), 0..5),
+        ns in prop::sample::select(NAMESPACES),
+        owner in prop::option::of(prop::sample::select(OWNERS)),
+        project in prop::option::of(prop::sample::select(PROJECTS)),
+        component in prop::option::of(prop::sample::select(COMPONENTS)),
+        no_match in prop::sample::select(&["default", "warn", "deny"][..]),
+    ) {
+        let mut yaml = String::from(
+            "artifactsStore: {name: gcs-artifacts, kind: gcs, schema: {bucket: gs://b}, secret: {name: gcs-secret, mountPath: /plx-context/.gc}}
+connections:
+  - {name: s3-a, kind: s3, schema: {bucket: s3://a}, secret: {name: aws-a}}
+  - {name: s3-b, kind: s3, schema: {bucket: s3://b}, secret: {name: aws-b}}
+  - {name: pvc-c, kind: volume_claim, schema: {volumeClaim: c, mountPath: /c}}
+  - {name: hostpath-d, kind: host_path, schema: {hostPath: /d, mountPath: /d}}
+injection:
+");
+        yaml += &format!("  noMatch: {no_match}\n  rules:\n");
+        if rules.is_empty() {
+            yaml += "    []\n";
+        }
+        for (i, (n, o, p, c, store, extra)) in rules.iter().enumerate() {
+            yaml += &format!(
+                "    - {{name: r{i}, store: {store}, connections: {}, match: {{namespaces: {}, owners: {}, projects: {}, components: {}}}}}\n",
+                yaml_list(extra), yaml_list(n), yaml_list(o), yaml_list(p), yaml_list(c)
+            );
+        }
+        let plan = Plan::from_config(&load_str(&yaml, "prop").map_err(|e| TestCaseError::fail(format!("{e}\n{yaml}")))?);
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "generateName": "plx-operation-x-",
+            "labels": {"app.kubernetes.io/managed-by": "polyaxon", "app.kubernetes.io/part-of": "polyaxon-runs"},
+            "annotations": {}},
+            "spec": {"containers": [{"name": "polyaxon-main", "image": "x"}]}});
+        if let Some(o) = owner { pod["metadata"]["annotations"]["operation.polyaxon.com/owner"] = json!(o); }
+        if let Some(p) = project { pod["metadata"]["annotations"]["operation.polyaxon.com/project"] = json!(p); }
+        if let Some(c) = component { pod["metadata"]["labels"]["app.kubernetes.io/component"] = json!(c); }
+
+        let hit = rules.iter().position(|(n, o, p, c, _, _)| {
+            list_ref(n, Some(ns)) && list_ref(o, owner) && list_ref(p, project) && list_ref(c, component)
+        });
+        let req = Request::pod_create(ns);
+        let out = mutate(&pod, &plan, &req);
+        let fast = plx_store_webhook::engine::mutate_json(&pod.to_string(), &plan, &req);
+        prop_assert_eq!(&fast.decision, &out.decision);
+        prop_assert_eq!(&fast.patch, &out.patch);
+        let (store, extra): (&str, Vec<&str>) = match (hit, no_match) {
+            (Some(i), _) => (rules[i].4, rules[i].5.clone()),
+            (None, "default") => ("gcs-artifacts", vec![]),
+            (None, "warn") => {
+                prop_assert_eq!(&out.decision, &Decision::Ignored(plx_store_webhook::engine::IgnoreReason::NoRuleMatched));
+                prop_assert!(out.patch.is_empty() && out.warnings.len() == 1);
+                return Ok(());
+            }
+            (None, _) => {
+                prop_assert!(matches!(out.decision, Decision::Denied(_)));
+                return Ok(());
+            }
+        };
+        prop_assert_eq!(out.decision.clone(), Decision::Mutated);
+        prop_assert_eq!(out.store.as_str(), store);
+        prop_assert_eq!(out.rule, hit.map(|i| format!("r{i}")).unwrap_or_default());
+        let mut patched = pod.clone();
+        json_patch::patch(&mut patched, &out.patch).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        validate_pod(&patched).map_err(TestCaseError::fail)?;
+        prop_assert!(mutate(&patched, &plan, &req).patch.is_empty());
+        prop_assert_eq!(&patched["metadata"]["annotations"]["plx-store-webhook.dev/store"], store);
+        let main = &patched["spec"]["containers"][0];
+        let has_mount = |dir: &str| main["volumeMounts"].as_array().is_some_and(|m| m.iter().any(|m| m["mountPath"] == dir));
+        let has_env_from = |secret: &str| main["envFrom"].as_array().is_some_and(|l| l.iter().any(|e| e["secretRef"]["name"] == secret));
+        // The store and every connection the rule names, each once, nothing else.
+        for (name, present) in [
+            ("gcs-artifacts", has_mount("/plx-context/.gc")),
+            ("s3-a", has_env_from("aws-a")),
+            ("s3-b", has_env_from("aws-b")),
+            ("pvc-c", has_mount("/c")),
+            ("hostpath-d", has_mount("/d")),
+        ] {
+            let want = name == store || extra.contains(&name);
+            prop_assert_eq!(present, want, "{} for store {} + {:?}\n{}", name, store, extra, yaml);
+        }
+        prop_assert_eq!(env_value(main, "GC_KEY_PATH").is_some(), store == "gcs-artifacts");
+    }
+}
