@@ -168,3 +168,162 @@ fn check_config_prints_the_plan_or_the_error() {
         "{err}"
     );
 }
+
+#[test]
+fn check_config_prints_the_rule_table_and_where_a_run_goes() {
+    let o = bin(&["check-config", "examples/teams.yaml"], None);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    for want in [
+        "rules (first match wins):",
+        "acme-mnist",
+        "owners=[acme] projects=[mnist*]",
+        "no match: the artifactsStore gcs-artifacts",
+        "== store vision-s3 — rule vision",
+        "== store gcs-artifacts — runs no rule matches (the default)",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in\n{out}");
+    }
+    let o = bin(
+        &[
+            "check-config",
+            "examples/teams.yaml",
+            "--namespace",
+            "team-nlp-2",
+            "--owner",
+            "globex",
+            "--component",
+            "polyaxon-services",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("rule acme-mnist: no match (owner \"globex\" in [acme]: no; project (none) in [mnist*]: no)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rule nlp-services: MATCHES")
+            && out.contains("→ rule nlp-services: store nlp-gcs, connections datasets"),
+        "{out}"
+    );
+    assert!(!out.contains("rule nlp:"), "rules after the match are not evaluated:\n{out}");
+    let o = bin(
+        &["check-config", "examples/teams.yaml", "--namespace", "ops"],
+        None,
+    );
+    assert!(
+        text(&o.stdout).contains("→ no rule matched, injection.noMatch: default: store gcs-artifacts, connections datasets"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+#[test]
+fn mutate_explain_says_which_rule_and_why_each_piece() {
+    let o = bin(
+        &[
+            "mutate",
+            "--config",
+            "examples/teams.yaml",
+            "--explain",
+            "tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // stdout stays the patch; the explanation goes to stderr.
+    let _: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let err = text(&o.stderr);
+    for want in [
+        "rule acme-mnist: MATCHES (owner \"acme\" in [acme]: yes; project \"mnist\" in [mnist*]: yes)",
+        "→ rule acme-mnist: store vision-s3, connections datasets, scratch",
+        "container polyaxon-init-auth: not a target",
+        "container polyaxon-main:",
+        "envFrom secretRef vision-aws: added",
+        "mount of connection datasets: added (volume datasets at /datasets)",
+        "annotation plx-store-webhook.dev/store=vision-s3: added",
+        "decision: mutated",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
+    // On its own output every piece is already there.
+    let pod = bin(
+        &[
+            "mutate",
+            "--config",
+            "examples/teams.yaml",
+            "--output",
+            "pod",
+            "tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json",
+        ],
+        None,
+    );
+    let o = bin(
+        &["mutate", "--config", "examples/teams.yaml", "--explain", "-"],
+        Some(&text(&pod.stdout)),
+    );
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("envFrom secretRef vision-aws: already there")
+            && !err.contains(": added")
+            && err.contains("decision: unchanged"),
+        "{err}"
+    );
+    // A conflict: the piece is not added and the denial says why.
+    let o = bin(
+        &[
+            "mutate",
+            "--config",
+            "examples/teams.yaml",
+            "--explain",
+            "--namespace",
+            "team-nlp-1",
+            "-",
+        ],
+        Some(
+            &text(&std::fs::read("tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json").unwrap())
+                .replace("\"acme\"", "\"globex\""),
+        ),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("→ rule nlp: store nlp-gcs") && err.contains("denied:") && err.contains("/plx-context/.gc"),
+        "{err}"
+    );
+}
+
+#[test]
+fn agent_configmap_directory_and_settings_file() {
+    let dir = std::env::temp_dir().join(format!("plx-cli-agent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("POLYAXON_AGENT_ARTIFACTS_STORE"),
+        std::fs::read_to_string(root().join("examples/agent-configmap-store.json")).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("POLYAXON_AGENT_CONNECTIONS"),
+        r#"[{"name":"datasets","kind":"volume_claim","schema":{"volumeClaim":"datasets","mountPath":"/datasets","readOnly":true}}]"#,
+    )
+    .unwrap();
+    let settings = dir.join("settings.yaml");
+    std::fs::write(&settings, "injection:\n  connections: [datasets]\n").unwrap();
+    let (d, s) = (dir.to_str().unwrap(), settings.to_str().unwrap());
+    let o = bin(&["check-config", d, "--settings", s], None);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("connections: datasets"), "{}", text(&o.stdout));
+    let o = bin(
+        &["mutate", "--config", d, "--settings", s, "examples/run-pod.json"],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("\"claimName\": \"datasets\""));
+    let o = bin(&["check-config", d, "--settings", "/nonexistent.yaml"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("/nonexistent.yaml"), "{}", text(&o.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
