@@ -687,3 +687,63 @@ async fn unready_until_a_certificate_appears_and_min_tls_version_holds() {
     .with_no_client_auth();
     assert!(tls_connect(r.tls_addr, Arc::new(tls12)).await.is_err());
 }
+
+/// `--config` on a mounted agent ConfigMap directory plus `--settings`: both are reloaded when
+/// the kubelet swaps either, and rules route by the request's namespace.
+#[tokio::test]
+async fn agent_configmap_directory_and_settings_reload() {
+    let mut f = fixture();
+    let mut agent = SecretDir::new(&f._tmp.path().join("agent"));
+    let store = |bucket: &str, secret: &str| {
+        format!(r#"{{"name":"gcs-artifacts","kind":"gcs","schema":{{"bucket":"{bucket}"}},"secret":{{"name":"{secret}","mountPath":"/plx-context/.gc"}}}}"#)
+    };
+    let conns = r#"[{"name":"team-s3","kind":"s3","schema":{"bucket":"s3://t"},"secret":{"name":"team-aws"}}]"#;
+    agent.publish(&[
+        ("POLYAXON_AGENT_ARTIFACTS_STORE", store("gs://a", "gcs-secret").as_bytes()),
+        ("POLYAXON_AGENT_CONNECTIONS", conns.as_bytes()),
+    ]);
+    let rule = |ns: &str| {
+        format!("injection:\n  rules:\n    - {{name: team, match: {{namespaces: [{ns}]}}, store: team-s3}}\n")
+    };
+    f.config.publish(&[("settings.yaml", rule("default").as_bytes())]);
+    let mut o = options(&f);
+    o.config = agent.dir.clone();
+    o.settings = Some(f.config.path("settings.yaml"));
+    let r = run::start(o).await.unwrap();
+    let cfg = client_config(&f.ca.pem, None);
+    let pod = read_json("tests/fixtures/polyaxon-pods/job.nostore.json");
+    let ask = |uid: &'static str| {
+        let (cfg, pod) = (cfg.clone(), pod.clone());
+        async move {
+            let (mut s, _) = http1(r.tls_addr, cfg).await.unwrap();
+            send(&mut s, post("/mutate", review(uid, &pod)))
+                .await
+                .unwrap()
+                .2["response"]
+                .clone()
+        }
+    };
+    let first = ask("a").await;
+    assert_eq!(first["auditAnnotations"]["rule"], "team", "{first}");
+    assert_eq!(first["auditAnnotations"]["store"], "team-s3");
+
+    // The settings change: the rule no longer matches, so the artifactsStore is the default.
+    f.config.publish(&[("settings.yaml", rule("elsewhere").as_bytes())]);
+    wait_until("the new settings", || async {
+        ask("b").await["auditAnnotations"]["rule"] == "(default)"
+    })
+    .await;
+    // The agent ConfigMap changes the store's secret: the new one is injected.
+    agent.publish(&[
+        ("POLYAXON_AGENT_ARTIFACTS_STORE", store("gs://a", "gcs-secret-v2").as_bytes()),
+        ("POLYAXON_AGENT_CONNECTIONS", conns.as_bytes()),
+    ]);
+    wait_until("the new agent store", || async {
+        let resp = ask("c").await;
+        let patch = base64_patch(&resp);
+        patch.contains("gcs-secret-v2")
+    })
+    .await;
+    r.begin_shutdown();
+    r.wait().await.unwrap();
+}

@@ -143,3 +143,13 @@ impl http_body::Body for ChanBody {
             .map(|o| o.map(|b| Ok(hyper::body::Frame::data(b))))
     }
 }
+
+/// A review response's patch, decoded to JSON text ("" when there is none).
+pub fn base64_patch(response: &Value) -> String {
+    use base64::Engine as _;
+    response["patch"]
+        .as_str()
+        .and_then(|p| base64::engine::general_purpose::STANDARD.decode(p).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
