@@ -168,12 +168,12 @@ fn deployment_uses_only_real_flags_and_mounts_what_it_names() {
         let mounts = c["volumeMounts"].as_array().unwrap();
         for a in &args {
             if let Some((flag, path)) = a.split_once('=') {
-                if ["--config", "--tls-cert", "--tls-key"].contains(&flag) {
+                if ["--config", "--settings", "--tls-cert", "--tls-key"].contains(&flag) {
                     assert!(
-                        mounts
-                            .iter()
-                            .any(|m| path
-                                .starts_with(&format!("{}/", m["mountPath"].as_str().unwrap()))),
+                        mounts.iter().any(|m| {
+                            let mp = m["mountPath"].as_str().unwrap();
+                            path.starts_with(&format!("{mp}/")) || path == mp
+                        }),
                         "{name}: {path} is not in a mounted volume"
                     );
                 }
@@ -200,13 +200,45 @@ fn shipped_config_passes_check_config() {
     let text = cm["data"]["config.yaml"].as_str().unwrap();
     let cfg = plx_store_webhook::load_str(text, "configmap").unwrap();
     assert_eq!(cfg.store.name, "gcs-artifacts");
-    // The agent-config overlay reads Polyaxon's JSON connection from the key it mounts.
+    // The agent-config overlay mounts both keys of Polyaxon's agent ConfigMap as a directory and
+    // its own settings file; a directory laid out like that mount loads with those settings.
     let (_, docs) = render(&root().join("manifests/overlays/polyaxon-agent-config"));
     let dep = find(&docs, "Deployment");
-    let vol = &dep["spec"]["template"]["spec"]["volumes"][0]["configMap"];
-    assert_eq!(vol["items"][0]["key"], "POLYAXON_AGENT_ARTIFACTS_STORE");
-    let agent_value = r#"{"name": "gcs-artifacts", "kind": "gcs", "schema": {"bucket": "gs://b"}, "secret": {"name": "gcs-secret", "mountPath": "/plx-context/.gc"}}"#;
-    plx_store_webhook::load_str(agent_value, "agent ConfigMap").unwrap();
+    let spec = &dep["spec"]["template"]["spec"];
+    let vol = &spec["volumes"][0]["configMap"];
+    assert_eq!(vol["name"], "polyaxon-polyaxon-agent-config");
+    assert_eq!(
+        vol["items"],
+        json!([
+            {"key": "POLYAXON_AGENT_ARTIFACTS_STORE", "path": "POLYAXON_AGENT_ARTIFACTS_STORE"},
+            {"key": "POLYAXON_AGENT_CONNECTIONS", "path": "POLYAXON_AGENT_CONNECTIONS"}
+        ])
+    );
+    let args = spec["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--config=/etc/plx-store-webhook/config\"")
+            && args.contains("--settings=/etc/plx-store-webhook/settings/settings.yaml"),
+        "{args}"
+    );
+    let settings = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "plx-store-webhook-settings")
+        .expect("settings ConfigMap");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("POLYAXON_AGENT_ARTIFACTS_STORE"),
+        r#"{"name": "gcs-artifacts", "kind": "gcs", "schema": {"bucket": "gs://b"}, "secret": {"name": "gcs-secret", "mountPath": "/plx-context/.gc"}}"#,
+    )
+    .unwrap();
+    let settings_file = tmp.path().join("settings.yaml");
+    std::fs::write(
+        &settings_file,
+        settings["data"]["settings.yaml"].as_str().unwrap(),
+    )
+    .unwrap();
+    plx_store_webhook::config::Source::new(tmp.path(), Some(settings_file))
+        .load()
+        .unwrap();
 }
 
 #[test]
