@@ -30,9 +30,7 @@ pub fn explain(pod: &Value, plan: &Plan, namespace: &str, outcome: &Outcome) -> 
         return format!("decision: {}\n", decision(outcome));
     };
     let ns = if namespace.is_empty() {
-        view.meta
-            .and_then(|m| m.namespace.as_deref())
-            .unwrap_or("")
+        view.meta.and_then(|m| m.namespace.as_deref()).unwrap_or("")
     } else {
         namespace
     };

@@ -3,10 +3,10 @@
 use anyhow::Context as _;
 use clap::Parser;
 use plx_store_webhook::cli::{Cli, Command, ServeArgs};
+use plx_store_webhook::config::Source;
 use plx_store_webhook::offline;
 use plx_store_webhook::server::run::{self, CertSource};
 use plx_store_webhook::server::{serve, Guards};
-use plx_store_webhook::config::Source;
 use plx_store_webhook::{certs, describe, telemetry, Decision, Plan};
 use std::io::Read as _;
 use std::process::ExitCode;

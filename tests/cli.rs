@@ -208,7 +208,10 @@ fn check_config_prints_the_rule_table_and_where_a_run_goes() {
             && out.contains("→ rule nlp-services: store nlp-gcs, connections datasets"),
         "{out}"
     );
-    assert!(!out.contains("rule nlp:"), "rules after the match are not evaluated:\n{out}");
+    assert!(
+        !out.contains("rule nlp:"),
+        "rules after the match are not evaluated:\n{out}"
+    );
     let o = bin(
         &["check-config", "examples/teams.yaml", "--namespace", "ops"],
         None,
@@ -261,7 +264,13 @@ fn mutate_explain_says_which_rule_and_why_each_piece() {
         None,
     );
     let o = bin(
-        &["mutate", "--config", "examples/teams.yaml", "--explain", "-"],
+        &[
+            "mutate",
+            "--config",
+            "examples/teams.yaml",
+            "--explain",
+            "-",
+        ],
         Some(&text(&pod.stdout)),
     );
     let err = text(&o.stderr);
@@ -290,7 +299,9 @@ fn mutate_explain_says_which_rule_and_why_each_piece() {
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
     assert!(
-        err.contains("→ rule nlp: store nlp-gcs") && err.contains("denied:") && err.contains("/plx-context/.gc"),
+        err.contains("→ rule nlp: store nlp-gcs")
+            && err.contains("denied:")
+            && err.contains("/plx-context/.gc"),
         "{err}"
     );
 }
@@ -315,15 +326,33 @@ fn agent_configmap_directory_and_settings_file() {
     let (d, s) = (dir.to_str().unwrap(), settings.to_str().unwrap());
     let o = bin(&["check-config", d, "--settings", s], None);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(text(&o.stdout).contains("connections: datasets"), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("connections: datasets"),
+        "{}",
+        text(&o.stdout)
+    );
     let o = bin(
-        &["mutate", "--config", d, "--settings", s, "examples/run-pod.json"],
+        &[
+            "mutate",
+            "--config",
+            d,
+            "--settings",
+            s,
+            "examples/run-pod.json",
+        ],
         None,
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("\"claimName\": \"datasets\""));
-    let o = bin(&["check-config", d, "--settings", "/nonexistent.yaml"], None);
+    let o = bin(
+        &["check-config", d, "--settings", "/nonexistent.yaml"],
+        None,
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("/nonexistent.yaml"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("/nonexistent.yaml"),
+        "{}",
+        text(&o.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -529,7 +529,8 @@ injection:
 fn run_pod_with(owner: Option<&str>, component: Option<&str>) -> Value {
     let mut pod = run_pod(json!([{"name": "polyaxon-main", "image": "x"}]));
     if let Some(o) = owner {
-        pod["metadata"]["annotations"] = json!({"operation.polyaxon.com/owner": o, "operation.polyaxon.com/project": "p"});
+        pod["metadata"]["annotations"] =
+            json!({"operation.polyaxon.com/owner": o, "operation.polyaxon.com/project": "p"});
     }
     if let Some(c) = component {
         pod["metadata"]["labels"]["app.kubernetes.io/component"] = json!(c);
@@ -555,7 +556,10 @@ fn routed(yaml: &str, pod: &Value, ns: &str) -> Outcome {
 }
 
 fn audit<'a>(o: &'a Outcome, key: &str) -> Option<&'a str> {
-    o.audit.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+    o.audit
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 #[test]
@@ -573,9 +577,15 @@ fn overlapping_rules_first_match_wins() {
     let narrow_first = TEAMS.replace(&format!("{broad}{narrow}"), &format!("{narrow}{broad}"));
     assert_ne!(narrow_first, TEAMS);
     let out = routed(&narrow_first, &run_pod_with(Some("acme"), None), "team-a");
-    assert_eq!((out.rule.as_str(), out.store.as_str()), ("narrow", "other-s3"));
+    assert_eq!(
+        (out.rule.as_str(), out.store.as_str()),
+        ("narrow", "other-s3")
+    );
     let out = routed(&narrow_first, &run_pod_with(Some("globex"), None), "team-a");
-    assert_eq!((out.rule.as_str(), out.store.as_str()), ("broad", "team-s3"));
+    assert_eq!(
+        (out.rule.as_str(), out.store.as_str()),
+        ("broad", "team-s3")
+    );
 }
 
 #[test]
@@ -583,7 +593,10 @@ fn rules_match_component_and_fall_back_to_the_default() {
     let out = routed(TEAMS, &run_pod_with(None, Some("polyaxon-services")), "ops");
     assert_eq!(out.rule, "services");
     let ops = serde_json::to_value(&out.patch).unwrap().to_string();
-    assert!(ops.contains("other-aws") && ops.contains("\"claimName\":\"data\""), "{ops}");
+    assert!(
+        ops.contains("other-aws") && ops.contains("\"claimName\":\"data\""),
+        "{ops}"
+    );
     assert!(!ops.contains("GC_KEY_PATH"), "no GCS env for an s3 store");
     // No rule: the artifactsStore, recorded as the default.
     let out = routed(TEAMS, &run_pod_with(None, Some("polyaxon-jobs")), "ops");
@@ -602,7 +615,9 @@ fn no_match_warns_or_denies_as_configured() {
     assert_eq!(out.decision, Decision::Ignored(IgnoreReason::NoRuleMatched));
     assert!(out.patch.is_empty());
     assert!(
-        out.warnings.len() == 1 && out.warnings[0].contains("\"ops\"") && out.warnings[0].contains("injection.rules"),
+        out.warnings.len() == 1
+            && out.warnings[0].contains("\"ops\"")
+            && out.warnings[0].contains("injection.rules"),
         "{:?}",
         out.warnings
     );
@@ -613,7 +628,10 @@ fn no_match_warns_or_denies_as_configured() {
         d => panic!("{d:?}"),
     }
     // A matching rule still applies; pods that are not runs are never routed.
-    assert_eq!(routed(&deny, &run_pod_with(None, None), "team-b").rule, "broad");
+    assert_eq!(
+        routed(&deny, &run_pod_with(None, None), "team-b").rule,
+        "broad"
+    );
     let mut not_a_run = run_pod_with(None, None);
     not_a_run["metadata"]["labels"] = json!({"app": "x"});
     assert_eq!(

@@ -135,7 +135,10 @@ fn check_expect(
             let mut vol = volume_named(&patched, m["name"].as_str().unwrap()).clone();
             vol.as_object_mut().unwrap().remove("name");
             let want_source: Value = serde_json::from_str(source).unwrap();
-            assert_eq!(vol, want_source, "{name}: {cname} mounts other storage at {dir}");
+            assert_eq!(
+                vol, want_source,
+                "{name}: {cname} mounts other storage at {dir}"
+            );
             assert_eq!(m["readOnly"] == true, *ro, "{name}: {cname} {dir} readOnly");
             assert!(m.get("subPath").is_none());
         }
@@ -184,7 +187,6 @@ fn check_expect(
 
 #[test]
 fn fixtures_times_layouts() {
-    let update = std::env::var("UPDATE_GOLDEN").is_ok();
     let mut cases = 0;
     for (fname, pod) in fixture_pods() {
         for (layout, config) in LAYOUTS {
@@ -285,7 +287,11 @@ const DATASETS: (&str, &str, bool) = (
     r#"{"persistentVolumeClaim": {"claimName": "datasets", "readOnly": true}}"#,
     true,
 );
-const SCRATCH: (&str, &str, bool) = ("/scratch", r#"{"hostPath": {"path": "/mnt/scratch"}}"#, false);
+const SCRATCH: (&str, &str, bool) = (
+    "/scratch",
+    r#"{"hostPath": {"path": "/mnt/scratch"}}"#,
+    false,
+);
 
 /// examples/teams.yaml, routed by namespace (`vision`).
 const TEAM_VISION: Expect = Expect {
@@ -315,11 +321,41 @@ fn other_kinds_and_rules_times_fixtures() {
     let cases: &[(&str, &str, &str, bool, Expect)] = &[
         ("s3", "examples/store-s3.yaml", "polyaxon", true, S3),
         ("wasb", "examples/store-wasb.yaml", "polyaxon", true, WASB),
-        ("pvc", "examples/store-volume-claim.yaml", "polyaxon", true, PVC),
-        ("hostpath", "examples/store-host-path.yaml", "polyaxon", true, HOST_PATH),
-        ("team-vision", "examples/teams.yaml", "team-vision-3", true, TEAM_VISION),
-        ("team-acme", "examples/teams.yaml", "polyaxon", true, TEAM_ACME_MNIST),
-        ("team-default", "examples/teams.yaml", "polyaxon", false, TEAM_DEFAULT),
+        (
+            "pvc",
+            "examples/store-volume-claim.yaml",
+            "polyaxon",
+            true,
+            PVC,
+        ),
+        (
+            "hostpath",
+            "examples/store-host-path.yaml",
+            "polyaxon",
+            true,
+            HOST_PATH,
+        ),
+        (
+            "team-vision",
+            "examples/teams.yaml",
+            "team-vision-3",
+            true,
+            TEAM_VISION,
+        ),
+        (
+            "team-acme",
+            "examples/teams.yaml",
+            "polyaxon",
+            true,
+            TEAM_ACME_MNIST,
+        ),
+        (
+            "team-default",
+            "examples/teams.yaml",
+            "polyaxon",
+            false,
+            TEAM_DEFAULT,
+        ),
     ];
     let mut n = 0;
     for (fname, pod) in fixture_pods() {
@@ -362,7 +398,9 @@ fn rule_store_clashing_with_polyaxons_own_mount_is_denied() {
         p["metadata"]["annotations"]["operation.polyaxon.com/owner"] = json!("globex");
         p
     };
-    let pod = not_acme(read_json("tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json"));
+    let pod = not_acme(read_json(
+        "tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json",
+    ));
     let out = mutate(&pod, &plan, &Request::pod_create("team-nlp-1"));
     match &out.decision {
         Decision::Denied(m) => assert!(

@@ -695,17 +695,23 @@ async fn agent_configmap_directory_and_settings_reload() {
     let mut f = fixture();
     let mut agent = SecretDir::new(&f._tmp.path().join("agent"));
     let store = |bucket: &str, secret: &str| {
-        format!(r#"{{"name":"gcs-artifacts","kind":"gcs","schema":{{"bucket":"{bucket}"}},"secret":{{"name":"{secret}","mountPath":"/plx-context/.gc"}}}}"#)
+        format!(
+            r#"{{"name":"gcs-artifacts","kind":"gcs","schema":{{"bucket":"{bucket}"}},"secret":{{"name":"{secret}","mountPath":"/plx-context/.gc"}}}}"#
+        )
     };
     let conns = r#"[{"name":"team-s3","kind":"s3","schema":{"bucket":"s3://t"},"secret":{"name":"team-aws"}}]"#;
     agent.publish(&[
-        ("POLYAXON_AGENT_ARTIFACTS_STORE", store("gs://a", "gcs-secret").as_bytes()),
+        (
+            "POLYAXON_AGENT_ARTIFACTS_STORE",
+            store("gs://a", "gcs-secret").as_bytes(),
+        ),
         ("POLYAXON_AGENT_CONNECTIONS", conns.as_bytes()),
     ]);
     let rule = |ns: &str| {
         format!("injection:\n  rules:\n    - {{name: team, match: {{namespaces: [{ns}]}}, store: team-s3}}\n")
     };
-    f.config.publish(&[("settings.yaml", rule("default").as_bytes())]);
+    f.config
+        .publish(&[("settings.yaml", rule("default").as_bytes())]);
     let mut o = options(&f);
     o.config = agent.dir.clone();
     o.settings = Some(f.config.path("settings.yaml"));
@@ -728,14 +734,18 @@ async fn agent_configmap_directory_and_settings_reload() {
     assert_eq!(first["auditAnnotations"]["store"], "team-s3");
 
     // The settings change: the rule no longer matches, so the artifactsStore is the default.
-    f.config.publish(&[("settings.yaml", rule("elsewhere").as_bytes())]);
+    f.config
+        .publish(&[("settings.yaml", rule("elsewhere").as_bytes())]);
     wait_until("the new settings", || async {
         ask("b").await["auditAnnotations"]["rule"] == "(default)"
     })
     .await;
     // The agent ConfigMap changes the store's secret: the new one is injected.
     agent.publish(&[
-        ("POLYAXON_AGENT_ARTIFACTS_STORE", store("gs://a", "gcs-secret-v2").as_bytes()),
+        (
+            "POLYAXON_AGENT_ARTIFACTS_STORE",
+            store("gs://a", "gcs-secret-v2").as_bytes(),
+        ),
         ("POLYAXON_AGENT_CONNECTIONS", conns.as_bytes()),
     ]);
     wait_until("the new agent store", || async {

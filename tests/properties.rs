@@ -271,7 +271,8 @@ type RuleSpec = (
 );
 
 fn rule_spec() -> impl Strategy<Value = RuleSpec> {
-    let pick = |set: &'static [&'static str]| prop::collection::vec(prop::sample::select(set), 0..3);
+    let pick =
+        |set: &'static [&'static str]| prop::collection::vec(prop::sample::select(set), 0..3);
     (
         pick(NS_GLOBS),
         pick(OWNERS),
@@ -298,7 +299,13 @@ fn list_ref(globs: &[&str], v: Option<&str>) -> bool {
 }
 
 fn yaml_list(v: &[&str]) -> String {
-    format!("[{}]", v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 proptest! {

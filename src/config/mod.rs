@@ -219,7 +219,9 @@ fn parse_settings(text: &str, source_name: &str) -> Result<Option<RawInjection>,
     let s: RawSettings = serde_saphyr::from_str(text).map_err(|e| {
         ConfigError::new(
             source_name,
-            format!("settings: {e} (a settings file holds only the webhook's `injection:` section)"),
+            format!(
+                "settings: {e} (a settings file holds only the webhook's `injection:` section)"
+            ),
         )
     })?;
     Ok(s.injection)

@@ -172,7 +172,10 @@ fn rules_resolve_store_and_connections() {
     let names: Vec<&str> = r.connections.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["datasets"]);
     assert_eq!(r.matcher.namespaces[0].as_str(), "team-*");
-    assert_eq!(c.rules[1].name, "rules[1]", "unnamed rules get their position");
+    assert_eq!(
+        c.rules[1].name, "rules[1]",
+        "unnamed rules get their position"
+    );
     assert_eq!(c.rules[1].store.name, "gcs-artifacts");
     assert_eq!(c.no_match, NoMatch::Default);
     let plain = load_str(
@@ -292,7 +295,10 @@ fn agent_configmap_directory_with_settings_file() {
         .load()
         .unwrap_err()
         .to_string();
-    assert!(e.contains("artifactsStore") && e.contains("injection"), "{e}");
+    assert!(
+        e.contains("artifactsStore") && e.contains("injection"),
+        "{e}"
+    );
     // A directory without the store key says what it expects.
     let empty = temp_dir("empty");
     let e = Source::new(&empty, None).load().unwrap_err().to_string();
@@ -315,7 +321,10 @@ fn injection_in_both_places_is_refused() {
     .unwrap();
     let settings = dir.join("settings.yaml");
     std::fs::write(&settings, "injection: {onConflict: deny}\n").unwrap();
-    let e = Source::new(&cfg, Some(settings)).load().unwrap_err().to_string();
+    let e = Source::new(&cfg, Some(settings))
+        .load()
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("both"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -335,9 +344,15 @@ fn rule_match_semantics() {
         component: None,
     };
     assert!(m.matches(&f("team-a", Some("beta"))));
-    assert!(!m.matches(&f("team-a", None)), "a missing owner never matches a list");
+    assert!(
+        !m.matches(&f("team-a", None)),
+        "a missing owner never matches a list"
+    );
     assert!(!m.matches(&f("ops", Some("acme"))));
-    assert!(RuleMatch::default().matches(&f("x", None)), "empty matches all");
+    assert!(
+        RuleMatch::default().matches(&f("x", None)),
+        "empty matches all"
+    );
     let why = m.explain(&f("ops", Some("acme")));
     assert_eq!(why.len(), 2);
     assert!(!why[0].matched && why[1].matched);

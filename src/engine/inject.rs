@@ -9,7 +9,7 @@ use super::{ConflictKind, Decision, IgnoreReason, Outcome};
 use crate::config::OnConflict;
 use crate::k8s_names::is_dns_label;
 use crate::plan::{
-    MountPlan, StorePlan, RefKind, ANNOTATION_SKIP_CONTAINERS, GC_KEY_ALIASES, GC_KEY_PATH,
+    MountPlan, RefKind, StorePlan, ANNOTATION_SKIP_CONTAINERS, GC_KEY_ALIASES, GC_KEY_PATH,
 };
 use json_patch::jsonptr::PointerBuf;
 use serde_json::{json, Map, Value};

@@ -253,8 +253,10 @@ fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
     out.store.clone_from(&store_plan.store_name);
     if !plan.rules.is_empty() {
         out.rule = rule.to_string();
-        out.audit
-            .push(("rule", if rule.is_empty() { "(default)" } else { rule }.to_string()));
+        out.audit.push((
+            "rule",
+            if rule.is_empty() { "(default)" } else { rule }.to_string(),
+        ));
     }
     out
 }

@@ -294,6 +294,29 @@ def layouts():
     use_layout("examples/store-ctxdir.yaml")
 
 
+def team_rules_route_by_namespace_and_owner():
+    use_layout("examples/teams.yaml")
+    kubectl("create", "namespace", "team-vision-3", check=False)
+    pod = fixture("job.nostore.json")
+    pod["metadata"]["namespace"] = "team-vision-3"
+    stored, _ = create(pod)
+    check_valid(stored)
+    ann = stored["metadata"]["annotations"]
+    assert ann.get("plx-store-webhook.dev/store") == "vision-s3", ann
+    for name in TARGETS:
+        c = container(stored, name)
+        assert c.get("envFrom", []).count({"secretRef": {"name": "vision-aws"}}) == 1, c
+        assert any(m["mountPath"] == "/datasets" and m.get("readOnly") for m in c["volumeMounts"]), c["volumeMounts"]
+        assert env(c, "GC_KEY_PATH") is None, c.get("env")
+    # Same pod in Polyaxon's namespace, another owner: no rule matches, the artifactsStore it is.
+    pod = fixture("job.gcs-ctxdir.json")
+    pod["metadata"]["annotations"]["operation.polyaxon.com/owner"] = "globex"
+    stored, _ = create(pod)
+    assert stored["metadata"]["annotations"].get("plx-store-webhook.dev/store") == "gcs-artifacts"
+    check_injected(stored)
+    use_layout("examples/store-ctxdir.yaml")
+
+
 def not_runs_stored_unchanged():
     with open(os.path.join(FIXTURES, "apiserver", "review-v1-generatename.json")) as f:
         plain = json.load(f)["request"]["object"]
@@ -404,7 +427,7 @@ def main():
     try:
         setup_apiserver()
         setup_webhook()
-        for s in [layouts, not_runs_stored_unchanged, server_dry_run_mutates_and_stores_nothing, conflict_is_refused_with_our_message,
+        for s in [layouts, team_rules_route_by_namespace_and_owner, not_runs_stored_unchanged, server_dry_run_mutates_and_stores_nothing, conflict_is_refused_with_our_message,
                   warnings_reach_kubectl, reinvocation_covers_a_later_init_container, cert_rotation_while_creating_pods,
                   webhook_down_refuses_runs_only]:
             scenario(s)
