@@ -1,7 +1,8 @@
 //! Property tests over generated pods: absent/null arrays, existing same-name and same-path
 //! entries, label and annotation keys with `/` and `~`, many containers. For every pod: a clear
 //! denial, or a patch that applies (Rust json-patch, and kubectl for a sample), leaves a valid pod
-//! whose key really is at GC_KEY_PATH, and is empty on a second pass.
+//! whose key really is at GC_KEY_PATH, and is empty on a second pass — for the three GCS layouts
+//! and every other store kind. A second property routes runs through random rule lists.
 
 mod common;
 
@@ -53,6 +54,24 @@ fn configs() -> Vec<(String, Plan)> {
             Plan::from_config(&load_str(&text, name).unwrap()),
         ));
     }
+    // Every other kind, one of them mounted where generated pods often mount something else.
+    for path in [
+        "examples/store-s3.yaml",
+        "examples/store-wasb.yaml",
+        "examples/store-host-path.yaml",
+    ] {
+        out.push((path.to_string(), plan_for(path)));
+    }
+    out.push((
+        "pvc at /data".to_string(),
+        Plan::from_config(
+            &load_str(
+                "name: data\nkind: volume_claim\nschema: {volumeClaim: data, mountPath: /data}\n",
+                "pvc",
+            )
+            .unwrap(),
+        ),
+    ));
     out
 }
 
@@ -214,7 +233,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
 
     #[test]
-    fn patch_applies_is_valid_and_idempotent(raw in pod(), which in 0usize..6) {
+    fn patch_applies_is_valid_and_idempotent(raw in pod(), which in 0usize..10) {
         let Some(pod) = make_valid(raw) else { return Ok(()) };
         let configs = configs();
         let (cname, plan) = &configs[which];
