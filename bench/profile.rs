@@ -9,6 +9,10 @@ use plx_store_webhook::{admission, load_str, Plan};
 use serde_json::{json, Value};
 use std::hint::black_box;
 
+// The server binary's allocator (src/main.rs), so counts match what the server does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map(String::as_str).unwrap_or("review");

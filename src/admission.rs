@@ -3,6 +3,7 @@
 //! patch. kube-core's typed review is not used: it loses the uid when the pod is malformed and
 //! serialises the patch as an array of numbers (kube-rs/kube#1781).
 
+use crate::engine::pod::Pod;
 use crate::engine::{self, Decision, Outcome, Request};
 use crate::plan::Plan;
 use base64::Engine as _;
@@ -44,8 +45,20 @@ pub enum ReviewError {
     NotAReview(String),
 }
 
-/// An AdmissionReview request: the envelope decoded with borrowed strings, the pod left as raw
-/// JSON text for the engine to read what it needs from.
+/// The request's object as decoded.
+#[derive(Debug)]
+pub enum Object<'a> {
+    /// Absent or `null`.
+    Missing,
+    /// Read in the same pass as the envelope (the fast path: one pass over the body).
+    Pod(Pod<'a>),
+    /// Only delimited, because it did not fit the pod model: the engine re-reads it to say which
+    /// field is wrong, or to decide that it is not a run at all.
+    Raw(&'a RawValue),
+}
+
+/// An AdmissionReview request: the envelope decoded with borrowed strings, the pod read in the
+/// same pass (only the fields the engine needs are built).
 #[derive(Debug)]
 pub struct Review<'a> {
     pub api_version: ApiVersion,
@@ -57,22 +70,27 @@ pub struct Review<'a> {
     pub resource: Cow<'a, str>,
     pub sub_resource: Cow<'a, str>,
     pub dry_run: bool,
-    pub object: Option<&'a RawValue>,
+    pub object: Object<'a>,
 }
 
+/// The envelope, generic over how the object is read (a [`Pod`] on the fast path, raw text on
+/// the slow one).
 #[derive(Deserialize)]
-struct ReviewIn<'a> {
+#[serde(bound(deserialize = "O: Deserialize<'de>, 'de: 'a"))]
+struct ReviewIn<'a, O> {
     #[serde(borrow, rename = "apiVersion")]
     api_version: Option<Cow<'a, str>>,
     #[serde(borrow)]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    request: Option<RequestIn<'a>>,
+    request: Option<RequestIn<'a, O>>,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RequestIn<'a> {
+#[serde(
+    rename_all = "camelCase",
+    bound(deserialize = "O: Deserialize<'de>, 'de: 'a")
+)]
+struct RequestIn<'a, O> {
     #[serde(borrow)]
     uid: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -84,8 +102,7 @@ struct RequestIn<'a> {
     #[serde(borrow)]
     operation: Option<Cow<'a, str>>,
     dry_run: Option<bool>,
-    #[serde(borrow)]
-    object: Option<&'a RawValue>,
+    object: Option<O>,
 }
 
 #[derive(Deserialize)]
@@ -107,11 +124,33 @@ fn or_empty(s: Option<Cow<'_, str>>) -> Cow<'_, str> {
 }
 
 impl<'a> Review<'a> {
-    /// Decode a request body: one pass over the envelope; the pod is only delimited, not built.
+    /// Decode a request body. Fast path: one pass reads the envelope and the pod together. When
+    /// that fails (a malformed pod, or not a review), a second pass only delimits the object, so
+    /// a review with a bad pod is still answered with its uid and the offending field's path.
     pub fn parse(body: &'a [u8]) -> Result<Review<'a>, ReviewError> {
-        let Ok(doc) = serde_json::from_slice::<ReviewIn<'a>>(body) else {
+        // Checking UTF-8 once up front is cheaper than serde_json checking each string it reads.
+        let Ok(text) = std::str::from_utf8(body) else {
             return Err(explain(body));
         };
+        if let Ok(doc) = serde_json::from_str::<ReviewIn<'a, Pod<'a>>>(text) {
+            return Self::from_doc(doc, Object::Pod);
+        }
+        let Ok(doc) = serde_json::from_str::<ReviewIn<'a, &'a RawValue>>(text) else {
+            return Err(explain(body));
+        };
+        Self::from_doc(doc, |raw| {
+            if raw.get() == "null" {
+                Object::Missing
+            } else {
+                Object::Raw(raw)
+            }
+        })
+    }
+
+    fn from_doc<O>(
+        doc: ReviewIn<'a, O>,
+        object: impl FnOnce(O) -> Object<'a>,
+    ) -> Result<Review<'a>, ReviewError> {
         let api_version = match doc.api_version.as_deref() {
             Some("admission.k8s.io/v1") => ApiVersion::V1,
             Some("admission.k8s.io/v1beta1") => ApiVersion::V1Beta1,
@@ -146,7 +185,7 @@ impl<'a> Review<'a> {
             resource,
             sub_resource: or_empty(req.sub_resource),
             dry_run: req.dry_run.unwrap_or(false),
-            object: req.object.filter(|o| o.get() != "null"),
+            object: req.object.map_or(Object::Missing, object),
         })
     }
 
@@ -165,12 +204,15 @@ impl<'a> Review<'a> {
     /// Run the engine on this review.
     pub fn decide(&self, plan: &Plan) -> Outcome {
         let facts = self.facts();
-        match self.object {
-            Some(o) => engine::mutate_json(o.get(), plan, &facts),
-            None if facts.operation == "CREATE" && facts.resource == "pods" => Outcome::denied(
-                "plx-store-webhook: request.object is missing; cannot read the Pod".into(),
-            ),
-            None => engine::mutate(&Value::Null, plan, &facts),
+        match &self.object {
+            Object::Pod(p) => engine::mutate_pod(p, plan, &facts),
+            Object::Raw(o) => engine::mutate_json(o.get(), plan, &facts),
+            Object::Missing if facts.operation == "CREATE" && facts.resource == "pods" => {
+                Outcome::denied(
+                    "plx-store-webhook: request.object is missing; cannot read the Pod".into(),
+                )
+            }
+            Object::Missing => engine::mutate(&Value::Null, plan, &facts),
         }
     }
 }

@@ -51,10 +51,10 @@ pub fn run(
     let (pod, ns, outcome, review_bytes) = if is_review {
         let body = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
         let (review, outcome, bytes) = admission::review(&body, plan).map_err(|e| e.to_string())?;
-        let pod = match review.object {
-            Some(o) => serde_json::from_str(o.get()).map_err(|e| e.to_string())?,
-            None => Value::Null,
-        };
+        let pod = doc
+            .pointer("/request/object")
+            .cloned()
+            .unwrap_or(Value::Null);
         let ns = review.namespace.to_string();
         (pod, ns, outcome, bytes)
     } else {

@@ -191,6 +191,15 @@ pub fn mutate_json(pod: &str, plan: &Plan, req: &Request<'_>) -> Outcome {
     decide(pod::from_json(pod), || pod::meta_from_json(pod), plan, req)
 }
 
+/// Decide and build the patch for a pod already read (the server reads it in the same pass as
+/// the AdmissionReview envelope).
+pub fn mutate_pod(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
+    if !is_pod_create(req) {
+        return Outcome::ignored(IgnoreReason::NotPodCreate);
+    }
+    decide_pod(pod, plan, req)
+}
+
 fn is_pod_create(req: &Request<'_>) -> bool {
     req.operation == "CREATE"
         && req.group.is_empty()
@@ -216,12 +225,16 @@ fn decide<'a>(
             return Outcome::denied(not_a_pod(&e));
         }
     };
+    decide_pod(&pod, plan, req)
+}
+
+fn decide_pod(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
     let meta = pod.metadata.as_ref();
     let pod_name = meta
         .and_then(|m| m.name.as_deref().or(m.generate_name.as_deref()))
         .unwrap_or("")
         .to_string();
-    let mut out = decide_run(&pod, plan, req);
+    let mut out = decide_run(pod, plan, req);
     out.pod_name = pod_name;
     out
 }
