@@ -62,7 +62,7 @@ def main():
         subprocess.run([webhook, "certs", "--ip", "127.0.0.1", "--out-dir", f"{tmp}/set{i}"], check=True, capture_output=True)
     os.makedirs(f"{tmp}/tls")
     publish(f"{tmp}/tls", f"{tmp}/set0", 0)
-    configs = [os.path.join(ROOT, "examples", c) for c in ("store-ctxdir.yaml", "store-etc-gcs.yaml", "store-seed-filepath.yaml")]
+    configs = [os.path.join(ROOT, "examples", c) for c in ("store-ctxdir.yaml", "store-etc-gcs.yaml", "store-seed-filepath.yaml", "teams.yaml")]
     shutil.copy(configs[0], f"{tmp}/config.yaml")
     with open(os.path.join(ROOT, "tests/fixtures/apiserver/review-v1-generatename.json")) as f:
         review = json.load(f)
@@ -91,7 +91,7 @@ def main():
             publish(f"{tmp}/tls", f"{tmp}/set{n % 2}", n)
             rotations["cert"] += 1
             if n % 2 == 0:
-                shutil.copy(configs[(n // 2) % 3], f"{tmp}/config.yaml.tmp")
+                shutil.copy(configs[(n // 2) % len(configs)], f"{tmp}/config.yaml.tmp")
                 os.replace(f"{tmp}/config.yaml.tmp", f"{tmp}/config.yaml")
                 rotations["config"] += 1
 

@@ -1,5 +1,7 @@
 //! Fuzz the request decoder + engine: any bytes are either a 400 (decode error) or a well-formed
 //! response echoing the uid; an allowed patch applies to the pod and a second pass is empty.
+//! Three configs: the legacy file path, `/etc/gcs` + configMap with `onConflict: skip`, and the
+//! per-team rules of `examples/teams.yaml`.
 //!
 //! RUSTC_BOOTSTRAP=1 cargo fuzz run review fuzz/corpus/review -- -runs=1000000
 //! (inputs starting with `P` are taken as a bare pod wrapped into a review, to reach the engine
@@ -15,6 +17,7 @@ static PLANS: LazyLock<Vec<Plan>> = LazyLock::new(|| {
     [
         "name: s\nkind: gcs\nschema: {bucket: b}\nsecret: {name: gcs-secret, mountPath: /plx-context/.gc/gc-secret.json}\n",
         "name: s\nkind: gcs\nschema: {bucket: b}\nsecret: {name: gcs-secret, mountPath: /etc/gcs}\nconfigMap: {name: gc-key-path}\ninjection: {onConflict: skip}\n",
+        include_str!("../../examples/teams.yaml"),
     ]
     .iter()
     .map(|c| Plan::from_config(&load_str(c, "fuzz").expect("fuzz config")))
@@ -22,7 +25,7 @@ static PLANS: LazyLock<Vec<Plan>> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
-    let plan = &PLANS[data.first().map_or(0, |b| (*b & 1) as usize)];
+    let plan = &PLANS[data.len() % PLANS.len()];
     let body: Vec<u8> = if data.first() == Some(&b'P') {
         let Ok(pod) = serde_json::from_slice::<Value>(&data[1..]) else {
             return;
