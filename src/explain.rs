@@ -34,8 +34,9 @@ pub fn explain(pod: &Value, plan: &Plan, namespace: &str, outcome: &Outcome) -> 
     } else {
         namespace
     };
-    out.push_str(&explain_route(plan, &run_facts(&view, ns)));
-    let sp = match plan.route(&run_facts(&view, ns)) {
+    let facts = run_facts(&view, ns);
+    out.push_str(&explain_route(plan, &facts));
+    let sp = match plan.route(&facts) {
         Route::Rule(r) => &r.plan,
         Route::Default(p) => p,
         Route::Unmatched(_) => {
