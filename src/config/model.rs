@@ -187,10 +187,6 @@ impl RuleMatch {
         })
         .collect()
     }
-
-    pub fn is_empty(&self) -> bool {
-        *self == RuleMatch::default()
-    }
 }
 
 fn crit(globs: &[Glob], value: Option<&str>) -> bool {
