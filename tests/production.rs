@@ -619,6 +619,10 @@ fn the_binary_drains_and_exits_0_on_sigterm() {
         std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
     }
     assert!(line.contains("\"serving\""), "{line}");
+    let logged: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(logged["message"], "serving", "{line}");
+    assert_eq!(logged["level"], "INFO", "{line}");
+    assert!(logged["config_hash"].is_string(), "{line}");
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -629,6 +633,9 @@ fn the_binary_drains_and_exits_0_on_sigterm() {
     let exit = child.wait().unwrap();
     assert_eq!(exit.code(), Some(0), "{rest}");
     assert!(rest.contains("shutdown complete"), "{rest}");
+    for line in rest.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("every log line is JSON");
+    }
 }
 
 #[tokio::test]

@@ -147,17 +147,17 @@ async fn mutate(
         .metrics
         .observe(&outcome, review.api_version.label(), elapsed.as_secs_f64());
     tracing::info!(
-        uid = %review.uid,
-        namespace = %review.namespace,
-        pod = %outcome.pod_name,
-        operation = %review.operation,
+        uid = review.uid.as_ref(),
+        namespace = review.namespace.as_ref(),
+        pod = outcome.pod_name.as_str(),
+        operation = review.operation.as_ref(),
         dry_run = review.dry_run,
         api_version = review.api_version.label(),
-        store = %outcome.store,
-        rule = %outcome.rule,
-        config_hash = %plan.config_hash,
+        store = outcome.store.as_str(),
+        rule = outcome.rule.as_str(),
+        config_hash = plan.config_hash.as_str(),
         decision = outcome.decision.label(),
-        reason = %match &outcome.decision {
+        reason = match &outcome.decision {
             crate::Decision::Ignored(r) => r.as_str(),
             crate::Decision::Denied(m) => m.as_str(),
             _ => "",
