@@ -25,7 +25,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const ANSWER: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"null","allowed":true}}"#;
 
 /// What the baseline does with each body besides reading it.
-#[derive(Clone)]
 struct Mode {
     /// Check the body is JSON (serde_json, nothing built): the least any JSON webhook must do.
     validate: bool,
@@ -60,11 +59,13 @@ fn main() -> anyhow::Result<()> {
     };
     let mut opts = opts.iter();
     while let Some(opt) = opts.next() {
-        match (opt.as_str(), opts.clone().next()) {
-            ("--validate-json", _) => mode.validate = true,
-            ("--answer", Some(file)) => {
+        match opt.as_str() {
+            "--validate-json" => mode.validate = true,
+            "--answer" => {
+                let Some(file) = opts.next() else {
+                    anyhow::bail!("--answer needs a file");
+                };
                 mode.answer = Bytes::from(std::fs::read(file)?);
-                opts.next();
             }
             _ => anyhow::bail!("unknown option {opt:?}"),
         }
