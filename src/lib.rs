@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod certs;
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod describe;
 pub mod engine;

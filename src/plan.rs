@@ -2,6 +2,7 @@
 //! every target container must end up with. Computed once per config load, so a request only
 //! picks a ready [`StorePlan`] and compares the pod against it.
 
+use crate::clients;
 use crate::config::{
     gcs_key, Config, Injection, KeyToPath, NoMatch, Resource, RuleMatch, RunFacts, Store,
     StoreKind, VolumeStoreSource,
@@ -114,6 +115,9 @@ pub struct StorePlan {
     pub mounts: Vec<MountPlan>,
     pub env_from: Vec<EnvFromRef>,
     pub env_items: Vec<EnvItem>,
+    /// The store secret's keys again under the names standard clients read (`optional`, never
+    /// overriding a name the container already sets).
+    pub client_env: Vec<EnvItem>,
     /// For GCS stores with a mounted secret: which mount holds the key, and its key name.
     pub gcs_key: Option<GcsKey>,
     /// The secret's mountPath as written in the config (Polyaxon mounts exactly there).
@@ -293,6 +297,8 @@ pub struct EnvItem {
     pub kind: RefKind,
     pub resource: String,
     pub key: String,
+    /// `optional: true` on the key reference: a key the resource lacks leaves the name unset.
+    pub optional: bool,
 }
 
 impl StorePlan {
@@ -308,6 +314,7 @@ impl StorePlan {
             mounts: Vec::new(),
             env_from: Vec::new(),
             env_items: Vec::new(),
+            client_env: Vec::new(),
             gcs_key: None,
             written_secret_path: store
                 .secret
@@ -330,6 +337,9 @@ impl StorePlan {
         }
         if let Some(c) = &store.config_map {
             plan.add_resource(c, RefKind::ConfigMap, None);
+        }
+        if policy.standard_client_env {
+            plan.client_env = client_env(store);
         }
         plan.store_mounts = plan.mounts.len();
         plan.store_env_from = plan.env_from.len();
@@ -375,6 +385,7 @@ impl StorePlan {
                         kind,
                         resource: r.name.clone(),
                         key: item.key.clone(),
+                        optional: false,
                     });
                 }
             }
@@ -449,6 +460,42 @@ fn volume_mount(conn: &Store, role: &str) -> Option<MountPlan> {
         dir: v.mount_path.clone(),
         read_only: v.read_only,
     })
+}
+
+/// The store's keys again under the names standard clients read. Each name takes its value from
+/// the store resource that lists the Polyaxon key in `items`, else from the Secret when it comes
+/// whole by `envFrom`; a mounted resource feeds none (a platform that mounts its keys as files
+/// chose not to put them in the environment).
+fn client_env(store: &Store) -> Vec<EnvItem> {
+    let as_env = [
+        (&store.secret, RefKind::Secret),
+        (&store.config_map, RefKind::ConfigMap),
+    ]
+    .into_iter()
+    .filter_map(|(r, kind)| Some((r.as_ref()?, kind)))
+    .filter(|(r, _)| r.mount_path.is_none())
+    .collect::<Vec<_>>();
+    clients::aliases(store.kind)
+        .iter()
+        .filter_map(|(name, from)| {
+            let listed = as_env
+                .iter()
+                .find(|(r, _)| r.items.iter().any(|i| i.key == *from));
+            let whole = || {
+                as_env
+                    .iter()
+                    .find(|(r, kind)| *kind == RefKind::Secret && r.items.is_empty())
+            };
+            let (r, kind) = listed.or_else(whole)?;
+            Some(EnvItem {
+                env_name: name.to_string(),
+                kind: *kind,
+                resource: r.name.clone(),
+                key: from.to_string(),
+                optional: true,
+            })
+        })
+        .collect()
 }
 
 /// Drop entries added after `from` that repeat an earlier one.

@@ -263,7 +263,22 @@ fn existing_gc_key_path_is_kept_and_checked() {
         env_value(c(&p, "polyaxon-main"), "GC_KEY_PATH"),
         Some("/wrong/key.json")
     );
-    assert_eq!(c(&p, "polyaxon-main")["env"].as_array().unwrap().len(), 1);
+    // GOOGLE_APPLICATION_CREDENTIALS follows the container's own GC_KEY_PATH, so the SDK's
+    // random pick among the aliases cannot disagree.
+    assert_eq!(
+        env_value(c(&p, "polyaxon-main"), "GOOGLE_APPLICATION_CREDENTIALS"),
+        Some("/wrong/key.json")
+    );
+    assert_eq!(c(&p, "polyaxon-main")["env"].as_array().unwrap().len(), 2);
+    // A user's own GOOGLE_APPLICATION_CREDENTIALS is kept (and warned about below).
+    assert_eq!(
+        env_value(c(&p, "polyaxon-sidecar"), "GOOGLE_APPLICATION_CREDENTIALS"),
+        Some("/other/creds.json")
+    );
+    assert_eq!(
+        c(&p, "polyaxon-sidecar")["env"].as_array().unwrap().len(),
+        2
+    );
     assert!(
         out.warnings.iter().any(|w| w.contains("polyaxon-main")
             && w.contains("/wrong/key.json")
@@ -349,6 +364,14 @@ fn s3_and_wasb_follow_polyaxons_secret_table() {
         main["envFrom"],
         json!([{"secretRef": {"name": "aws-creds"}}])
     );
+    // boto3 reads the region and session token under other names: same Secret, optional keys.
+    assert_eq!(
+        main["env"],
+        json!([
+            {"name": "AWS_DEFAULT_REGION", "valueFrom": {"secretKeyRef": {"name": "aws-creds", "key": "AWS_REGION", "optional": true}}},
+            {"name": "AWS_SESSION_TOKEN", "valueFrom": {"secretKeyRef": {"name": "aws-creds", "key": "AWS_SECURITY_TOKEN", "optional": true}}}
+        ])
+    );
     assert!(env_value(main, "GC_KEY_PATH").is_none());
     assert!(p["spec"].get("volumes").is_none());
 
@@ -357,9 +380,175 @@ fn s3_and_wasb_follow_polyaxons_secret_table() {
         c(&p, "polyaxon-main")["env"],
         json!([
             {"name": "AZURE_ACCOUNT_NAME", "valueFrom": {"secretKeyRef": {"name": "az", "key": "AZURE_ACCOUNT_NAME"}}},
-            {"name": "AZURE_ACCOUNT_KEY", "valueFrom": {"secretKeyRef": {"name": "az", "key": "AZURE_ACCOUNT_KEY"}}}
+            {"name": "AZURE_ACCOUNT_KEY", "valueFrom": {"secretKeyRef": {"name": "az", "key": "AZURE_ACCOUNT_KEY"}}},
+            // With `items`, only the listed keys are exposed under the standard names too.
+            {"name": "AZURE_STORAGE_ACCOUNT_NAME", "valueFrom": {"secretKeyRef": {"name": "az", "key": "AZURE_ACCOUNT_NAME", "optional": true}}},
+            {"name": "AZURE_STORAGE_ACCOUNT_KEY", "valueFrom": {"secretKeyRef": {"name": "az", "key": "AZURE_ACCOUNT_KEY", "optional": true}}}
         ])
     );
+}
+
+const S3: &str = "name: s3-store\nkind: s3\nschema: {bucket: s3://b}\nsecret: {name: aws-creds}\n";
+const WASB: &str = "name: az\nkind: wasb\nschema: {bucket: wasbs://c@a.blob.core.windows.net}\nsecret: {name: az}\n";
+
+fn env_names(c: &Value) -> Vec<&str> {
+    c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn gcs_gives_google_application_credentials_the_key_file() {
+    let pod = run_pod(json!([{"name": "polyaxon-main", "image": "x"}]));
+    for (cfg, key) in [
+        (GCS, "/plx-context/.gc/gc-secret.json"),
+        // The seed's file-like mountPath: the key lands at exactly that path.
+        ("name: g\nkind: gcs\nschema: {bucket: gs://b}\nsecret: {name: gcs-secret, mountPath: /etc/gcs/gc-secret.json}\n", "/etc/gcs/gc-secret.json"),
+    ] {
+        let (out, p) = check(cfg, &pod);
+        let main = c(&p, "polyaxon-main");
+        assert_eq!(env_value(main, "GC_KEY_PATH"), Some(key));
+        assert_eq!(env_value(main, "GOOGLE_APPLICATION_CREDENTIALS"), Some(key));
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    }
+    // The keyfile-dict form (secret by envFrom): no file exists, so no file variable is invented.
+    let (_, p) = check(
+        "name: g\nkind: gcs\nschema: {bucket: gs://b}\nsecret: {name: gcs-dict}\n",
+        &pod,
+    );
+    assert!(env_names(c(&p, "polyaxon-main")).is_empty());
+}
+
+#[test]
+fn standard_names_never_override_the_containers_own() {
+    let pod = run_pod(json!([
+        {"name": "polyaxon-main", "image": "x", "env": [
+            {"name": "AWS_DEFAULT_REGION", "value": "eu-west-3"},
+            {"name": "AZURE_STORAGE_ACCOUNT_KEY", "valueFrom": {"secretKeyRef": {"name": "mine", "key": "k"}}}]},
+    ]));
+    let (out, p) = check(S3, &pod);
+    let main = c(&p, "polyaxon-main");
+    assert_eq!(env_value(main, "AWS_DEFAULT_REGION"), Some("eu-west-3"));
+    assert_eq!(
+        env_names(main),
+        [
+            "AWS_DEFAULT_REGION",
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            "AWS_SESSION_TOKEN"
+        ]
+    );
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    let (_, p) = check(WASB, &pod);
+    let names = env_names(c(&p, "polyaxon-main"));
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| **n == "AZURE_STORAGE_ACCOUNT_KEY")
+            .count(),
+        1
+    );
+    assert_eq!(names.len(), 2 + 6, "{names:?}");
+}
+
+#[test]
+fn a_pod_that_already_has_every_name_gets_an_empty_patch() {
+    let have = |names: &[&str]| -> Value {
+        names
+            .iter()
+            .map(|n| json!({"name": n, "value": "x"}))
+            .collect()
+    };
+    let pod = run_pod(json!([{"name": "polyaxon-main", "image": "x",
+        "envFrom": [{"secretRef": {"name": "aws-creds"}}],
+        "env": have(&["AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN"])}]));
+    let mut pod = pod;
+    pod["metadata"]["annotations"] = json!({
+        "plx-store-webhook.dev/store": "s3-store",
+        "plx-store-webhook.dev/config-hash": plan(S3).config_hash});
+    let (out, _) = check(S3, &pod);
+    assert_eq!(out.decision, Decision::Unchanged);
+    assert!(out.patch.is_empty());
+}
+
+#[test]
+fn the_switch_turns_the_standard_names_off() {
+    let off = "\ninjection: {standardClientEnv: false}\n";
+    let pod = run_pod(json!([{"name": "polyaxon-main", "image": "x"}]));
+    let (_, p) = check(&format!("{GCS}{off}"), &pod);
+    assert_eq!(env_names(c(&p, "polyaxon-main")), ["GC_KEY_PATH"]);
+    let (_, p) = check(&format!("{S3}{off}"), &pod);
+    assert!(env_names(c(&p, "polyaxon-main")).is_empty());
+    // Off changes the config hash (it changes what pods get); on (the default) does not.
+    assert_ne!(
+        plan(&format!("{S3}{off}")).config_hash,
+        plan(S3).config_hash
+    );
+    assert_eq!(
+        plan(&format!("{S3}\ninjection: {{standardClientEnv: true}}\n")).config_hash,
+        plan(S3).config_hash
+    );
+}
+
+#[test]
+fn a_key_a_non_root_user_cannot_read_is_warned_about() {
+    let mode_0400 = "name: gcs-artifacts\nkind: gcs\nschema: {bucket: gs://b}\nsecret: {name: gcs-secret, mountPath: /plx-context/.gc, defaultMode: \"0400\"}\n";
+    let with = |pod_sc: Value, c_sc: Value| {
+        let mut pod =
+            run_pod(json!([{"name": "polyaxon-main", "image": "x", "securityContext": c_sc}]));
+        pod["spec"]["securityContext"] = pod_sc;
+        pod
+    };
+    let warned = |cfg: &str, pod: &Value| {
+        let (out, p) = check(cfg, pod);
+        assert_eq!(out.decision, Decision::Mutated);
+        // The webhook never touches a securityContext.
+        assert_eq!(p["spec"]["securityContext"], pod["spec"]["securityContext"]);
+        out.warnings
+            .iter()
+            .find(|w| w.contains("cannot read"))
+            .cloned()
+    };
+    let w = warned(mode_0400, &with(json!({"runAsUser": 1000}), json!({}))).unwrap();
+    for part in [
+        "\"polyaxon-main\"",
+        "user 1000",
+        "/plx-context/.gc/gc-secret.json",
+        "0400",
+        "fsGroup",
+        "0444",
+    ] {
+        assert!(w.contains(part), "{part} not in {w}");
+    }
+    let w = warned(mode_0400, &with(json!({"runAsNonRoot": true}), json!({}))).unwrap();
+    assert!(w.contains("non-root user"), "{w}");
+    // The container's own user wins over the pod's.
+    assert!(warned(
+        mode_0400,
+        &with(json!({"runAsUser": 1000}), json!({"runAsUser": 0}))
+    )
+    .is_none());
+    assert!(warned(mode_0400, &with(json!({}), json!({"runAsUser": 1000}))).is_some());
+    // fsGroup, a readable mode, or root: nothing to say.
+    assert!(warned(
+        mode_0400,
+        &with(json!({"runAsUser": 1000, "fsGroup": 1000}), json!({}))
+    )
+    .is_none());
+    assert!(warned(GCS, &with(json!({"runAsUser": 1000}), json!({}))).is_none());
+    assert!(warned(mode_0400, &with(json!({}), json!({}))).is_none());
+    // The mode of a volume Polyaxon already put in the pod is the one that counts.
+    let mut pod = with(json!({"runAsUser": 1000}), json!({}));
+    pod["spec"]["volumes"] = json!([{"name": "gcs-secret", "secret": {"secretName": "gcs-secret", "defaultMode": 0o440,
+        "items": [{"key": "gc-secret.json", "path": "gc-secret.json", "mode": 0o600}]}}]);
+    pod["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "gcs-secret", "mountPath": "/plx-context/.gc", "readOnly": true}]);
+    let w = warned(GCS, &pod).unwrap();
+    assert!(w.contains("0600"), "{w}");
+    pod["spec"]["volumes"][0]["secret"]["items"][0]["mode"] = json!(0o444);
+    assert!(warned(GCS, &pod).is_none());
 }
 
 #[test]

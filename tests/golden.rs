@@ -119,6 +119,12 @@ fn check_expect(
                     "{name}: {cname} GC_KEY_PATH={path} is not the key file"
                 );
                 assert!(path.ends_with(".json"), "the SDK requires a .json key path");
+                // Standard Google clients read the same file.
+                assert_eq!(
+                    env_value(c, "GOOGLE_APPLICATION_CREDENTIALS"),
+                    Some(path),
+                    "{name}: {cname} GOOGLE_APPLICATION_CREDENTIALS"
+                );
             }
             // Other kinds get no GCS env from us.
             None => assert_eq!(
@@ -233,6 +239,16 @@ const S3: Expect = Expect {
             "AWS_ENDPOINT_URL",
             r#"{"configMapKeyRef": {"name": "aws-settings", "key": "AWS_ENDPOINT_URL"}}"#,
         ),
+        // Standard client names: the region from where the store says AWS_REGION is, the
+        // session token from the Secret that comes whole by envFrom.
+        (
+            "AWS_DEFAULT_REGION",
+            r#"{"configMapKeyRef": {"name": "aws-settings", "key": "AWS_REGION", "optional": true}}"#,
+        ),
+        (
+            "AWS_SESSION_TOKEN",
+            r#"{"secretKeyRef": {"name": "aws-credentials", "key": "AWS_SECURITY_TOKEN", "optional": true}}"#,
+        ),
     ],
     gcs_secret: None,
 };
@@ -253,6 +269,14 @@ const WASB: Expect = Expect {
         (
             "AZURE_ACCOUNT_KEY",
             r#"{"secretKeyRef": {"name": "az-secret", "key": "AZURE_ACCOUNT_KEY"}}"#,
+        ),
+        (
+            "AZURE_STORAGE_ACCOUNT_NAME",
+            r#"{"secretKeyRef": {"name": "az-secret", "key": "AZURE_ACCOUNT_NAME", "optional": true}}"#,
+        ),
+        (
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            r#"{"secretKeyRef": {"name": "az-secret", "key": "AZURE_ACCOUNT_KEY", "optional": true}}"#,
         ),
     ],
     gcs_secret: None,
@@ -298,7 +322,16 @@ const TEAM_VISION: Expect = Expect {
     store: "vision-s3",
     mounts: &[DATASETS],
     env_from: &[r#"{"secretRef": {"name": "vision-aws"}}"#],
-    env: &[],
+    env: &[
+        (
+            "AWS_DEFAULT_REGION",
+            r#"{"secretKeyRef": {"name": "vision-aws", "key": "AWS_REGION", "optional": true}}"#,
+        ),
+        (
+            "AWS_SESSION_TOKEN",
+            r#"{"secretKeyRef": {"name": "vision-aws", "key": "AWS_SECURITY_TOKEN", "optional": true}}"#,
+        ),
+    ],
     gcs_secret: None,
 };
 

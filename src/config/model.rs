@@ -236,6 +236,15 @@ pub struct Injection {
     pub containers: Vec<Glob>,
     pub init_containers: Vec<Glob>,
     pub on_conflict: OnConflict,
+    /// Also give the variables standard cloud clients read (google-auth, boto3, adlfs), pointing
+    /// at the same credentials. Left out of the hash when on (the default), so configs written
+    /// before the switch existed keep their hash.
+    #[serde(skip_serializing_if = "is_true")]
+    pub standard_client_env: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 pub const DEFAULT_SELECTOR: &[(&str, &str)] = &[
@@ -267,6 +276,7 @@ impl Default for Injection {
                 .map(|s| Glob::new(*s))
                 .collect(),
             on_conflict: OnConflict::Deny,
+            standard_client_env: true,
         }
     }
 }

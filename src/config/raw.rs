@@ -122,6 +122,8 @@ pub struct RawInjection {
     pub rules: Option<Vec<RawRule>>,
     /// What a run pod no rule matches gets: `default` (the artifactsStore), `warn` or `deny`.
     pub no_match: Option<String>,
+    /// Also set the variables the standard cloud clients read (default true).
+    pub standard_client_env: Option<bool>,
 }
 
 /// One store rule: which runs (`match`) get which store and extra connections.

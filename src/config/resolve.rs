@@ -259,6 +259,9 @@ pub(super) fn injection(raw: RawInjection) -> Result<Injection, String> {
     if let Some(c) = raw.init_containers {
         inj.init_containers = c.into_iter().map(Glob::new).collect();
     }
+    if let Some(on) = raw.standard_client_env {
+        inj.standard_client_env = on;
+    }
     if let Some(oc) = raw.on_conflict {
         inj.on_conflict = match oc.as_str() {
             "deny" => OnConflict::Deny,

@@ -3,13 +3,15 @@
 
 use super::keypath::{is_strictly_under, key_file_path, same_path, Layout};
 use super::patch::{pointer, PatchBuilder};
-use super::pod::{Env, Placed, PodView};
+use super::pod::{Container, Env, Placed, PodView};
 use super::select::{is_target, skip_list};
 use super::{ConflictKind, Decision, IgnoreReason, Outcome};
+use crate::clients::{self, GOOGLE_APPLICATION_CREDENTIALS};
 use crate::config::OnConflict;
 use crate::k8s_names::is_dns_label;
 use crate::plan::{
-    MountPlan, RefKind, StorePlan, ANNOTATION_SKIP_CONTAINERS, GC_KEY_ALIASES, GC_KEY_PATH,
+    EnvItem, MountPlan, RefKind, StorePlan, VolumeSource, ANNOTATION_SKIP_CONTAINERS,
+    GC_KEY_ALIASES, GC_KEY_PATH,
 };
 use json_patch::jsonptr::PointerBuf;
 use serde_json::{json, Map, Value};
@@ -24,6 +26,8 @@ struct ResolvedVolume<'x> {
     new: Option<Value>,
     /// Whether some container needs the new volume.
     needed: bool,
+    /// The mode of the GCS key's file, for the volume that holds it.
+    key_mode: Option<i32>,
 }
 
 /// One pending append to a container array.
@@ -57,6 +61,11 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan) -> Outcome {
         .iter()
         .map(|m| resolve_volume(view, m, &mut taken))
         .collect();
+    if let Some(gk) = &plan.gcs_key {
+        if let Some(v) = volumes.get_mut(gk.mount) {
+            v.key_mode = Some(key_mode(view, &plan.mounts[gk.mount], &gk.key));
+        }
+    }
 
     let mut committed = Vec::new();
     let mut denials = Vec::new();
@@ -144,6 +153,7 @@ fn resolve_volume<'x>(
             layout: Layout::of_volume(v),
             new: None,
             needed: false,
+            key_mode: None,
         };
     }
     let name = unique_name(&m.preferred_name, taken);
@@ -153,7 +163,37 @@ fn resolve_volume<'x>(
         layout: m.source.layout(),
         name,
         needed: false,
+        key_mode: None,
     }
+}
+
+/// The mode the kubelet gives `key`'s file: the item's mode, else the volume's defaultMode,
+/// else Kubernetes' default. Read from the pod's volume when it has one with this source.
+fn key_mode(view: &PodView<'_, '_>, m: &MountPlan, key: &str) -> i32 {
+    let (item_mode, default_mode) = match view.volumes.iter().find(|v| m.source.matches(v)) {
+        Some(v) => {
+            let s = v.secret.as_ref();
+            let item = s
+                .and_then(|s| s.items.as_deref())
+                .and_then(|items| items.iter().find(|i| i.key == key))
+                .and_then(|i| i.mode);
+            (item, s.and_then(|s| s.default_mode))
+        }
+        None => match &m.source {
+            VolumeSource::Secret {
+                items,
+                default_mode,
+                ..
+            } => (
+                items.iter().find(|i| i.key == key).and_then(|i| i.mode),
+                *default_mode,
+            ),
+            _ => (None, None),
+        },
+    };
+    item_mode
+        .or(default_mode)
+        .unwrap_or(clients::DEFAULT_SECRET_MODE)
 }
 
 fn unique_name(preferred: &str, taken: &[String]) -> String {
@@ -285,19 +325,20 @@ fn container_work(
     };
     for item in &plan.env_items {
         match c.env_var(&item.env_name) {
-            None => {
-                let (_, key_field) = item.kind.fields();
-                add_env(
-                    &mut work,
-                    json!({ "name": item.env_name,
-                            "valueFrom": { key_field: { "name": item.resource, "key": item.key } } }),
-                )
-            }
+            None => add_env(&mut work, key_ref_env(item)),
             Some(e) if refers_to(e, item.kind, &item.resource, &item.key) => {}
             Some(_) => warnings.push(format!(
                 "container {cname:?}: env {} is already set and was kept; the store expects it from {} {}",
                 item.env_name, item.resource, item.key
             )),
+        }
+    }
+    // Standard client names: only where neither the container nor the plan sets the name.
+    for item in &plan.client_env {
+        let known = c.env_var(&item.env_name).is_some()
+            || plan.env_items.iter().any(|i| i.env_name == item.env_name);
+        if !known {
+            add_env(&mut work, key_ref_env(item));
         }
     }
     if let Some(gk) = &plan.gcs_key {
@@ -308,13 +349,31 @@ fn container_work(
             .and_then(|(p, sp)| key_file_path(&volumes[gk.mount].layout, &gk.key, p, sp));
         match path {
             Some(path) => {
-                match c.env_var(GC_KEY_PATH) {
-                    None => add_env(&mut work, json!({ "name": GC_KEY_PATH, "value": path })),
-                    Some(e) if e.value.as_deref() == Some(path.as_str()) => {}
-                    Some(e) => warnings.push(format!(
-                        "container {cname:?}: GC_KEY_PATH is set to {} and was kept, but the key is mounted at {path}",
-                        e.value.as_deref().unwrap_or("a valueFrom reference")
-                    )),
+                let gc_key_path = match c.env_var(GC_KEY_PATH) {
+                    None => {
+                        add_env(&mut work, json!({ "name": GC_KEY_PATH, "value": path }));
+                        Some(path.clone())
+                    }
+                    Some(e) if e.value.as_deref() == Some(path.as_str()) => Some(path.clone()),
+                    Some(e) => {
+                        warnings.push(format!(
+                            "container {cname:?}: GC_KEY_PATH is set to {} and was kept, but the key is mounted at {path}",
+                            e.value.as_deref().unwrap_or("a valueFrom reference")
+                        ));
+                        e.value.as_deref().map(str::to_string)
+                    }
+                };
+                // google-auth & co. read only GOOGLE_APPLICATION_CREDENTIALS: give it the same
+                // file as GC_KEY_PATH, so the SDK's random pick among the aliases always agrees.
+                if plan.policy.standard_client_env
+                    && c.env_var(GOOGLE_APPLICATION_CREDENTIALS).is_none()
+                {
+                    if let Some(value) = gc_key_path {
+                        add_env(
+                            &mut work,
+                            json!({ "name": GOOGLE_APPLICATION_CREDENTIALS, "value": value }),
+                        );
+                    }
                 }
                 for alias in GC_KEY_ALIASES {
                     if let Some(e) = c.env_var(alias) {
@@ -326,6 +385,9 @@ fn container_work(
                         }
                     }
                 }
+                if let Some(mode) = volumes[gk.mount].key_mode {
+                    warnings.extend(unreadable_key(view, c, &path, mode));
+                }
             }
             None => warnings.push(format!(
                 "container {cname:?}: the mounted secret does not expose key {:?}, so GC_KEY_PATH was not set",
@@ -334,6 +396,40 @@ fn container_work(
         }
     }
     work
+}
+
+/// An env entry taking its value from a Secret/ConfigMap key.
+fn key_ref_env(item: &EnvItem) -> Value {
+    let (_, key_field) = item.kind.fields();
+    let mut r = json!({ "name": item.resource, "key": item.key });
+    if item.optional {
+        r["optional"] = Value::Bool(true);
+    }
+    json!({ "name": item.env_name, "valueFrom": { key_field: r } })
+}
+
+/// A warning when `c` runs as a declared non-root user who cannot read the key file: owned by
+/// root, no `fsGroup` to give the user's group access, and no read bit for others.
+fn unreadable_key(
+    view: &PodView<'_, '_>,
+    c: &Container<'_>,
+    path: &str,
+    mode: i32,
+) -> Option<String> {
+    let user = view.non_root_user(c)?;
+    if view.fs_group().is_some() || clients::others_can_read(mode) {
+        return None;
+    }
+    let who = match user {
+        Some(uid) => format!("user {uid}"),
+        None => "a non-root user (runAsNonRoot)".to_string(),
+    };
+    Some(format!(
+        "container {:?} runs as {who}, but the key file {path} has mode {mode:04o}, is owned by root and the pod \
+         sets no fsGroup, so the container cannot read it; set spec.securityContext.fsGroup (the kubelet then \
+         gives the file that group and mode|0440), or give the secret defaultMode 0444",
+        c.name.as_ref()
+    ))
 }
 
 /// Whether an env var already takes its value from `kind` `resource` key `key`.

@@ -51,6 +51,24 @@ pub struct Spec<'a> {
     pub containers: Option<Vec<Container<'a>>>,
     #[serde(borrow)]
     pub init_containers: Option<Vec<Container<'a>>>,
+    pub security_context: Option<PodSecurity>,
+}
+
+/// The pod-level `securityContext` fields that decide who can read a mounted key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurity {
+    pub run_as_user: Option<i64>,
+    pub run_as_non_root: Option<bool>,
+    pub fs_group: Option<i64>,
+}
+
+/// The container-level `securityContext` fields that override the pod's user.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSecurity {
+    pub run_as_user: Option<i64>,
+    pub run_as_non_root: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +106,7 @@ pub struct SecretSource<'a> {
     pub secret_name: Option<Str<'a>>,
     #[serde(borrow)]
     pub items: Option<Vec<KeyPath<'a>>>,
+    pub default_mode: Option<i32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +115,7 @@ pub struct KeyPath<'a> {
     pub key: Str<'a>,
     #[serde(borrow)]
     pub path: Str<'a>,
+    pub mode: Option<i32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +148,7 @@ pub struct Container<'a> {
     pub env: Option<Vec<Env<'a>>>,
     #[serde(borrow)]
     pub env_from: Option<Vec<EnvFrom<'a>>>,
+    pub security_context: Option<ContainerSecurity>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,6 +293,7 @@ pub struct PodView<'p, 'a> {
     /// Whether `spec.volumes` is an array in the original document.
     pub has_volumes: bool,
     pub containers: Vec<Placed<'p, 'a>>,
+    pub security: Option<&'p PodSecurity>,
 }
 
 impl<'p, 'a> PodView<'p, 'a> {
@@ -295,6 +317,7 @@ impl<'p, 'a> PodView<'p, 'a> {
             volumes: spec.volumes.as_deref().unwrap_or_default(),
             has_volumes: spec.volumes.is_some(),
             containers,
+            security: spec.security_context.as_ref(),
         })
     }
 
@@ -310,6 +333,28 @@ impl<'p, 'a> PodView<'p, 'a> {
         self.annotations()
             .and_then(|a| a.get(key))
             .map(|v| v.as_ref())
+    }
+
+    /// The user `c` declares it runs as, when it declares a non-root one: `Some(Some(uid))`, or
+    /// `Some(None)` for `runAsNonRoot: true` without a uid. `None` when it may run as root.
+    pub fn non_root_user(&self, c: &Container<'_>) -> Option<Option<i64>> {
+        let own = c.security_context.as_ref();
+        let user = own
+            .and_then(|s| s.run_as_user)
+            .or(self.security.and_then(|s| s.run_as_user));
+        let non_root = own
+            .and_then(|s| s.run_as_non_root)
+            .or(self.security.and_then(|s| s.run_as_non_root));
+        match user {
+            Some(0) => None,
+            Some(uid) => Some(Some(uid)),
+            None if non_root == Some(true) => Some(None),
+            None => None,
+        }
+    }
+
+    pub fn fs_group(&self) -> Option<i64> {
+        self.security.and_then(|s| s.fs_group)
     }
 
     pub fn label(&self, key: &str) -> Option<&'p str> {

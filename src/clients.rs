@@ -1,0 +1,60 @@
+//! The variables standard cloud clients read, next to the names Polyaxon's own secrets use.
+//!
+//! Polyaxon's SDK (vents) reads its own names (`GC_KEY_PATH`, `AWS_REGION`, `AZURE_ACCOUNT_NAME`,
+//! …); google-auth, gcsfs, boto3 and adlfs read others. The webhook gives a run both, pointing at
+//! the same credentials, so `storage.Client()` or `pd.read_csv("s3://…")` work as well as the SDK.
+//! Sources for every name: `docs/client-credentials.md`.
+
+use crate::config::{Resource, StoreKind};
+
+/// The file google-auth, google-cloud-storage, gcsfs, TensorFlow and the Go/Java clients read.
+pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+
+/// (standard name a client reads, the Polyaxon key of the store's Secret it takes its value from).
+pub type Alias = (&'static str, &'static str);
+
+/// boto3/botocore and the other AWS SDKs: the region and session token under their standard names.
+const S3: &[Alias] = &[
+    ("AWS_DEFAULT_REGION", "AWS_REGION"),
+    ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"),
+];
+
+/// adlfs (fsspec `az://`, `abfs://`) and `azure-storage-*` samples: the `AZURE_STORAGE_*` names.
+const WASB: &[Alias] = &[
+    ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_ACCOUNT_NAME"),
+    ("AZURE_STORAGE_ACCOUNT_KEY", "AZURE_ACCOUNT_KEY"),
+    ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_CONNECTION_STRING"),
+    ("AZURE_STORAGE_SAS_TOKEN", "AZURE_SAS_TOKEN"),
+    ("AZURE_STORAGE_CLIENT_ID", "AZURE_CLIENT_ID"),
+    ("AZURE_STORAGE_CLIENT_SECRET", "AZURE_CLIENT_SECRET"),
+    ("AZURE_STORAGE_TENANT_ID", "AZURE_TENANT_ID"),
+];
+
+/// The standard names a store kind's secret is also exposed under.
+pub fn aliases(kind: StoreKind) -> &'static [Alias] {
+    match kind {
+        StoreKind::S3 => S3,
+        StoreKind::Wasb => WASB,
+        _ => &[],
+    }
+}
+
+/// Whether a file mode lets a user that is neither the owner (root) nor in the file's group read it.
+pub fn others_can_read(mode: i32) -> bool {
+    mode & 0o004 != 0
+}
+
+/// The mode the kubelet gives a Secret volume's files when none is set.
+pub const DEFAULT_SECRET_MODE: i32 = 0o644;
+
+/// Why the configured key file mode is only readable by root, if it is (for `check-config`).
+pub fn root_only_mode(secret: &Resource, key: &str) -> Option<i32> {
+    let mode = secret
+        .items
+        .iter()
+        .find(|i| i.key == key)
+        .and_then(|i| i.mode)
+        .or(secret.default_mode)
+        .unwrap_or(DEFAULT_SECRET_MODE);
+    (!others_can_read(mode)).then_some(mode)
+}
