@@ -5,7 +5,7 @@
 //! the same credentials, so `storage.Client()` or `pd.read_csv("s3://…")` work as well as the SDK.
 //! Sources for every name: `docs/client-credentials.md`.
 
-use crate::config::{Resource, StoreKind};
+use crate::config::{Resource, Store, StoreKind};
 
 /// The file google-auth, google-cloud-storage, gcsfs, TensorFlow and the Go/Java clients read.
 pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
@@ -57,4 +57,39 @@ pub fn root_only_mode(secret: &Resource, key: &str) -> Option<i32> {
         .or(secret.default_mode)
         .unwrap_or(DEFAULT_SECRET_MODE);
     (!others_can_read(mode)).then_some(mode)
+}
+
+/// What a platform engineer should know about how clients will see this store's credentials
+/// (printed by `check-config` and `mutate --explain`).
+pub fn notes(store: &Store) -> Vec<String> {
+    let mut notes = Vec::new();
+    let Some(secret) = &store.secret else {
+        return notes;
+    };
+    if store.kind != StoreKind::Gcs {
+        return notes;
+    }
+    match &secret.mount_path {
+        None => notes.push(format!(
+            "secret {name} has no mountPath, so it reaches containers as environment variables (the \
+             GC_KEYFILE_DICT form). Polyaxon's SDK can read a key from GC_KEYFILE_DICT, but google-auth, \
+             google-cloud-storage, gcsfs (pandas gs://), TensorFlow and gcloud read only a key *file* \
+             (GOOGLE_APPLICATION_CREDENTIALS) and get no credentials. For every client, store the key as a file \
+             and mount it:\n    kubectl create secret generic {name} --from-file=gc-secret.json=key.json\n    \
+             secret: {{name: {name}, mountPath: /plx-context/.gc}}",
+            name = secret.name
+        )),
+        Some(_) => {
+            let key = crate::config::gcs_key(secret).unwrap_or_default();
+            if let Some(mode) = root_only_mode(secret, &key) {
+                notes.push(format!(
+                    "secret {}: key {key} gets mode {mode:04o}, which only root can read; a container running as a \
+                     non-root user needs the pod's securityContext.fsGroup (the kubelet then gives the file that \
+                     group and mode|0440), or defaultMode 0444. The webhook warns per pod when this bites.",
+                    secret.name
+                ));
+            }
+        }
+    }
+    notes
 }

@@ -278,6 +278,22 @@ fn describe_store(out: &mut String, s: &Store, plan: &StorePlan) {
     }
     if let Some(k) = &plan.gcs_key {
         let _ = writeln!(out, "  env GC_KEY_PATH = the file where the kubelet puts key {} in that container (kept if already set)", k.key);
+        if plan.policy.standard_client_env {
+            let _ = writeln!(out, "  env GOOGLE_APPLICATION_CREDENTIALS = the same file as GC_KEY_PATH, for google-auth, google-cloud-storage, gcsfs, TensorFlow (kept if already set)");
+        }
+    }
+    for i in &plan.client_env {
+        let _ = writeln!(
+            out,
+            "  env {} from {} {} key {} (optional) — the name standard clients read; kept if the container sets it",
+            i.env_name,
+            kind_word(i.kind),
+            i.resource,
+            i.key
+        );
+    }
+    for n in &plan.notes {
+        let _ = writeln!(out, "  NOTE: {n}");
     }
     let _ = writeln!(out, "  annotations plx-store-webhook.dev/store and plx-store-webhook.dev/config-hash on the pod");
     let _ = writeln!(out, "\non a run pod as Polyaxon builds it with this store:");

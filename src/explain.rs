@@ -2,6 +2,7 @@
 //! off the engine's own outcome (the pod before and after its patch), so the explanation can
 //! never disagree with what the engine did, and the hot path pays nothing for it.
 
+use crate::clients::GOOGLE_APPLICATION_CREDENTIALS;
 use crate::describe::explain_route;
 use crate::engine::pod::{self, Container, PodView, Volume};
 use crate::engine::select::{is_target, skip_list};
@@ -92,6 +93,9 @@ pub fn explain(pod: &Value, plan: &Plan, namespace: &str, outcome: &Outcome) -> 
     for w in &outcome.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
+    for n in &sp.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
     let _ = writeln!(out, "decision: {}", decision(outcome));
     out
 }
@@ -146,21 +150,42 @@ fn pieces(sp: &StorePlan, before: Side<'_, '_, '_>, after: Side<'_, '_, '_>) -> 
             status(has(before.1), has(after.1))
         ));
     }
-    if sp.gcs_key.is_some() {
-        let value = |c: &Container<'_>| {
-            c.env_var(GC_KEY_PATH)
-                .and_then(|e| e.value.as_deref().map(str::to_string))
-        };
-        let (b, a) = (value(before.1), value(after.1));
+    for i in &sp.client_env {
+        let has = |c: &Container<'_>| c.env_var(&i.env_name).is_some();
+        let (b, a) = (has(before.1), has(after.1));
         lines.push(format!(
-            "env {GC_KEY_PATH}: {}{}",
-            match (&b, &a) {
-                (Some(_), _) => "already set, kept",
-                (None, Some(_)) => "added: the file where the kubelet puts the key",
-                (None, None) => "not added",
-            },
-            a.or(b).map(|v| format!(" ({v})")).unwrap_or_default()
+            "env {} (standard client name, key {} of {}, optional): {}",
+            i.env_name,
+            i.key,
+            i.resource,
+            match (b, a) {
+                (true, _) => "already set, kept",
+                (false, true) => "added",
+                (false, false) => "not added (the store sets it under that name)",
+            }
         ));
+    }
+    if sp.gcs_key.is_some() {
+        let mut names = vec![GC_KEY_PATH];
+        if sp.policy.standard_client_env {
+            names.push(GOOGLE_APPLICATION_CREDENTIALS);
+        }
+        for name in names {
+            let value = |c: &Container<'_>| {
+                c.env_var(name)
+                    .and_then(|e| e.value.as_deref().map(str::to_string))
+            };
+            let (b, a) = (value(before.1), value(after.1));
+            lines.push(format!(
+                "env {name}: {}{}",
+                match (&b, &a) {
+                    (Some(_), _) => "already set, kept",
+                    (None, Some(_)) => "added: the file where the kubelet puts the key",
+                    (None, None) => "not added",
+                },
+                a.or(b).map(|v| format!(" ({v})")).unwrap_or_default()
+            ));
+        }
     }
     lines
 }

@@ -127,6 +127,8 @@ pub struct StorePlan {
     pub store_env_from: usize,
     /// Names of the connections given besides the store (mandated, then the rule's own).
     pub connections: Vec<String>,
+    /// What clients in the run will and will not be able to use (`clients::notes`).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -324,6 +326,7 @@ impl StorePlan {
             store_mounts: 0,
             store_env_from: 0,
             connections: Vec::new(),
+            notes: clients::notes(store),
         };
         plan.mounts.extend(volume_mount(store, "store"));
         if let Some(s) = &store.secret {

@@ -154,6 +154,8 @@ def check_injected(pod, targets=TARGETS):
         path = env(c, "GC_KEY_PATH")
         assert path, f"{name} has no GC_KEY_PATH"
         assert kubelet_file(pod, c, path) == ("gcs-secret", "gc-secret.json"), f"{name}: GC_KEY_PATH={path} is not the key file"
+        # Standard Google clients read the same file.
+        assert env(c, "GOOGLE_APPLICATION_CREDENTIALS") == path, f"{name}: {c.get('env')}"
 
 
 def scenario(fn):
@@ -308,6 +310,10 @@ def team_rules_route_by_namespace_and_owner():
         assert c.get("envFrom", []).count({"secretRef": {"name": "vision-aws"}}) == 1, c
         assert any(m["mountPath"] == "/datasets" and m.get("readOnly") for m in c["volumeMounts"]), c["volumeMounts"]
         assert env(c, "GC_KEY_PATH") is None, c.get("env")
+        # boto3's names, from the same Secret, optional: stored as the apiserver keeps them.
+        refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in c.get("env", [])}
+        assert refs.get("AWS_DEFAULT_REGION") == {"name": "vision-aws", "key": "AWS_REGION", "optional": True}, refs
+        assert refs.get("AWS_SESSION_TOKEN") == {"name": "vision-aws", "key": "AWS_SECURITY_TOKEN", "optional": True}, refs
     # Same pod in Polyaxon's namespace, another owner: no rule matches, the artifactsStore it is.
     pod = fixture("job.gcs-ctxdir.json")
     pod["metadata"]["annotations"]["operation.polyaxon.com/owner"] = "globex"
@@ -357,7 +363,9 @@ def warnings_reach_kubectl():
     pod["spec"]["containers"][0]["env"].append({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/somewhere/else.json"})
     stored, r = create(pod)
     assert "Warning:" in r.stderr and "GOOGLE_APPLICATION_CREDENTIALS" in r.stderr, r.stderr
-    check_injected(stored)
+    # The user's own value is kept (and warned about); the other targets get the key file.
+    assert env(container(stored, "polyaxon-main"), "GOOGLE_APPLICATION_CREDENTIALS") == "/somewhere/else.json"
+    check_injected(stored, [t for t in TARGETS if t != "polyaxon-main"])
 
 
 def reinvocation_covers_a_later_init_container():
