@@ -157,7 +157,55 @@ fn check_config_prints_the_plan_or_the_error() {
     let o = bin(&["check-config", "examples/store-seed-filepath.yaml"], None);
     assert!(text(&o.stdout).contains("GC_KEY_PATH=/plx-context/.gc/gc-secret.json/gc-secret.json"));
 
+    // What clients will see: the standard name, and a mode only root can read.
+    let out = text(&bin(&["check-config", "examples/helm-values.yaml"], None).stdout);
+    assert!(
+        out.contains("env GOOGLE_APPLICATION_CREDENTIALS = the same file"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "NOTE: secret gcs-secret: key gc-secret.json gets mode 0400, which only root can read"
+        ) && out.contains("fsGroup"),
+        "{out}"
+    );
+    let out = text(&bin(&["check-config", "examples/store-s3.yaml"], None).stdout);
+    assert!(
+        out.contains(
+            "env AWS_DEFAULT_REGION from configMap aws-settings key AWS_REGION (optional)"
+        ),
+        "{out}"
+    );
+
     let dir = tempfile::tempdir().unwrap();
+    // The keyfile-dict form: said plainly, with the config that works for every client.
+    let dict = dir.path().join("dict.yaml");
+    std::fs::write(&dict, "artifactsStore:\n  name: s\n  kind: gcs\n  schema: {bucket: gs://b}\n  secret: {name: gcs-dict}\n").unwrap();
+    let o = bin(&["check-config", dict.to_str().unwrap()], None);
+    assert!(o.status.success());
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("GC_KEYFILE_DICT form")
+            && out.contains("google-auth")
+            && out.contains("secret: {name: gcs-dict, mountPath: /plx-context/.gc}"),
+        "{out}"
+    );
+    let o = bin(
+        &[
+            "mutate",
+            "--explain",
+            "--config",
+            dict.to_str().unwrap(),
+            "examples/run-pod.json",
+        ],
+        None,
+    );
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("note: secret gcs-dict has no mountPath"),
+        "{err}"
+    );
+
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "artifactsStore:\n  name: s\n  kind: gcs\n  schema: {bucket: b}\n  secret: {name: k, mountPath: relative/dir}\n").unwrap();
     let o = bin(&["check-config", bad.to_str().unwrap()], None);

@@ -261,6 +261,10 @@ proptest! {
             if let (None, Some(path)) = (before, env_value(c, "GC_KEY_PATH")) {
                 prop_assert_eq!(kubelet_file(&patched, c, path), Some(("gcs-secret".to_string(), "gc-secret.json".to_string())),
                     "{}: {} GC_KEY_PATH={}", cname, c["name"], path);
+                // Standard clients get the same file, unless the container named its own.
+                let gac_before = env_value(&pod["spec"][list][i], "GOOGLE_APPLICATION_CREDENTIALS");
+                let gac = env_value(c, "GOOGLE_APPLICATION_CREDENTIALS");
+                prop_assert_eq!(gac, gac_before.or(Some(path)), "{}: {}", cname, c["name"]);
             }
         }
         if !out.patch.is_empty() && KUBECTL_SAMPLES.fetch_add(1, Ordering::Relaxed) < 24 {
