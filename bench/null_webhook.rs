@@ -87,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             Some(TlsSide::fixed(config)),
             app,
             Limits::default(),
+            None,
             serve::shutdown_signal(),
         )
         .await?;

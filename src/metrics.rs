@@ -32,6 +32,26 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
+/// Counts a connection as open until dropped.
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConfigLabels {
     pub hash: String,
     pub store: String,
@@ -49,6 +69,9 @@ pub struct Metrics {
     pub cert_reloads: Family<ResultLabels, Counter>,
     pub cert_not_after: Gauge,
     pub config_info: Family<ConfigLabels, Gauge>,
+    pub connections_open: Family<ListenerLabels, Gauge>,
+    pub connections_refused: Family<ListenerLabels, Counter>,
+    pub connections_closed: Family<ClosedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -58,6 +81,28 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Count a connection of `listener` as open until the returned guard is dropped.
+    pub fn connection_opened(&self, listener: &'static str) -> OpenConnection {
+        let g = self
+            .connections_open
+            .get_or_create(&ListenerLabels { listener })
+            .clone();
+        g.inc();
+        OpenConnection(g)
+    }
+
+    pub fn connection_refused(&self, listener: &'static str) {
+        self.connections_refused
+            .get_or_create(&ListenerLabels { listener })
+            .inc();
+    }
+
+    pub fn connection_closed(&self, listener: &'static str, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ClosedLabels { listener, reason })
+            .inc();
+    }
+
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("plx_webhook");
         let m = Metrics {
@@ -71,6 +116,9 @@ impl Metrics {
             cert_reloads: Family::default(),
             cert_not_after: Gauge::default(),
             config_info: Family::default(),
+            connections_open: Family::default(),
+            connections_refused: Family::default(),
+            connections_closed: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -117,6 +165,21 @@ impl Metrics {
             "config",
             "The loaded config (hash, store)",
             m.config_info.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Connections open now, by listener",
+            m.connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at accept because --max-connections were open, by listener",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Connections closed by the server for a timeout (header_timeout, idle_timeout), by listener",
+            m.connections_closed.clone(),
         );
         registry.register(
             "build",

@@ -48,6 +48,7 @@ async fn start() -> Server {
         Some(serve::TlsSide::fixed(tls_config)),
         app,
         serve::Limits::default(),
+        None,
         async {
             let _ = rx.await;
         },
@@ -149,7 +150,6 @@ async fn http1_keep_alive_serves_many_reviews_and_every_bad_input() {
             ),
             400,
         ),
-        (post("/mutate", vec![b'x'; 3 * 1024 * 1024 + 1]), 413),
         (post("/other", vec![]), 404),
         (
             Request::get("/mutate")
@@ -173,6 +173,21 @@ async fn http1_keep_alive_serves_many_reviews_and_every_bad_input() {
     let (status, v) = body_json(resp).await;
     assert_eq!(status, 200);
     check_mutated(&v, "last", "admission.k8s.io/v1");
+    // Too large: a JSON 413 that says the connection closes, and it does.
+    let resp = send
+        .send_request(post("/mutate", vec![b'x'; 3 * 1024 * 1024 + 1]))
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["connection"], "close");
+    let (status, v) = body_json(resp).await;
+    assert_eq!((status, v["code"].as_u64()), (413, Some(413)));
+    let closed = send
+        .send_request(post(
+            "/mutate",
+            review("after", &pod, "admission.k8s.io/v1"),
+        ))
+        .await;
+    assert!(closed.is_err(), "the connection was kept after a 413");
 }
 
 #[tokio::test]

@@ -19,6 +19,8 @@ pub enum ApiError {
     Internal(String),
     #[error("too many requests in flight; retry")]
     Overloaded,
+    #[error("the request was not received and answered within {seconds} s")]
+    Timeout { seconds: u64 },
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }

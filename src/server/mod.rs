@@ -2,6 +2,7 @@
 //! admin router for probes and metrics, and the listeners in [`run`]. Handlers are thin: decode,
 //! call the engine, encode, count, log.
 
+pub mod conn;
 mod error;
 pub mod health;
 pub mod reload;
@@ -28,7 +29,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 
 /// The apiserver sends review bodies up to 3 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 3 * 1024 * 1024;
@@ -106,18 +106,49 @@ pub fn admin_router(state: AppState) -> Router {
 }
 
 /// Body limit (413 past it), whole-request timeout (408) and panic → 500 (never a dead
-/// connection), shared by every router this crate serves.
+/// connection), shared by every router this crate serves. Every error body is JSON, and on
+/// HTTP/1.1 the answers that may leave part of a request unread (408, 413, 503) also say
+/// `Connection: close` (the connection then closes the lingering way: `conn`).
 pub fn with_guards(routes: Router, guards: Guards) -> Router {
     routes
         .layer(DefaultBodyLimit::max(guards.body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+        .layer(middleware::from_fn_with_state(
             guards.request_timeout,
+            bound_time,
         ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("the handler panicked; the request was not processed".into())
                 .into_response()
         }))
+        .layer(middleware::from_fn(close_after_refusal))
+}
+
+/// The whole request, body read included, within `limit`; else a JSON 408.
+async fn bound_time(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::Timeout {
+            seconds: limit.as_secs(),
+        }
+        .into_response(),
+    }
+}
+
+/// `Connection: close` on HTTP/1.1 answers after which the client may still be sending.
+async fn close_after_refusal(req: Request, next: Next) -> Response {
+    let http1 = req.version() <= Version::HTTP_11;
+    let mut resp = next.run(req).await;
+    let refused = matches!(
+        resp.status(),
+        StatusCode::REQUEST_TIMEOUT
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::SERVICE_UNAVAILABLE
+    );
+    if http1 && refused {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 async fn mutate(

@@ -239,6 +239,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         Some(side),
         router(state.clone()),
         opts.limits,
+        Some(serve::ConnMetrics {
+            metrics: state.metrics.clone(),
+            listener: "webhook",
+        }),
         closed(close_rx.clone()),
     ));
     let (admin_addr, admin_task) = match opts.admin_listen {
@@ -257,6 +261,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
                     None,
                     admin_router(state.clone()),
                     limits,
+                    Some(serve::ConnMetrics {
+                        metrics: state.metrics.clone(),
+                        listener: "admin",
+                    }),
                     closed(close_rx.clone()),
                 ))),
             )

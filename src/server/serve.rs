@@ -1,7 +1,10 @@
-//! Listeners: accept, TLS handshake (bounded in time, with the config in force at that moment),
-//! optional client-name check, then HTTP/1.1 or HTTP/2 by ALPN. Shutdown stops accepting and lets
-//! in-flight requests finish within a grace period.
+//! Listeners: accept (at most `max_connections` at once), TLS handshake (bounded in time, with
+//! the config in force at that moment), optional client-name check, then HTTP/1.1 or HTTP/2 as
+//! ALPN says, each connection under a watchdog ([`super::conn`]). Shutdown stops accepting and
+//! lets in-flight requests finish within a grace period.
 
+use super::conn::{self, Activity, ConnLimits, Tracked, TrackedIo};
+use crate::metrics::Metrics;
 use arc_swap::ArcSwapOption;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -14,14 +17,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 /// Connection-level timeouts.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub handshake: Duration,
-    /// Time allowed to send the request headers (slowloris).
+    /// Time allowed to send the request headers (slowloris), and for the first request to start
+    /// after the handshake.
     pub header_read: Duration,
+    /// A connection with no request in flight is closed after this long. Longer than the
+    /// apiserver's own idle timeout (90 s), so the client closes pooled connections first.
+    pub idle: Duration,
+    /// Open connections at most; past it new ones are closed at once.
+    pub max_connections: usize,
     /// Time in-flight requests get after the listener stops.
     pub grace: Duration,
     /// After the listener stops, connections keep being served normally this long (within
@@ -35,10 +45,40 @@ impl Default for Limits {
         Limits {
             handshake: Duration::from_secs(10),
             header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(DEFAULT_IDLE_SECONDS),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             grace: Duration::from_secs(25),
             linger: Duration::from_secs(1),
         }
     }
+}
+
+/// Idle connections are closed after this many seconds by default (apiserver: 90 s).
+pub const DEFAULT_IDLE_SECONDS: u64 = 120;
+/// Default cap on open connections per listener (≈ 10 KiB each when idle: BENCHMARKS.md).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+/// HTTP/2 keep-alive pings: interval, and how long an unanswered one may wait.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Limits {
+    fn conn(&self) -> ConnLimits {
+        ConnLimits {
+            header: self.header_read,
+            idle: self.idle,
+            // A client still sending a body we refused (413 is past 3 MiB) gets it read and
+            // discarded for this long, so it reads our answer instead of a reset.
+            linger_time: Duration::from_secs(2),
+            linger_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Connection metrics of one listener.
+#[derive(Clone)]
+pub struct ConnMetrics {
+    pub metrics: Arc<Metrics>,
+    pub listener: &'static str,
 }
 
 /// The TLS side of a listener: the current config (swapped on reload; `None` until a valid
@@ -58,15 +98,34 @@ impl TlsSide {
     }
 }
 
-fn http_builder(limits: Limits) -> Arc<Builder<TokioExecutor>> {
+/// The HTTP side: HTTP/1.1 and HTTP/2 as `only` says (from ALPN), or both (sniffed, plain
+/// listeners). Header and idle timeouts are the watchdog's, not hyper's: hyper's HTTP/1 header
+/// timer would also cut idle keep-alive connections.
+fn http_builder(only: Option<bool>) -> Arc<Builder<TokioExecutor>> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read)
+        .header_read_timeout(None)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    let builder = match only {
+        Some(true) => builder.http1_only(),
+        Some(false) => builder.http2_only(),
+        None => builder,
+    };
     Arc::new(builder)
+}
+
+/// The three builders a listener may need.
+struct Builders {
+    any: Arc<Builder<TokioExecutor>>,
+    h1: Arc<Builder<TokioExecutor>>,
+    h2: Arc<Builder<TokioExecutor>>,
 }
 
 /// Serve `app` on `listener` (over TLS when `tls` is given) until `shutdown` resolves, then
@@ -76,10 +135,17 @@ pub async fn serve(
     tls: Option<TlsSide>,
     app: Router,
     limits: Limits,
+    counters: Option<ConnMetrics>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let builder = http_builder(limits);
+    let builders = Arc::new(Builders {
+        any: http_builder(None),
+        h1: http_builder(Some(true)),
+        h2: http_builder(Some(false)),
+    });
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut last_refusal_log: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -94,41 +160,72 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // At the cap: close at once (the client sees the connection closed, not a hang).
+            drop(tcp);
+            if let Some(c) = &counters {
+                c.metrics.connection_refused(c.listener);
+            }
+            let now = tokio::time::Instant::now();
+            if last_refusal_log.is_none_or(|t| now - t > Duration::from_secs(10)) {
+                last_refusal_log = Some(now);
+                tracing::warn!(%peer, max_connections = limits.max_connections,
+                    "connection limit reached (--max-connections): refusing new connections");
+            }
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
-        let builder = builder.clone();
+        let builders = builders.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let counters = counters.clone();
         tokio::spawn(async move {
-            let Some(tls) = tls else {
-                serve_conn(&builder, tcp, app, watcher).await;
-                return;
-            };
-            let Some(config) = tls.config.load_full() else {
-                tracing::warn!(%peer, "no valid serving certificate loaded yet; closing connection");
-                return;
-            };
-            let stream =
-                match tokio::time::timeout(limits.handshake, TlsAcceptor::from(config).accept(tcp))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            let _slot = slot;
+            let _open = counters
+                .as_ref()
+                .map(|c| c.metrics.connection_opened(c.listener));
+            let activity = Activity::new();
+            let io = TrackedIo::new(tcp, activity.clone(), limits.conn());
+            let served = match tls {
+                None => {
+                    activity.set_http1(true);
+                    let conn = serve_conn(&builders.any, io, app, watcher, activity.clone());
+                    bounded(conn, activity, limits).await
+                }
+                Some(tls) => {
+                    let Some(config) = tls.config.load_full() else {
+                        tracing::warn!(%peer, "no valid serving certificate loaded yet; closing connection");
+                        return;
+                    };
+                    let accept = TlsAcceptor::from(config).accept(io);
+                    let stream = match tokio::time::timeout(limits.handshake, accept).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    if !tls.allowed_client_names.is_empty()
+                        && !client_allowed(&stream, &tls.allowed_client_names)
+                    {
+                        tracing::warn!(%peer, "client certificate name not in --client-allowed-names; closing connection");
                         return;
                     }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            if !tls.allowed_client_names.is_empty()
-                && !client_allowed(&stream, &tls.allowed_client_names)
-            {
-                tracing::warn!(%peer, "client certificate name not in --client-allowed-names; closing connection");
-                return;
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    activity.set_http1(!h2);
+                    let builder = if h2 { &builders.h2 } else { &builders.h1 };
+                    let conn = serve_conn(builder, stream, app, watcher, activity.clone());
+                    bounded(conn, activity, limits).await
+                }
+            };
+            if let (Some(why), Some(c)) = (served, &counters) {
+                c.metrics.connection_closed(c.listener, why.as_str());
             }
-            serve_conn(&builder, stream, app, watcher).await;
         });
     }
     drop(listener);
@@ -144,26 +241,44 @@ pub async fn serve(
     Ok(())
 }
 
+/// Run a connection until it ends or its watchdog fires (then it is dropped: nothing is in
+/// flight at that point). Returns why the watchdog closed it, if it did.
+async fn bounded(
+    conn: impl Future<Output = ()>,
+    activity: Arc<Activity>,
+    limits: Limits,
+) -> Option<conn::CloseReason> {
+    tokio::select! {
+        _ = conn => None,
+        why = conn::watchdog(activity, limits.conn()) => {
+            tracing::debug!(reason = why.as_str(), "closing a connection");
+            Some(why)
+        }
+    }
+}
+
 async fn serve_conn<I>(
     builder: &Builder<TokioExecutor>,
     io: I,
     app: Router,
     watcher: hyper_util::server::graceful::Watcher,
+    activity: Arc<Activity>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let service = Tracked {
+        inner: TowerToHyperService::new(app),
+        activity,
+    };
     let conn = builder
-        .serve_connection(TokioIo::new(io), TowerToHyperService::new(app))
+        .serve_connection(TokioIo::new(io), service)
         .into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
-fn client_allowed(
-    stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    allowed: &[String],
-) -> bool {
+fn client_allowed(stream: &tokio_rustls::server::TlsStream<TrackedIo>, allowed: &[String]) -> bool {
     stream
         .get_ref()
         .1

@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         Some(TlsSide::fixed(config)),
         app,
         Limits::default(),
+        None,
         serve::shutdown_signal(),
     )
     .await?;
