@@ -266,9 +266,24 @@ fn explain(body: &[u8]) -> ReviewError {
         }
         Ok(())
     })();
-    result
-        .err()
-        .unwrap_or_else(|| not_review("unexpected field types"))
+    result.err().unwrap_or_else(|| envelope_error(body))
+}
+
+/// The serde error of the envelope with its path, e.g. `request: duplicate field `uid``.
+fn envelope_error(body: &[u8]) -> ReviewError {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, ReviewIn<'_, &RawValue>>(&mut de) {
+        Ok(_) => not_review("unexpected field types"),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || path.is_empty() {
+                not_review(inner.to_string())
+            } else {
+                not_review(format!("{path}: {inner}"))
+            }
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -135,8 +135,9 @@ pub struct ServeArgs {
     #[arg(long, env = "PLX_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
     /// Address of the plain-HTTP admin listener (/healthz, /readyz, /metrics); "off" disables it.
-    #[arg(long, env = "PLX_WEBHOOK_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
-    pub admin_listen: String,
+    /// Default: 0.0.0.0:8080, or port 8080 on the --listen host when no --tls-cert is given (dev).
+    #[arg(long, env = "PLX_WEBHOOK_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
     /// Serving certificate (PEM), reloaded on change. Without it an ephemeral self-signed one is made.
     #[arg(long, env = "PLX_WEBHOOK_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -172,9 +173,18 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes (413 past it).
     #[arg(long, env = "PLX_WEBHOOK_BODY_LIMIT", default_value_t = server::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
-    /// Seconds a client may take to send request headers.
+    /// Seconds a client may take to send request headers (also: the TLS handshake, and the
+    /// first request after it).
     #[arg(long, env = "PLX_WEBHOOK_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
     pub header_timeout_seconds: u64,
+    /// Seconds a connection may stay open with no request in flight (keep it above the
+    /// apiserver's 90 s idle timeout, so the client closes pooled connections first).
+    #[arg(long, env = "PLX_WEBHOOK_IDLE_TIMEOUT_SECONDS", default_value_t = server::serve::DEFAULT_IDLE_SECONDS)]
+    pub idle_timeout_seconds: u64,
+    /// Open connections per listener at most; past it new ones are closed at once (logged, and
+    /// counted in plx_webhook_connections_refused_total).
+    #[arg(long, env = "PLX_WEBHOOK_MAX_CONNECTIONS", default_value_t = server::serve::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
     /// Seconds a whole request may take, body included (408 past it).
     #[arg(
         long,

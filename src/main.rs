@@ -114,9 +114,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
     telemetry::init(args.log_format == "json");
-    let admin_listen = match args.admin_listen.as_str() {
-        "off" | "" => None,
-        a => Some(a.parse().with_context(|| format!("--admin-listen {a:?}"))?),
+    let dev = args.tls_cert.is_none();
+    let admin_listen = match args.admin_listen.as_deref() {
+        Some("off" | "") => None,
+        Some(a) => Some(a.parse().with_context(|| format!("--admin-listen {a:?}"))?),
+        // Dev mode (no certificate): probes and metrics on the same host as the webhook, so a
+        // loopback-only trial does not open a port on every interface.
+        None if dev => Some(std::net::SocketAddr::new(args.listen.ip(), 8080)),
+        None => Some(std::net::SocketAddr::from(([0, 0, 0, 0], 8080))),
     };
     let cert = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => CertSource::Files { cert, key },
@@ -142,6 +147,8 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
     opts.limits = serve::Limits {
         handshake: Duration::from_secs(args.header_timeout_seconds),
         header_read: Duration::from_secs(args.header_timeout_seconds),
+        idle: Duration::from_secs(args.idle_timeout_seconds),
+        max_connections: args.max_connections,
         grace: Duration::from_secs(args.grace_seconds),
         ..Default::default()
     };

@@ -67,12 +67,45 @@ impl Source {
         out
     }
 
+    /// Read every file of [`Source::files`] now.
+    pub fn read(&self) -> FileContents {
+        read_files(&self.files())
+    }
+
     /// Read and validate everything this source names.
     pub fn load(&self) -> Result<Config, ConfigError> {
+        self.load_from(&self.read())
+    }
+
+    /// Validate the config from `contents`, the bytes of [`Source::files`] read earlier: a
+    /// watcher that starts from the same bytes can never miss a change made in between.
+    pub fn load_from(&self, contents: &FileContents) -> Result<Config, ConfigError> {
         let main_name = self.config.display().to_string();
+        let files = self.files();
+        let text = |i: usize| -> Result<Option<String>, FileError> {
+            match contents.get(i) {
+                Some(Ok(bytes)) => {
+                    String::from_utf8(bytes.clone())
+                        .map(Some)
+                        .map_err(|_| FileError {
+                            missing: false,
+                            message: format!("{} is not UTF-8 text", files[i].display()),
+                        })
+                }
+                Some(Err(e)) if e.missing => Ok(None),
+                Some(Err(e)) => Err(e.clone()),
+                None => Ok(None),
+            }
+        };
+        let required = |i: usize| -> Result<String, String> {
+            match text(i) {
+                Ok(Some(t)) => Ok(t),
+                Ok(None) => Err(format!("cannot read {}: no such file", files[i].display())),
+                Err(e) => Err(e.message),
+            }
+        };
         let mut parts = if self.config.is_dir() {
-            let store_path = self.config.join(AGENT_STORE_KEY);
-            let text = read(&store_path).map_err(|e| {
+            let text_of_store = required(0).map_err(|e| {
                 ConfigError::new(
                     &main_name,
                     format!(
@@ -81,23 +114,20 @@ impl Source {
                     ),
                 )
             })?;
-            let mut parts = parse_main(&text, &store_path.display().to_string())?;
-            let conn_path = self.config.join(AGENT_CONNECTIONS_KEY);
-            if conn_path.exists() {
-                let text =
-                    read(&conn_path).map_err(|e| ConfigError::new(&main_name, e.to_string()))?;
-                parts.connections = parse_connections(&text, &conn_path.display().to_string())?;
+            let mut parts = parse_main(&text_of_store, &files[0].display().to_string())?;
+            if let Some(conns) = text(1).map_err(|e| ConfigError::new(&main_name, e.message))? {
+                parts.connections = parse_connections(&conns, &files[1].display().to_string())?;
             }
             parts
         } else {
-            let text = read(&self.config).map_err(|e| ConfigError::new(&main_name, e))?;
-            parse_main(&text, &main_name)?
+            let t = required(0).map_err(|e| ConfigError::new(&main_name, e))?;
+            parse_main(&t, &main_name)?
         };
         let mut name = main_name;
         if let Some(path) = &self.settings {
             let settings_name = path.display().to_string();
-            let text = read(path).map_err(|e| ConfigError::new(&settings_name, e))?;
-            let injection = parse_settings(&text, &settings_name)?;
+            let t = required(files.len() - 1).map_err(|e| ConfigError::new(&settings_name, e))?;
+            let injection = parse_settings(&t, &settings_name)?;
             if injection.is_some() && parts.injection.is_some() {
                 return Err(ConfigError::new(
                     &settings_name,
@@ -111,8 +141,29 @@ impl Source {
     }
 }
 
-fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+/// Why a watched file could not be read; equal errors compare equal, so a watcher does not
+/// report the same failure twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    /// The file does not exist (optional files may be absent).
+    pub missing: bool,
+    pub message: String,
+}
+
+/// The bytes of a list of files, in order.
+pub type FileContents = Vec<Result<Vec<u8>, FileError>>;
+
+/// Read every file (following symlinks). Blocking: call it off the async runtime.
+pub fn read_files(paths: &[PathBuf]) -> FileContents {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::read(p).map_err(|e| FileError {
+                missing: e.kind() == std::io::ErrorKind::NotFound,
+                message: format!("cannot read {}: {e}", p.display()),
+            })
+        })
+        .collect()
 }
 
 /// Read and validate a config file (YAML or JSON) or an agent ConfigMap directory.

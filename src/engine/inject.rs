@@ -1,7 +1,7 @@
 //! Reconcile each target container with the plan: reuse what the pod already has, add what is
 //! missing, and report conflicts the apiserver or kubelet would otherwise fail on.
 
-use super::keypath::{is_strictly_under, key_file_path, same_path, Layout};
+use super::keypath::{clean, is_strictly_under, key_file_path, same_path, Layout};
 use super::patch::{pointer, PatchBuilder};
 use super::pod::{Container, Env, Placed, PodView};
 use super::select::{is_target, skip_list};
@@ -15,6 +15,7 @@ use crate::plan::{
 };
 use json_patch::jsonptr::PointerBuf;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 /// How a mount plan maps onto this pod's volumes.
 struct ResolvedVolume<'x> {
@@ -213,7 +214,8 @@ fn unique_name(preferred: &str, taken: &[String]) -> String {
 
 /// The mounts a container already has plus those we are adding, for conflict checks.
 struct MountSeen<'a> {
-    path: &'a str,
+    /// Cleaned, as the runtime sees it.
+    path: Cow<'a, str>,
     volume: &'a str,
     read_only: bool,
 }
@@ -236,7 +238,7 @@ fn container_work(
         .mounts()
         .iter()
         .map(|m| MountSeen {
-            path: &m.mount_path,
+            path: clean(&m.mount_path),
             volume: &m.name,
             read_only: m.read_only == Some(true)
                 || view.volume(&m.name).is_some_and(|v| v.always_read_only()),
@@ -289,7 +291,7 @@ fn container_work(
             work.uses_new_volume.push(i);
         }
         seen.push(MountSeen {
-            path: &m.dir,
+            path: Cow::Borrowed(&m.dir),
             volume: &rv.name,
             read_only: ours_ro,
         });
@@ -449,7 +451,7 @@ fn mount_conflict(
     ours_read_only: bool,
 ) -> Option<(ConflictKind, String)> {
     for s in seen {
-        if same_path(s.path, dir) {
+        if same_path(&s.path, dir) {
             return Some((
                 ConflictKind::MountPathTaken,
                 format!(
@@ -458,13 +460,13 @@ fn mount_conflict(
                 ),
             ));
         }
-        if ours_read_only && is_strictly_under(s.path, dir) {
+        if ours_read_only && is_strictly_under(&s.path, dir) {
             return Some((ConflictKind::MountInsideOurs, format!(
                 "volume {:?} is mounted inside it at {}, and a read-only mount cannot hold another mount point",
                 s.volume, s.path
             )));
         }
-        if s.read_only && is_strictly_under(dir, s.path) {
+        if s.read_only && is_strictly_under(dir, &s.path) {
             return Some((
                 ConflictKind::NestedInReadOnly,
                 format!(

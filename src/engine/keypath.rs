@@ -44,6 +44,7 @@ pub fn key_file_path(
         Layout::NotSecret => return None,
     };
     let rel = rel.trim_matches('/');
+    let mount_path = clean(mount_path);
     let base = mount_path.trim_end_matches('/');
     match sub_path
         .map(|s| s.trim_matches('/'))
@@ -60,6 +61,32 @@ pub fn key_file_path(
             .and_then(|rest| rest.strip_prefix('/'))
             .map(|rest| format!("{base}/{rest}")),
     }
+}
+
+/// A mount path as the container runtime sees it: cleaned lexically like Go's `path.Clean` on a
+/// rooted path (runc resolves a mount destination with `SecureJoin`, which does the same):
+/// repeated `/` and `.` segments dropped, `..` removes the previous segment and never goes above
+/// `/`, no trailing `/`. The apiserver does not clean mountPaths (it only rejects exact
+/// duplicates), so every comparison goes through this.
+pub fn clean(p: &str) -> std::borrow::Cow<'_, str> {
+    let already = p.starts_with('/')
+        && (p == "/" || !p.ends_with('/'))
+        && !p.contains("//")
+        && !p.split('/').any(|seg| seg == "." || seg == "..");
+    if already {
+        return std::borrow::Cow::Borrowed(p);
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    std::borrow::Cow::Owned(format!("/{}", parts.join("/")))
 }
 
 /// Whether `child` lies strictly inside directory `parent` (component-wise, not string prefix).
@@ -130,6 +157,30 @@ mod tests {
         assert_eq!(
             key_file_path(&all, "gc-secret.json", "/etc/x", Some("other")),
             None
+        );
+    }
+
+    #[test]
+    fn paths_are_cleaned_like_the_runtime() {
+        for (raw, want) in [
+            ("/plx-context/.gc", "/plx-context/.gc"),
+            ("//plx-context//.gc", "/plx-context/.gc"),
+            ("/plx-context/./.gc", "/plx-context/.gc"),
+            ("/plx-context/.gc/", "/plx-context/.gc"),
+            ("/plx-context/x/../.gc", "/plx-context/.gc"),
+            ("/../plx-context/.gc", "/plx-context/.gc"),
+            ("plx-context/.gc", "/plx-context/.gc"),
+            ("/", "/"),
+            ("//", "/"),
+            ("/a/..", "/"),
+            ("/.gc./..b", "/.gc./..b"),
+        ] {
+            assert_eq!(clean(raw), want, "{raw}");
+        }
+        assert!(matches!(clean("/a/b"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            key_file_path(&Layout::AllKeys, "k.json", "//etc//gcs/", None).as_deref(),
+            Some("/etc/gcs/k.json")
         );
     }
 

@@ -9,12 +9,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// The contents of each watched file (`None` when it cannot be read right now).
-pub type Contents = Vec<Option<Vec<u8>>>;
+pub use crate::config::FileContents as Contents;
 
-/// Read every file (following symlinks).
-pub fn read_all(paths: &[PathBuf]) -> Contents {
-    paths.iter().map(|p| std::fs::read(p).ok()).collect()
+/// Read every file (following symlinks) on the blocking pool, never on the runtime's workers.
+pub async fn read_all(paths: &[PathBuf]) -> Contents {
+    let paths = paths.to_vec();
+    let fallback = paths.clone();
+    tokio::task::spawn_blocking(move || crate::config::read_files(&paths))
+        .await
+        .unwrap_or_else(|e| {
+            let err = crate::config::FileError {
+                missing: false,
+                message: format!("reading files: {e}"),
+            };
+            fallback.iter().map(|_| Err(err.clone())).collect()
+        })
 }
 
 fn watch_dirs(paths: &[PathBuf]) -> Vec<PathBuf> {
@@ -33,7 +42,8 @@ fn watch_dirs(paths: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// Watch `paths` until the returned task is aborted; call `on_change` with the new contents
-/// whenever they differ from the last seen (starting from `initial`).
+/// whenever they differ from the last seen, starting from `initial`: the exact bytes the caller
+/// loaded, so a change made between that load and this watch is still seen.
 pub fn spawn<F>(
     paths: Vec<PathBuf>,
     initial: Contents,
@@ -76,7 +86,7 @@ where
                 }
                 _ = tick.tick() => {}
             }
-            let now = read_all(&paths);
+            let now = read_all(&paths).await;
             if now != last {
                 on_change(&now);
                 last = now;

@@ -89,14 +89,26 @@ impl Running {
     }
 }
 
-/// Read the certificate files (and client CA); a missing file is an error naming it.
-fn read_material(cert: &PathBuf, key: &PathBuf, ca: Option<&PathBuf>) -> Result<Material, String> {
-    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+/// The certificate material from the watched files' bytes (cert, key, then the client CA);
+/// an unreadable file is an error naming it.
+fn material(contents: &reload::Contents) -> Result<Material, String> {
+    let get = |i: usize| match contents.get(i) {
+        Some(Ok(b)) => Ok(b.clone()),
+        Some(Err(e)) => Err(e.message.clone()),
+        None => Err("missing certificate file".to_string()),
+    };
     Ok(Material {
-        cert_pem: read(cert)?,
-        key_pem: read(key)?,
-        client_ca_pem: ca.map(read).transpose()?,
+        cert_pem: get(0)?,
+        key_pem: get(1)?,
+        client_ca_pem: (contents.len() > 2).then(|| get(2)).transpose()?,
     })
+}
+
+/// Bind a listener, saying which one and where when it fails.
+async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("{what} {addr}: cannot listen: {e}"))
 }
 
 /// Apply a certificate load result: swap on success, keep the last good pair on failure.
@@ -119,7 +131,11 @@ fn apply_tls(state: &AppState, side: &TlsSide, result: Result<tls::Built, String
                 .cert_reloads
                 .get_or_create(&ResultLabels { result: "failure" })
                 .inc();
-            tracing::error!(error = %e, "serving certificate not (re)loaded; the last good one keeps serving");
+            if side.config.load().is_some() {
+                tracing::error!(error = %e, "serving certificate not reloaded; the last good one keeps serving");
+            } else {
+                tracing::error!(error = %e, "no valid serving certificate yet: unready, and TLS connections are closed, until one appears");
+            }
             state.health.cert_result(Err(e));
         }
     }
@@ -155,14 +171,24 @@ fn apply_config(state: &AppState, result: Result<config::Config, config::ConfigE
 }
 
 /// Start everything. A config that does not load at start is an error (fail fast, visible as a
-/// crash loop); a certificate that is not there yet only keeps the webhook unready.
+/// crash loop); a certificate that is not there yet only keeps the webhook unready. Listeners
+/// are bound before anything is written (the dev CA), so a start that fails on a busy port
+/// leaves a running instance's files alone.
 pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let source = config::Source::new(&opts.config, opts.settings.clone());
-    let cfg = source.load()?;
+    let config_paths = source.files();
+    let config_bytes = reload::read_all(&config_paths).await;
+    let cfg = source.load_from(&config_bytes)?;
     let mut state = AppState::new(Plan::from_config(&cfg));
     state.guards = opts.guards;
     state.health = Arc::new(super::Health::default());
     state.health.config_result(Ok(()));
+
+    let listener = bind("webhook listener (--listen)", opts.listen).await?;
+    let admin_listener = match opts.admin_listen {
+        Some(addr) => Some(bind("admin listener (--admin-listen)", addr).await?),
+        None => None,
+    };
 
     let side = TlsSide {
         config: Arc::new(ArcSwapOption::empty()),
@@ -173,26 +199,16 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         CertSource::Files { cert, key } => {
             let mut paths = vec![cert.clone(), key.clone()];
             paths.extend(opts.client_ca.clone());
-            let load = {
-                let (cert, key, ca, min) = (
-                    cert.clone(),
-                    key.clone(),
-                    opts.client_ca.clone(),
-                    opts.min_tls,
-                );
-                move || {
-                    read_material(&cert, &key, ca.as_ref())
-                        .and_then(|m| tls::build(&m, min).map_err(|e| e.to_string()))
-                }
+            let min = opts.min_tls;
+            let load = move |contents: &reload::Contents| {
+                material(contents).and_then(|m| tls::build(&m, min).map_err(|e| e.to_string()))
             };
-            apply_tls(&state, &side, load());
+            let bytes = reload::read_all(&paths).await;
+            apply_tls(&state, &side, load(&bytes));
             let (st, sd) = (state.clone(), side.clone());
-            watchers.push(reload::spawn(
-                paths.clone(),
-                reload::read_all(&paths),
-                opts.reload_poll,
-                move |_| apply_tls(&st, &sd, load()),
-            ));
+            watchers.push(reload::spawn(paths, bytes, opts.reload_poll, move |now| {
+                apply_tls(&st, &sd, load(now))
+            }));
         }
         CertSource::Ephemeral { ca_out } => {
             let bundle = crate::certs::generate(
@@ -200,31 +216,36 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
                 &["localhost".into(), "127.0.0.1".into()],
                 30,
             )?;
-            if let Some(dir) = ca_out.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::write(ca_out, &bundle.ca_pem)?;
+            let client_ca_pem = match &opts.client_ca {
+                Some(p) => {
+                    Some(std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)
+                }
+                None => None,
+            };
             let m = Material {
                 cert_pem: bundle.cert_pem.into_bytes(),
                 key_pem: bundle.key_pem.into_bytes(),
-                client_ca_pem: opts.client_ca.as_ref().map(std::fs::read).transpose()?,
+                client_ca_pem,
             };
             apply_tls(
                 &state,
                 &side,
                 tls::build(&m, opts.min_tls).map_err(|e| e.to_string()),
             );
+            if let Some(dir) = ca_out.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(ca_out, &bundle.ca_pem)?;
             tracing::warn!(ca = %ca_out.display(), "no --tls-cert given: serving an ephemeral self-signed certificate for localhost/127.0.0.1; trust the CA written here");
         }
     }
     {
         let st = state.clone();
-        let paths = source.files();
         watchers.push(reload::spawn(
-            paths.clone(),
-            reload::read_all(&paths),
+            config_paths,
+            config_bytes,
             opts.reload_poll,
-            move |_| apply_config(&st, source.load()),
+            move |now| apply_config(&st, source.load_from(now)),
         ));
     }
 
@@ -232,7 +253,6 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let closed = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let tls_addr = listener.local_addr()?;
     let tls_task = tokio::spawn(serve::serve(
         listener,
@@ -245,9 +265,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         }),
         closed(close_rx.clone()),
     ));
-    let (admin_addr, admin_task) = match opts.admin_listen {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr).await?;
+    let (admin_addr, admin_task) = match admin_listener {
+        Some(l) => {
             let a = l.local_addr()?;
             let limits = Limits {
                 grace: Duration::from_secs(1),
