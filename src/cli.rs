@@ -213,6 +213,23 @@ pub struct ServeArgs {
     pub log_format: String,
 }
 
+impl ServeArgs {
+    /// The admin listener's address, `None` when `off`. Without --admin-listen: port 8080 on the
+    /// --listen host in dev mode (no --tls-cert), so a loopback trial opens nothing on other
+    /// interfaces; 0.0.0.0:8080 otherwise (the kubelet probes the pod IP).
+    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, String> {
+        match self.admin_listen.as_deref() {
+            Some("off" | "") => Ok(None),
+            Some(a) => a
+                .parse()
+                .map(Some)
+                .map_err(|e| format!("--admin-listen {a:?}: {e}")),
+            None if self.tls_cert.is_none() => Ok(Some(SocketAddr::new(self.listen.ip(), 8080))),
+            None => Ok(Some(SocketAddr::from(([0, 0, 0, 0], 8080)))),
+        }
+    }
+}
+
 impl Cli {
     /// The clap command, for tests that inspect flags and env vars.
     pub fn command_for_tests() -> clap::Command {

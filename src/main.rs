@@ -114,15 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
     telemetry::init(args.log_format == "json");
-    let dev = args.tls_cert.is_none();
-    let admin_listen = match args.admin_listen.as_deref() {
-        Some("off" | "") => None,
-        Some(a) => Some(a.parse().with_context(|| format!("--admin-listen {a:?}"))?),
-        // Dev mode (no certificate): probes and metrics on the same host as the webhook, so a
-        // loopback-only trial does not open a port on every interface.
-        None if dev => Some(std::net::SocketAddr::new(args.listen.ip(), 8080)),
-        None => Some(std::net::SocketAddr::from(([0, 0, 0, 0], 8080))),
-    };
+    let admin_listen = args.admin_addr().map_err(anyhow::Error::msg)?;
     let cert = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => CertSource::Files { cert, key },
         _ => CertSource::Ephemeral {

@@ -404,3 +404,129 @@ fn agent_configmap_directory_and_settings_file() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn serve_defaults_the_admin_port_to_the_listen_host_in_dev_mode() {
+    use clap::Parser;
+    use plx_store_webhook::cli::{Cli, Command};
+    let admin = |args: &[&str]| {
+        let mut argv = vec!["plx-store-webhook", "serve", "--config", "c.yaml"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(s) => s.admin_addr().map(|a| a.map(|a| a.to_string())),
+            _ => unreachable!(),
+        }
+    };
+    assert_eq!(
+        admin(&["--listen", "127.0.0.1:8443"]),
+        Ok(Some("127.0.0.1:8080".into()))
+    );
+    assert_eq!(
+        admin(&[
+            "--listen",
+            "127.0.0.1:8443",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k"
+        ]),
+        Ok(Some("0.0.0.0:8080".into()))
+    );
+    assert_eq!(admin(&["--admin-listen", "off"]), Ok(None));
+    assert_eq!(
+        admin(&["--admin-listen", "10.0.0.1:9090"]),
+        Ok(Some("10.0.0.1:9090".into()))
+    );
+    assert!(admin(&["--admin-listen", "nope"])
+        .unwrap_err()
+        .contains("--admin-listen"));
+}
+
+#[test]
+fn serve_on_a_busy_port_names_the_flag_and_writes_no_dev_ca() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("dev/ca.crt");
+    let o = bin(
+        &[
+            "serve",
+            "--config",
+            "examples/store-ctxdir.yaml",
+            "--listen",
+            &addr,
+            "--admin-listen",
+            "off",
+            "--dev-ca-out",
+            ca.to_str().unwrap(),
+            "--log-format",
+            "text",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.contains("--listen") && err.contains(&addr), "{err}");
+    assert!(
+        !ca.exists(),
+        "the dev CA was written before the listener bound"
+    );
+}
+
+#[test]
+fn serve_without_a_certificate_says_it_is_unready_until_one_appears() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("tls.crt");
+    let key = dir.path().join("tls.key");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plx-store-webhook"))
+        .args([
+            "serve",
+            "--config",
+            "examples/store-ctxdir.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+            "--tls-cert",
+            missing.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ])
+        .current_dir(root())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        match rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(line) => {
+                let done = line.contains("\"serving\"") || line.contains("serving\"");
+                seen.push(line);
+                if done {
+                    break;
+                }
+            }
+            Err(_) => continue,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let all = seen.join("\n");
+    assert!(all.contains("no valid serving certificate yet"), "{all}");
+    assert!(!all.contains("last good one keeps serving"), "{all}");
+}

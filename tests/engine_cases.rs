@@ -828,3 +828,55 @@ fn no_match_warns_or_denies_as_configured() {
         Decision::Ignored(IgnoreReason::NotARun)
     );
 }
+
+#[test]
+fn mount_paths_are_compared_as_the_runtime_sees_them() {
+    let pod_with = |mount: Value, vol: Value| {
+        let mut p =
+            run_pod(json!([{"name": "polyaxon-main", "image": "x", "volumeMounts": [mount]}]));
+        p["spec"]["volumes"] = json!([vol]);
+        p
+    };
+    // Another volume at our directory, spelled differently: the same directory to the runtime
+    // (`..` is resolved lexically and never above `/`, as runc's SecureJoin does; the apiserver
+    // does not reject it).
+    for spelled in [
+        "/plx-context/.gc/",
+        "//plx-context//.gc",
+        "/plx-context/./.gc",
+        "/plx-context/x/../.gc",
+        "/../plx-context/.gc",
+    ] {
+        let pod = pod_with(
+            json!({"name": "ctx", "mountPath": spelled}),
+            json!({"name": "ctx", "emptyDir": {}}),
+        );
+        let (out, _) = check(GCS, &pod);
+        assert!(
+            matches!(&out.decision, Decision::Denied(m) if m.contains("already the mountPath")),
+            "{spelled}: {:?}",
+            out.decision
+        );
+    }
+    // A read-only mount above ours, spelled with `//`.
+    let pod = pod_with(
+        json!({"name": "ctx", "mountPath": "//plx-context", "readOnly": true}),
+        json!({"name": "ctx", "emptyDir": {}}),
+    );
+    assert!(
+        matches!(check(GCS, &pod).0.decision, Decision::Denied(m) if m.contains("inside the read-only mount"))
+    );
+    // Polyaxon's own mount of the key, spelled oddly: reused, and GC_KEY_PATH is the clean path.
+    let pod = pod_with(
+        json!({"name": "gcs-secret", "mountPath": "/plx-context//.gc/./", "readOnly": true}),
+        json!({"name": "gcs-secret", "secret": {"secretName": "gcs-secret"}}),
+    );
+    let (out, p) = check(GCS, &pod);
+    assert_eq!(out.decision, Decision::Mutated);
+    let main = c(&p, "polyaxon-main");
+    assert_eq!(main["volumeMounts"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        env_value(main, "GC_KEY_PATH"),
+        Some("/plx-context/.gc/gc-secret.json")
+    );
+}

@@ -420,3 +420,47 @@ injection:
         prop_assert_eq!(env_value(main, "GC_KEY_PATH").is_some(), store == "gcs-artifacts");
     }
 }
+
+/// Another spelling of the same directory, as the container runtime resolves it.
+fn respell(path: &str, how: u8) -> String {
+    match how % 5 {
+        0 => format!("/{path}"),
+        1 => format!("{path}/"),
+        2 => path.replacen('/', "/./", 1),
+        3 => format!("/x/..{path}"),
+        _ => path.replace('/', "//"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The apiserver stores mountPaths as written; the runtime cleans them. So no spelling of a
+    /// path may change what the webhook decides, or where it says the key is.
+    #[test]
+    fn respelled_paths_decide_the_same(raw in pod(), which in 0usize..10, hows in prop::collection::vec(0u8..5, 16)) {
+        let pod = make_valid(raw);
+        prop_assume!(pod.is_some());
+        let pod = pod.unwrap();
+        let configs = configs();
+        let (cname, plan) = &configs[which];
+        let mut respelled = pod.clone();
+        let mut k = 0;
+        for list in ["initContainers", "containers"] {
+            for c in respelled["spec"][list].as_array_mut().into_iter().flatten() {
+                for m in c["volumeMounts"].as_array_mut().into_iter().flatten() {
+                    let p = m["mountPath"].as_str().unwrap().to_string();
+                    m["mountPath"] = json!(respell(&p, hows[k % hows.len()]));
+                    k += 1;
+                }
+            }
+        }
+        let req = Request::pod_create("polyaxon");
+        let a = mutate(&pod, plan, &req);
+        let b = mutate(&respelled, plan, &req);
+        prop_assert_eq!(a.decision.label(), b.decision.label(), "{}: {:?} vs {:?}", cname, a.decision, b.decision);
+        prop_assert_eq!(&a.conflicts, &b.conflicts, "{}", cname);
+        // Same patch: same mounts added, same GC_KEY_PATH / GOOGLE_APPLICATION_CREDENTIALS values.
+        prop_assert_eq!(&a.patch, &b.patch, "{}", cname);
+    }
+}

@@ -151,6 +151,9 @@ async fn malformed_bodies_get_clear_400s() {
         (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":7}}"#.to_vec(), "uid"),
         (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"a","dryRun":"yes"}}"#.to_vec(), "dryRun"),
         (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"a","operation":5}}"#.to_vec(), "operation"),
+        // Which uid would we echo? A duplicate key is refused, naming it and where it is.
+        (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"a","uid":"b"}}"#.to_vec(), "request: duplicate field `uid`"),
+        (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","kind":"AdmissionReview","request":{"uid":"a"}}"#.to_vec(), "duplicate field `kind`"),
     ];
     for (body, want) in cases {
         let (s, v) = call(app(), Method::POST, "/mutate", body).await;
@@ -226,6 +229,13 @@ async fn concurrency_bound_answers_503_and_slow_bodies_time_out() {
     // The slow one is cut by the whole-request timeout, freeing the slot.
     let resp = held.await.unwrap().unwrap();
     assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+    // Every error body is JSON, the 408 included, and HTTP/1.1 is told the connection closes.
+    assert_eq!(resp.headers()["connection"], "close");
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["code"], 408);
     drop(tx);
     let (s, _) = call(app, Method::POST, "/mutate", b"{}".to_vec()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);

@@ -94,3 +94,30 @@ where
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The caller loads bytes, then starts watching from those same bytes: a change made in
+    /// between (before the watch exists) is still delivered.
+    #[tokio::test]
+    async fn a_change_between_load_and_watch_is_seen() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, "a").expect("write");
+        let paths = vec![path.clone()];
+        let loaded = read_all(&paths).await;
+        std::fs::write(&path, "b").expect("write");
+        let (tx, mut rx) = mpsc::channel(4);
+        let task = spawn(paths, loaded, Duration::from_millis(100), move |now| {
+            let _ = tx.try_send(now.clone());
+        });
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the change was lost")
+            .expect("watcher ended");
+        assert_eq!(got, vec![Ok(b"b".to_vec())]);
+        task.abort();
+    }
+}
