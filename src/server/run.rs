@@ -17,6 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// The admin listener's connection cap (or --max-connections, if lower).
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone)]
 pub enum CertSource {
@@ -268,9 +271,11 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let (admin_addr, admin_task) = match admin_listener {
         Some(l) => {
             let a = l.local_addr()?;
+            // Probes and scrapes need few connections; the cap keeps a flood of them small.
             let limits = Limits {
                 grace: Duration::from_secs(1),
                 linger: Duration::ZERO,
+                max_connections: opts.limits.max_connections.min(ADMIN_MAX_CONNECTIONS),
                 ..opts.limits
             };
             (

@@ -55,8 +55,9 @@ impl Default for Limits {
 
 /// Idle connections are closed after this many seconds by default (apiserver: 90 s).
 pub const DEFAULT_IDLE_SECONDS: u64 = 120;
-/// Default cap on open connections per listener (≈ 10 KiB each when idle: BENCHMARKS.md).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+/// Default cap on open connections per listener: ≈ 40 KiB each after a request, so ≈ 62 MiB
+/// RSS at the cap, inside the Deployment's 128 MiB limit (BENCHMARKS.md).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// HTTP/2 keep-alive pings: interval, and how long an unanswered one may wait.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
