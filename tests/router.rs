@@ -10,7 +10,7 @@ use axum::Router;
 use base64::Engine as _;
 use common::*;
 use http_body_util::BodyExt;
-use plx_store_webhook::server::{router, with_guards, AppState, Guards};
+use plx_store_webhook::server::{admin_router, router, with_guards, AppState, Guards};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -193,6 +193,18 @@ async fn limits_routes_and_methods() {
         call(app(), Method::GET, "/readyz", vec![]).await.0,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn admin_errors_are_json_too() {
+    let admin = admin_router(AppState::new(plan_for("examples/store-ctxdir.yaml")));
+    let (s, v) = call(admin.clone(), Method::POST, "/metrics", vec![]).await;
+    assert_eq!(
+        (s, v["code"].clone()),
+        (StatusCode::METHOD_NOT_ALLOWED, json!(405))
+    );
+    let (s, v) = call(admin, Method::GET, "/nope", vec![]).await;
+    assert_eq!((s, v["code"].clone()), (StatusCode::NOT_FOUND, json!(404)));
 }
 
 #[tokio::test]
