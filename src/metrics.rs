@@ -72,6 +72,15 @@ pub struct Metrics {
     pub connections_open: Family<ListenerLabels, Gauge>,
     pub connections_refused: Family<ListenerLabels, Counter>,
     pub connections_closed: Family<ClosedLabels, Counter>,
+    /// 1 while this replica is ready (what `/readyz` says), for the no-ready-replica alert.
+    pub ready: Gauge,
+    /// 1 while the last load of `what` (config, cert) failed and the last good one serves.
+    pub reload_failing: Family<WhatLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WhatLabels {
+    pub what: &'static str,
 }
 
 impl Default for Metrics {
@@ -107,8 +116,9 @@ impl Metrics {
         let mut registry = Registry::with_prefix("plx_webhook");
         let m = Metrics {
             requests: Family::default(),
-            // 25 µs … ~0.8 s: fine enough for sub-millisecond work.
-            duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
+            // 25 µs … ~6.5 s: fine enough for sub-millisecond work, and past the MWC's
+            // timeoutSeconds (5 s), so a p99 approaching it is measurable.
+            duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 19)),
             injected_containers: Counter::default(),
             skips: Family::default(),
             conflicts: Family::default(),
@@ -119,6 +129,8 @@ impl Metrics {
             connections_open: Family::default(),
             connections_refused: Family::default(),
             connections_closed: Family::default(),
+            ready: Gauge::default(),
+            reload_failing: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -182,6 +194,16 @@ impl Metrics {
             m.connections_closed.clone(),
         );
         registry.register(
+            "ready",
+            "1 while this replica is ready to serve admissions (as /readyz says)",
+            m.ready.clone(),
+        );
+        registry.register(
+            "reload_failing",
+            "1 while the last load of the config or the serving certificate failed (the last good one serves)",
+            m.reload_failing.clone(),
+        );
+        registry.register(
             "build",
             "Build information",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
@@ -232,6 +254,13 @@ impl Metrics {
             })
             .inc();
         self.duration.observe(seconds);
+    }
+
+    /// Record the result of loading `what` (`config` or `cert`).
+    pub fn set_reload_result(&self, what: &'static str, ok: bool) {
+        self.reload_failing
+            .get_or_create(&WhatLabels { what })
+            .set(i64::from(!ok));
     }
 
     /// Record the config now in force.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Kinds whose schemas are not in Kubernetes' own OpenAPI (cert-manager CRDs).
-const CRD_KINDS: &[&str] = &["Issuer", "Certificate"];
+const CRD_KINDS: &[&str] = &["Issuer", "Certificate", "PodMonitor", "PrometheusRule"];
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok()
@@ -40,8 +40,12 @@ fn render(dir: &Path) -> (String, Vec<Value>) {
 
 /// The static-certs overlay needs `plx-store-webhook certs` output: render a copy that has it.
 fn render_static_certs(tmp: &Path) -> (String, Vec<Value>) {
+    render_static_certs_from(&root().join("manifests"), tmp)
+}
+
+fn render_static_certs_from(from: &Path, tmp: &Path) -> (String, Vec<Value>) {
     let manifests = tmp.join("manifests");
-    copy_dir(&root().join("manifests"), &manifests);
+    copy_dir(from, &manifests);
     let overlay = manifests.join("overlays/static-certs");
     let out = Command::new(env!("CARGO_BIN_EXE_plx-store-webhook"))
         .args(["certs", "--out-dir"])
@@ -56,13 +60,19 @@ fn render_static_certs(tmp: &Path) -> (String, Vec<Value>) {
     render(&overlay)
 }
 
+/// The files `certs --out-dir manifests/overlays/static-certs` writes (git-ignored): a scratch
+/// copy must not take them, or the test would trip on an operator's real certificates.
+const GENERATED: &[&str] = &["tls.crt", "tls.key", "ca.crt", "cabundle-patch.yaml"];
+
+/// Copy the tracked manifests only (never the generated certificate files a user may have made
+/// by following the README), so the tests work on a scratch copy of what the repository ships.
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
         if e.file_type().unwrap().is_dir() {
             copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
+        } else if !GENERATED.iter().any(|g| e.file_name() == *g) {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
@@ -80,6 +90,15 @@ fn all_rendered(tmp: &Path) -> Vec<(&'static str, String, Vec<Value>)> {
     }
     let (text, docs) = render_static_certs(tmp);
     out.push(("overlays/static-certs", text, docs));
+    // The monitoring component, added to an overlay as the README says.
+    let manifests = tmp.join("with-monitoring");
+    copy_dir(&root().join("manifests"), &manifests);
+    let overlay = manifests.join("overlays/cert-manager");
+    let k = overlay.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&k).unwrap() + "components:\n  - ../../monitoring\n";
+    std::fs::write(&k, text).unwrap();
+    let (text, docs) = render(&overlay);
+    out.push(("overlays/cert-manager + monitoring", text, docs));
     out
 }
 
@@ -120,6 +139,60 @@ fn every_overlay_renders_and_validates_strictly() {
                 String::from_utf8_lossy(&o.stdout),
                 String::from_utf8_lossy(&o.stderr)
             ),
+        }
+        for d in &docs {
+            let what = format!("{name}: {} {}", d["kind"], d["metadata"]["name"]);
+            // Common labels on every object, generated ones included.
+            assert_eq!(
+                d["metadata"]["labels"]["app.kubernetes.io/part-of"], "plx-store-webhook",
+                "{what}"
+            );
+            if d["kind"] == "Deployment" {
+                let image = d["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap();
+                if name != "base" {
+                    // A clearly fake registry the README tells you to replace.
+                    assert_eq!(
+                        image, "registry.example.invalid/plx-store-webhook:0.1.0",
+                        "{what}"
+                    );
+                }
+                let ann = &d["spec"]["template"]["metadata"]["annotations"];
+                assert_eq!(ann["prometheus.io/scrape"], "true", "{what}");
+                assert_eq!(ann["prometheus.io/port"], "8080", "{what}");
+            }
+            // Namespaced objects land in one namespace (components included).
+            if !["Namespace", "PriorityClass", "MutatingWebhookConfiguration"]
+                .contains(&d["kind"].as_str().unwrap())
+            {
+                assert!(
+                    d["metadata"]["namespace"].is_string(),
+                    "{what}: no namespace"
+                );
+            }
+        }
+        let np = find(&docs, "NetworkPolicy");
+        let rules = np["spec"]["ingress"].as_array().unwrap();
+        for r in rules {
+            let ports: Vec<u64> = r["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["port"].as_u64().unwrap())
+                .collect();
+            if ports.contains(&8080) {
+                // The admin port only from labelled monitoring namespaces, never from anywhere.
+                assert_eq!(ports, [8080], "{name}");
+                assert_eq!(
+                    r["from"][0]["namespaceSelector"]["matchLabels"]
+                        ["plx-store-webhook.dev/scrape"],
+                    "true",
+                    "{name}"
+                );
+            } else {
+                assert_eq!(ports, [8443], "{name}");
+            }
         }
         // The CRD objects at least name the right fields.
         for d in docs.iter().filter(|d| d["kind"] == "Certificate") {
@@ -384,4 +457,26 @@ fn certs_command_writes_files_and_refuses_to_overwrite() {
     );
     assert!(run(&["--force"]).status.success());
     assert_ne!(std::fs::read(dir.join("tls.key")).unwrap(), before);
+}
+
+/// README step 3b writes certificates into the repository's static-certs overlay; the tests
+/// (which work on scratch copies) must still pass afterwards.
+#[test]
+fn tests_still_pass_after_the_readme_wrote_certificates_into_the_overlay() {
+    let user = tempfile::tempdir().unwrap();
+    let repo = user.path().join("manifests");
+    copy_dir(&root().join("manifests"), &repo);
+    let out = Command::new(env!("CARGO_BIN_EXE_plx-store-webhook"))
+        .args(["certs", "--out-dir"])
+        .arg(repo.join("overlays/static-certs"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let scratch = tempfile::tempdir().unwrap();
+    let (_, docs) = render_static_certs_from(&repo, scratch.path());
+    let secret = find(&docs, "Secret");
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/name"],
+        "plx-store-webhook"
+    );
 }

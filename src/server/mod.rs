@@ -216,6 +216,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let (ready, _) = state.health.readiness();
+    state.metrics.ready.set(i64::from(ready));
     (
         [(
             header::CONTENT_TYPE,

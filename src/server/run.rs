@@ -126,6 +126,7 @@ fn apply_tls(state: &AppState, side: &TlsSide, result: Result<tls::Built, String
                 .get_or_create(&ResultLabels { result: "success" })
                 .inc();
             state.health.cert_result(Ok(()));
+            state.metrics.set_reload_result("cert", true);
             tracing::info!(not_after = built.not_after, "serving certificate loaded");
         }
         Err(e) => {
@@ -140,6 +141,7 @@ fn apply_tls(state: &AppState, side: &TlsSide, result: Result<tls::Built, String
                 tracing::error!(error = %e, "no valid serving certificate yet: unready, and TLS connections are closed, until one appears");
             }
             state.health.cert_result(Err(e));
+            state.metrics.set_reload_result("cert", false);
         }
     }
 }
@@ -159,6 +161,7 @@ fn apply_config(state: &AppState, result: Result<config::Config, config::ConfigE
                 .get_or_create(&ResultLabels { result: "success" })
                 .inc();
             state.health.config_result(Ok(()));
+            state.metrics.set_reload_result("config", true);
             tracing::info!(config_hash = %cfg.hash, store = %cfg.store.name, "config loaded");
         }
         Err(e) => {
@@ -169,6 +172,7 @@ fn apply_config(state: &AppState, result: Result<config::Config, config::ConfigE
                 .inc();
             tracing::error!(error = %e, "config not reloaded; the last good one stays in force");
             state.health.config_result(Err(e.to_string()));
+            state.metrics.set_reload_result("config", false);
         }
     }
 }
@@ -186,6 +190,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     state.guards = opts.guards;
     state.health = Arc::new(super::Health::default());
     state.health.config_result(Ok(()));
+    state.metrics.set_reload_result("config", true);
 
     let listener = bind("webhook listener (--listen)", opts.listen).await?;
     let admin_listener = match opts.admin_listen {
