@@ -24,6 +24,10 @@ pub enum Command {
     /// Serve the admission webhook over HTTPS.
     Serve(Box<ServeArgs>),
     /// Run the engine on a Pod or AdmissionReview file (or stdin) and print the result.
+    #[command(
+        after_help = "Exit codes: 0 the pod is allowed (patched, unchanged or not served), 1 the input or the config \
+                      cannot be read, 2 the webhook would deny the pod (the reason is on stderr)."
+    )]
     Mutate {
         /// Store config: Helm values, a connection, the agent ConfigMap's JSON, or a directory
         /// holding the agent ConfigMap's keys.

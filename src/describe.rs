@@ -54,7 +54,7 @@ pub fn describe(config: &Config, plan: &Plan) -> String {
         globs(&inj.containers),
         globs(&inj.init_containers)
     );
-    let _ = writeln!(out, "on conflict: {:?}", inj.on_conflict);
+    let _ = writeln!(out, "on conflict: {}", inj.on_conflict.as_str());
     out.push_str(&rule_table(config));
     let default_label = match config.no_match {
         NoMatch::Default if config.rules.is_empty() => "every run",

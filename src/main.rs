@@ -90,11 +90,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             certs::write_files(&args.out_dir, &bundle, args.force)?;
             let dir = args.out_dir.display();
             println!("wrote {dir}/ca.crt, {dir}/tls.crt, {dir}/tls.key (0600), {dir}/cabundle-patch.yaml");
-            println!(
-                "SANs: {}; valid until {}",
-                sans.join(", "),
-                bundle.not_after
-            );
+            let until = bundle
+                .not_after
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| bundle.not_after.to_string());
+            println!("SANs: {}; valid until {until}", sans.join(", "));
             if args.print {
                 use base64::Engine as _;
                 println!(

@@ -190,7 +190,7 @@ impl Metrics {
         );
         registry.register(
             "connections_closed",
-            "Connections closed by the server for a timeout (header_timeout, idle_timeout), by listener",
+            "Connections closed by the server for a timeout (handshake_timeout, header_timeout, idle_timeout), by listener",
             m.connections_closed.clone(),
         );
         registry.register(

@@ -530,3 +530,42 @@ fn serve_without_a_certificate_says_it_is_unready_until_one_appears() {
     assert!(all.contains("no valid serving certificate yet"), "{all}");
     assert!(!all.contains("last good one keeps serving"), "{all}");
 }
+
+#[test]
+fn printed_values_are_as_written_and_exit_codes_documented() {
+    let out = text(&bin(&["check-config", "examples/store-ctxdir.yaml"], None).stdout);
+    assert!(out.contains("on conflict: deny"), "{out}");
+    let help = text(&bin(&["mutate", "--help"], None).stdout);
+    assert!(
+        help.contains("Exit codes: 0") && help.contains("2 the webhook would deny"),
+        "{help}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let o = bin(&["certs", "--out-dir", dir.path().to_str().unwrap()], None);
+    let out = text(&o.stdout);
+    let until = out.split("valid until ").nth(1).unwrap().trim();
+    assert!(
+        time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339).is_ok(),
+        "not RFC 3339: {until}"
+    );
+}
+
+/// The README's curl example posts this review: a labelled run pod, so the answer shows a patch.
+#[test]
+fn the_shipped_review_of_a_run_pod_gets_a_patch() {
+    let o = bin(
+        &[
+            "mutate",
+            "--config",
+            "examples/helm-values.yaml",
+            "--output",
+            "review",
+            "examples/review-run-pod.json",
+        ],
+        None,
+    );
+    assert!(o.status.success());
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["response"]["allowed"], true);
+    assert_eq!(v["response"]["patchType"], "JSONPatch");
+}

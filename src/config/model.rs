@@ -227,6 +227,16 @@ pub enum OnConflict {
     Skip,
 }
 
+impl OnConflict {
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnConflict::Deny => "deny",
+            OnConflict::Skip => "skip",
+        }
+    }
+}
+
 /// Which pods and containers get the store.
 #[derive(Debug, Clone, Serialize)]
 pub struct Injection {

@@ -208,6 +208,9 @@ pub async fn serve(
                         }
                         Err(_) => {
                             tracing::debug!(%peer, "TLS handshake timed out");
+                            if let Some(c) = &counters {
+                                c.metrics.connection_closed(c.listener, "handshake_timeout");
+                            }
                             return;
                         }
                     };
