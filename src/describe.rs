@@ -92,6 +92,7 @@ pub fn rule_table(config: &Config) -> String {
         "match".to_string(),
         "store".to_string(),
         "connections".to_string(),
+        "identity".to_string(),
     ]];
     for (i, r) in config.rules.iter().enumerate() {
         let m = &r.matcher;
@@ -120,9 +121,12 @@ pub fn rule_table(config: &Config) -> String {
             } else {
                 conns.join(", ")
             },
+            r.identity.as_ref().map_or("key".to_string(), |i| {
+                format!("serviceAccount {}", i.service_account)
+            }),
         ]);
     }
-    let widths: Vec<usize> = (0..4)
+    let widths: Vec<usize> = (0..5)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     for row in &rows {
@@ -236,6 +240,26 @@ fn describe_store(out: &mut String, s: &Store, plan: &StorePlan) {
     );
     if !plan.connections.is_empty() {
         let _ = writeln!(out, "connections: {}", plan.connections.join(", "));
+    }
+    if let Some(id) = &plan.identity {
+        let globs: Vec<&str> = plan
+            .policy
+            .runs_service_accounts
+            .iter()
+            .map(|g| g.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "identity (keyless): serviceAccountName {} — set when the run's account is `default` or a Polyaxon runs \
+             account [{}]; a user's own account is kept with a warning, another rule's identity is refused{}",
+            id.service_account,
+            globs.join(", "),
+            if id.azure_label {
+                "; label azure.workload.identity/use: \"true\""
+            } else {
+                ""
+            }
+        );
     }
     let _ = writeln!(out, "\nwhat every target container ends up with:");
     for m in &plan.mounts {

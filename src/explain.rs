@@ -93,6 +93,22 @@ pub fn explain(pod: &Value, plan: &Plan, namespace: &str, outcome: &Outcome) -> 
     for w in &outcome.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
+    if let Some(id) = &sp.identity {
+        let _ = writeln!(
+            out,
+            "identity (keyless): serviceAccountName {} → {}",
+            id.service_account,
+            match (outcome.identity_result(), outcome.allowed()) {
+                (Some("assigned"), _) => format!("the run runs as {}", outcome.identity),
+                (Some(_), _) => format!(
+                    "the run's own account {} was kept (see the warning)",
+                    outcome.identity
+                ),
+                (None, false) => "not applied (denied)".to_string(),
+                (None, true) => "not applied".to_string(),
+            }
+        );
+    }
     for n in &sp.notes {
         let _ = writeln!(out, "note: {n}");
     }

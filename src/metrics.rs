@@ -74,6 +74,8 @@ pub struct Metrics {
     pub connections_closed: Family<ClosedLabels, Counter>,
     /// 1 while this replica is ready (what `/readyz` says), for the no-ready-replica alert.
     pub ready: Gauge,
+    /// Keyless runs by what happened to their ServiceAccount.
+    pub identities: Family<ResultLabels, Counter>,
     /// 1 while the last load of `what` (config, cert) failed and the last good one serves.
     pub reload_failing: Family<WhatLabels, Gauge>,
 }
@@ -130,6 +132,7 @@ impl Metrics {
             connections_refused: Family::default(),
             connections_closed: Family::default(),
             ready: Gauge::default(),
+            identities: Family::default(),
             reload_failing: Family::default(),
             registry: Registry::default(),
         };
@@ -194,6 +197,11 @@ impl Metrics {
             m.connections_closed.clone(),
         );
         registry.register(
+            "identities",
+            "Runs of keyless stores by what happened to their ServiceAccount (assigned: the store's identity; user_account: the run's own account, kept)",
+            m.identities.clone(),
+        );
+        registry.register(
             "ready",
             "1 while this replica is ready to serve admissions (as /readyz says)",
             m.ready.clone(),
@@ -242,6 +250,11 @@ impl Metrics {
             }
             self.injected_containers
                 .inc_by(outcome.injected_containers as u64);
+            if let Some(result) = outcome.identity_result() {
+                self.identities
+                    .get_or_create(&ResultLabels { result })
+                    .inc();
+            }
         }
     }
 

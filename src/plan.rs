@@ -4,7 +4,7 @@
 
 use crate::clients;
 use crate::config::{
-    gcs_key, Config, Injection, KeyToPath, NoMatch, Resource, RuleMatch, RunFacts, Store,
+    gcs_key, Config, Identity, Injection, KeyToPath, NoMatch, Resource, RuleMatch, RunFacts, Store,
     StoreKind, VolumeStoreSource,
 };
 use crate::k8s_names::to_dns_label;
@@ -37,6 +37,9 @@ pub struct Plan {
     pub default: StorePlan,
     pub rules: Vec<RulePlan>,
     pub no_match: NoMatch,
+    /// Every keyless identity of the config, with who owns it ("rule vision", "the default"):
+    /// a run may not take another team's account.
+    pub identity_owners: Vec<(String, String)>,
 }
 
 /// One per-team rule, ready to match.
@@ -59,34 +62,52 @@ pub enum Route<'a> {
 impl Plan {
     /// Build every store plan of `config` once.
     pub fn from_config(config: &Config) -> Plan {
-        let build = |store: &Store, conns: &[Store]| {
-            StorePlan::build(store, conns, &config.injection, &config.hash)
+        let build = |store: &Store, conns: &[Store], identity: &Option<Identity>| {
+            let mut p = StorePlan::build(store, conns, &config.injection, &config.hash);
+            p.identity.clone_from(identity);
+            p
         };
+        let mut identity_owners: Vec<(String, String)> = Vec::new();
+        if let Some(i) = &config.identity {
+            identity_owners.push((i.service_account.clone(), "the default store".into()));
+        }
+        for r in &config.rules {
+            if let Some(i) = &r.identity {
+                identity_owners.push((i.service_account.clone(), format!("rule {}", r.name)));
+            }
+        }
         Plan {
             config_hash: config.hash.clone(),
             policy: config.injection.clone(),
-            default: build(&config.store, &config.mandated),
+            default: build(&config.store, &config.mandated, &config.identity),
             rules: config
                 .rules
                 .iter()
                 .map(|r| RulePlan {
                     name: r.name.clone(),
                     matcher: r.matcher.clone(),
-                    plan: build(&r.store, &r.connections),
+                    plan: build(&r.store, &r.connections, &r.identity),
                 })
                 .collect(),
             no_match: config.no_match,
+            identity_owners,
         }
     }
 
     /// A plan with one store and no rules (to try one store plan on its own).
     pub fn single(store: StorePlan) -> Plan {
+        let identity_owners = store
+            .identity
+            .iter()
+            .map(|i| (i.service_account.clone(), "the default store".into()))
+            .collect();
         Plan {
             config_hash: store.config_hash.clone(),
             policy: store.policy.clone(),
             default: store,
             rules: Vec::new(),
             no_match: NoMatch::Default,
+            identity_owners,
         }
     }
 
@@ -129,6 +150,8 @@ pub struct StorePlan {
     pub connections: Vec<String>,
     /// What clients in the run will and will not be able to use (`clients::notes`).
     pub notes: Vec<String>,
+    /// Keyless: the run's ServiceAccount (its cloud identity) instead of a key.
+    pub identity: Option<Identity>,
 }
 
 #[derive(Debug, Clone)]
@@ -327,6 +350,7 @@ impl StorePlan {
             store_env_from: 0,
             connections: Vec::new(),
             notes: clients::notes(store),
+            identity: None,
         };
         plan.mounts.extend(volume_mount(store, "store"));
         if let Some(s) = &store.secret {

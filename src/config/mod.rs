@@ -285,16 +285,24 @@ fn finish(parts: Parts, source_name: &str) -> Result<Config, ConfigError> {
     let mut raw_injection = parts.injection.unwrap_or_default();
     let wanted = raw_injection.connections.take().unwrap_or_default();
     let raw_rules = raw_injection.rules.take().unwrap_or_default();
+    let raw_identity = raw_injection.identity.take();
     let no_match = resolve::no_match(raw_injection.no_match.take().as_deref()).map_err(e)?;
     let injection = resolve::injection(raw_injection).map_err(e)?;
     let declared = resolve::declared(parts.connections).map_err(e)?;
     let mandated = resolve::mandated(&store, &declared, &wanted).map_err(e)?;
     let rules = resolve::rules(&store, &declared, &mandated, raw_rules).map_err(e)?;
+    let identity = raw_identity
+        .map(|i| resolve::identity(i, &store, "injection.identity"))
+        .transpose()
+        .map_err(e)?;
+    resolve::check_identities(identity.as_ref().map(|i| (i, &store)), &rules, &injection)
+        .map_err(e)?;
     let mut config = Config {
         store,
         mandated,
         rules,
         no_match,
+        identity,
         injection,
         hash: String::new(),
     };

@@ -17,6 +17,9 @@ pub struct Config {
     pub rules: Vec<Rule>,
     #[serde(skip_serializing_if = "NoMatch::is_default")]
     pub no_match: NoMatch,
+    /// Keyless artifactsStore: the identity of runs no rule matches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
     pub injection: Injection,
     #[serde(skip)]
     pub hash: String,
@@ -123,6 +126,18 @@ pub struct Rule {
     pub matcher: RuleMatch,
     pub store: Store,
     pub connections: Vec<Store>,
+    /// Keyless: the run gets this ServiceAccount (and so its cloud identity), no key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+}
+
+/// A keyless store's identity: clouds map a pod's ServiceAccount to a cloud identity (GKE
+/// Workload Identity Federation, IRSA / EKS Pod Identity, Azure Workload Identity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub service_account: String,
+    /// Azure Workload Identity also needs the pod label `azure.workload.identity/use: "true"`.
+    pub azure_label: bool,
 }
 
 /// Globs on the facts Polyaxon puts on a run pod; an empty list matches anything.
@@ -251,6 +266,19 @@ pub struct Injection {
     /// before the switch existed keep their hash.
     #[serde(skip_serializing_if = "is_true")]
     pub standard_client_env: bool,
+    /// The accounts Polyaxon gives runs, which a keyless rule replaces by its identity.
+    #[serde(skip_serializing_if = "is_default_runs_accounts")]
+    pub runs_service_accounts: Vec<Glob>,
+}
+
+/// Polyaxon's chart names the runs account `<release>-polyaxon-runs-sa`.
+pub const DEFAULT_RUNS_SERVICE_ACCOUNTS: &[&str] = &["*-polyaxon-runs-sa"];
+
+fn is_default_runs_accounts(v: &[Glob]) -> bool {
+    v.len() == DEFAULT_RUNS_SERVICE_ACCOUNTS.len()
+        && v.iter()
+            .zip(DEFAULT_RUNS_SERVICE_ACCOUNTS)
+            .all(|(g, d)| g.as_str() == *d)
 }
 
 fn is_true(b: &bool) -> bool {
@@ -287,6 +315,10 @@ impl Default for Injection {
                 .collect(),
             on_conflict: OnConflict::Deny,
             standard_client_env: true,
+            runs_service_accounts: DEFAULT_RUNS_SERVICE_ACCOUNTS
+                .iter()
+                .map(|s| Glob::new(*s))
+                .collect(),
         }
     }
 }

@@ -124,6 +124,19 @@ pub struct RawInjection {
     pub no_match: Option<String>,
     /// Also set the variables the standard cloud clients read (default true).
     pub standard_client_env: Option<bool>,
+    /// The cloud identity (a ServiceAccount) of runs no rule matches: keyless artifactsStore.
+    pub identity: Option<RawIdentity>,
+    /// Globs of the accounts Polyaxon gives runs (replaced by a rule's identity).
+    pub runs_service_accounts: Option<Vec<String>>,
+}
+
+/// A keyless store's identity: the ServiceAccount whose cloud identity the run gets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawIdentity {
+    pub service_account_name: String,
+    /// Azure Workload Identity: also label the pod `azure.workload.identity/use: "true"`.
+    pub azure_workload_identity: Option<bool>,
 }
 
 /// One store rule: which runs (`match`) get which store and extra connections.
@@ -136,6 +149,9 @@ pub struct RawRule {
     pub store: String,
     #[serde(default)]
     pub connections: Option<Vec<String>>,
+    /// Keyless: the ServiceAccount whose cloud identity this rule's runs get.
+    #[serde(default)]
+    pub identity: Option<RawIdentity>,
 }
 
 /// What a rule matches on; every list given must match (a list matches when any glob does).

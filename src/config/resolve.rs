@@ -262,6 +262,12 @@ pub(super) fn injection(raw: RawInjection) -> Result<Injection, String> {
     if let Some(on) = raw.standard_client_env {
         inj.standard_client_env = on;
     }
+    if let Some(accounts) = raw.runs_service_accounts {
+        if accounts.iter().any(|a| a.trim().is_empty()) {
+            return Err("injection.runsServiceAccounts: patterns must not be empty".into());
+        }
+        inj.runs_service_accounts = accounts.into_iter().map(Glob::new).collect();
+    }
     if let Some(oc) = raw.on_conflict {
         inj.on_conflict = match oc.as_str() {
             "deny" => OnConflict::Deny,
@@ -419,14 +425,97 @@ pub(super) fn rules(
             projects: globs("projects", m.projects)?,
             components: globs("components", m.components)?,
         };
+        let identity = r
+            .identity
+            .map(|i| identity(i, &rule_store, &format!("{at}.identity")))
+            .transpose()?;
         out.push(Rule {
             name,
             matcher,
             store: rule_store,
             connections,
+            identity,
         });
     }
     Ok(out)
+}
+
+/// A keyless store's identity, checked: a cloud store, no key beside it, a valid account name.
+pub(super) fn identity(raw: RawIdentity, store: &Store, at: &str) -> Result<Identity, String> {
+    if !store.kind.is_bucket() {
+        return Err(format!(
+            "{at}: store {:?} is a {} store; an identity only means something for gcs, s3 and wasb stores",
+            store.name,
+            store.kind.as_str()
+        ));
+    }
+    if let Some(secret) = &store.secret {
+        return Err(format!(
+            "{at}: store {:?} also has a key (secret {:?}); a keyless store must carry none, because Polyaxon's SDK \
+             and the cloud clients use a key before the pod's identity. Remove `secret` from the connection",
+            store.name, secret.name
+        ));
+    }
+    let azure = raw.azure_workload_identity.unwrap_or(false);
+    if azure && store.kind != StoreKind::Wasb {
+        return Err(format!(
+            "{at}.azureWorkloadIdentity: only for wasb stores (store {:?} is {})",
+            store.name,
+            store.kind.as_str()
+        ));
+    }
+    if !crate::k8s_names::is_dns_subdomain(&raw.service_account_name) {
+        return Err(format!(
+            "{at}.serviceAccountName: {:?} is not a valid ServiceAccount name (a DNS subdomain)",
+            raw.service_account_name
+        ));
+    }
+    Ok(Identity {
+        service_account: raw.service_account_name,
+        azure_label: azure,
+    })
+}
+
+/// No two stores may share an account (one team would borrow another's cloud identity), and no
+/// identity may be one of Polyaxon's shared runs accounts (every run would have it).
+pub(super) fn check_identities(
+    default: Option<(&Identity, &Store)>,
+    rules: &[Rule],
+    injection: &Injection,
+) -> Result<(), String> {
+    let mut seen: Vec<(&str, &str, String)> = Vec::new();
+    let all = default
+        .map(|(i, s)| (i, s, "injection.identity".to_string()))
+        .into_iter()
+        .chain(rules.iter().enumerate().filter_map(|(n, r)| {
+            r.identity.as_ref().map(|i| {
+                (
+                    i,
+                    &r.store,
+                    format!("injection.rules[{n}].identity ({})", r.name),
+                )
+            })
+        }));
+    for (id, store, at) in all {
+        let account = id.service_account.as_str();
+        if crate::glob::any_match(&injection.runs_service_accounts, account) {
+            return Err(format!(
+                "{at}: {account:?} is one of Polyaxon's shared runs accounts (injection.runsServiceAccounts); \
+                 give each team an account of its own"
+            ));
+        }
+        if let Some((_, other_store, other_at)) = seen
+            .iter()
+            .find(|(a, s, _)| *a == account && *s != store.name)
+        {
+            return Err(format!(
+                "{at}: account {account:?} is also {other_at} for store {other_store:?}; two stores sharing one \
+                 account would let one team's runs use the other's bucket"
+            ));
+        }
+        seen.push((account, &store.name, at));
+    }
+    Ok(())
 }
 
 pub(super) fn no_match(raw: Option<&str>) -> Result<NoMatch, String> {

@@ -45,13 +45,20 @@ struct ContainerWork {
     uses_new_volume: Vec<usize>,
 }
 
-pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan) -> Outcome {
+/// The containers that get the store: targets by the policy's globs, minus the pod's skip list.
+pub(super) fn targets<'v, 'p, 'a>(
+    view: &'v PodView<'p, 'a>,
+    plan: &StorePlan,
+) -> Vec<&'v Placed<'p, 'a>> {
     let skip = skip_list(view);
-    let targets: Vec<&Placed<'_, '_>> = view
-        .containers
+    view.containers
         .iter()
         .filter(|p| is_target(p, &plan.policy) && !skip.contains(&p.c.name.as_ref()))
-        .collect();
+        .collect()
+}
+
+pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan) -> Outcome {
+    let targets = targets(view, plan);
     if targets.is_empty() {
         return Outcome::ignored(IgnoreReason::NoTargetContainer);
     }
@@ -138,6 +145,8 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan) -> Outcome {
         pod_name: String::new(),
         store: String::new(),
         rule: String::new(),
+        identity: String::new(),
+        identity_kept_user: false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The pure injection engine: (pod JSON, [`Plan`], request facts) → [`Outcome`]. No I/O, no clock,
 //! no globals; the server, the offline `mutate` command and the golden tests all call [`mutate`].
 
+mod identity;
 mod inject;
 pub mod keypath;
 pub mod patch;
@@ -110,6 +111,8 @@ pub enum ConflictKind {
     NestedInReadOnly,
     /// Another mount lies inside our read-only mount.
     MountInsideOurs,
+    /// A key in a container would win over a keyless store's identity.
+    KeyOverIdentity,
 }
 
 impl ConflictKind {
@@ -118,6 +121,7 @@ impl ConflictKind {
             ConflictKind::MountPathTaken => "mount_path_taken",
             ConflictKind::NestedInReadOnly => "nested_in_read_only",
             ConflictKind::MountInsideOurs => "mount_inside_ours",
+            ConflictKind::KeyOverIdentity => "key_over_identity",
         }
     }
 }
@@ -139,6 +143,10 @@ pub struct Outcome {
     pub store: String,
     /// The rule that routed it (empty for the default store or when not routed).
     pub rule: String,
+    /// Keyless stores: the run's ServiceAccount (empty when the store has a key or none ran).
+    pub identity: String,
+    /// The account is the user's own, kept instead of the store's identity.
+    pub identity_kept_user: bool,
 }
 
 impl Outcome {
@@ -153,6 +161,8 @@ impl Outcome {
             pod_name: String::new(),
             store: String::new(),
             rule: String::new(),
+            identity: String::new(),
+            identity_kept_user: false,
         }
     }
 
@@ -166,6 +176,16 @@ impl Outcome {
 
     pub fn allowed(&self) -> bool {
         !matches!(self.decision, Decision::Denied(_))
+    }
+
+    /// Keyless runs: what happened to the run's ServiceAccount (a metric label); `None` for
+    /// stores with a key.
+    pub fn identity_result(&self) -> Option<&'static str> {
+        match (self.identity.is_empty(), self.identity_kept_user) {
+            (true, _) => None,
+            (false, true) => Some("user_account"),
+            (false, false) => Some("assigned"),
+        }
     }
 }
 
@@ -263,6 +283,12 @@ fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
         Route::Unmatched(how) => return unmatched(how, &facts),
     };
     let mut out = inject::reconcile(&view, store_plan);
+    if let (Some(id), true) = (&store_plan.identity, out.allowed()) {
+        if !matches!(out.decision, Decision::Ignored(_)) {
+            let targets = inject::targets(&view, store_plan);
+            identity::apply(&view, plan, store_plan, id, &targets, &mut out);
+        }
+    }
     out.store.clone_from(&store_plan.store_name);
     if !plan.rules.is_empty() {
         out.rule = rule.to_string();

@@ -52,6 +52,11 @@ pub struct Spec<'a> {
     #[serde(borrow)]
     pub init_containers: Option<Vec<Container<'a>>>,
     pub security_context: Option<PodSecurity>,
+    #[serde(borrow)]
+    pub service_account_name: Option<Str<'a>>,
+    /// Deprecated alias of `serviceAccountName`, still honoured by the apiserver.
+    #[serde(borrow)]
+    pub service_account: Option<Str<'a>>,
 }
 
 /// The pod-level `securityContext` fields that decide who can read a mounted key.
@@ -294,6 +299,8 @@ pub struct PodView<'p, 'a> {
     pub has_volumes: bool,
     pub containers: Vec<Placed<'p, 'a>>,
     pub security: Option<&'p PodSecurity>,
+    pub service_account_name: Option<&'p str>,
+    pub service_account: Option<&'p str>,
 }
 
 impl<'p, 'a> PodView<'p, 'a> {
@@ -318,6 +325,8 @@ impl<'p, 'a> PodView<'p, 'a> {
             has_volumes: spec.volumes.is_some(),
             containers,
             security: spec.security_context.as_ref(),
+            service_account_name: spec.service_account_name.as_deref(),
+            service_account: spec.service_account.as_deref(),
         })
     }
 

@@ -186,6 +186,7 @@ async fn mutate(
         api_version = review.api_version.label(),
         store = outcome.store.as_str(),
         rule = outcome.rule.as_str(),
+        identity = outcome.identity.as_str(),
         config_hash = plan.config_hash.as_str(),
         decision = outcome.decision.label(),
         reason = match &outcome.decision {

@@ -1,0 +1,185 @@
+//! Keyless stores: give the run the ServiceAccount whose cloud identity the store's rule names,
+//! instead of a key. The apiserver re-runs its ServiceAccount plugin after a webhook changes the
+//! account at CREATE, and with bound tokens the token volume names no account, so the kubelet
+//! then requests a token for the new account (facts: shared/docs/identity-facts.md).
+
+use super::patch::pointer;
+use super::pod::{Container, Placed, PodView};
+use super::{ConflictKind, Decision, Outcome};
+use crate::config::{Identity, OnConflict, StoreKind};
+use crate::plan::{Plan, StorePlan};
+use json_patch::{AddOperation, PatchOperation};
+use serde_json::Value;
+
+/// Where the ServiceAccount plugin mounts the token in every container.
+pub const TOKEN_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// Azure Workload Identity's webhook only serves pods with this label.
+pub const AZURE_LABEL: &str = "azure.workload.identity/use";
+
+/// Variables through which a key reaches the clients, per store kind: any of them in a target
+/// container wins over the pod's identity (Polyaxon's SDK and the cloud clients try keys first).
+fn key_variables(kind: StoreKind) -> &'static [&'static str] {
+    match kind {
+        StoreKind::Gcs => &[
+            "GC_KEY_PATH",
+            "GOOGLE_KEY_PATH",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "GC_KEYFILE_DICT",
+            "GOOGLE_KEYFILE_DICT",
+            "POLYAXON_GC_KEY_PATH",
+            "POLYAXON_GOOGLE_KEY_PATH",
+            "POLYAXON_GOOGLE_APPLICATION_CREDENTIALS",
+            "POLYAXON_GC_KEYFILE_DICT",
+        ],
+        StoreKind::S3 => &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+        StoreKind::Wasb => &[
+            "AZURE_ACCOUNT_KEY",
+            "AZURE_CONNECTION_STRING",
+            "AZURE_SAS_TOKEN",
+            "AZURE_CLIENT_SECRET",
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            "AZURE_STORAGE_CONNECTION_STRING",
+            "AZURE_STORAGE_SAS_TOKEN",
+        ],
+        _ => &[],
+    }
+}
+
+/// The key a container already carries, in words, if it carries one.
+fn carried_key(view: &PodView<'_, '_>, c: &Container<'_>, kind: StoreKind) -> Option<String> {
+    if let Some(v) = key_variables(kind).iter().find(|v| c.env_var(v).is_some()) {
+        return Some(format!("env {v}"));
+    }
+    // The SDK's default key file: `<context>/.gc/gc-secret.json`.
+    if kind == StoreKind::Gcs {
+        let gc = c.mounts().iter().find(|m| {
+            super::keypath::clean(&m.mount_path) == "/plx-context/.gc"
+                && view.volume(&m.name).is_some_and(|v| v.secret.is_some())
+        });
+        if let Some(m) = gc {
+            return Some(format!(
+                "a Secret mounted at /plx-context/.gc (volume {:?}), where Polyaxon's SDK looks for gc-secret.json",
+                m.name.as_ref()
+            ));
+        }
+    }
+    None
+}
+
+/// Whether a container mounts its token from a Secret (legacy, non-expiring tokens).
+fn legacy_token(view: &PodView<'_, '_>) -> Option<String> {
+    view.containers.iter().find_map(|p| {
+        p.c.mounts()
+            .iter()
+            .find(|m| {
+                super::keypath::clean(&m.mount_path) == TOKEN_MOUNT
+                    && view.volume(&m.name).is_some_and(|v| v.secret.is_some())
+            })
+            .map(|m| m.name.to_string())
+    })
+}
+
+/// Apply `id` to the run: set its account (when it is `default` or a Polyaxon runs account),
+/// keep a user's own account with a warning, refuse another team's account, a legacy token or
+/// (per `onConflict`) a key that would win over the identity.
+pub(super) fn apply(
+    view: &PodView<'_, '_>,
+    plan: &Plan,
+    sp: &StorePlan,
+    id: &Identity,
+    targets: &[&Placed<'_, '_>],
+    out: &mut Outcome,
+) {
+    let target = id.service_account.as_str();
+    let fail = |out: &mut Outcome, msg: String| {
+        let conflicts = std::mem::take(&mut out.conflicts);
+        *out = Outcome::denied(msg);
+        out.conflicts = conflicts;
+    };
+    // A key anywhere in a target container would be used before the identity.
+    for p in targets {
+        if let Some(key) = carried_key(view, p.c, sp.store_kind) {
+            let msg = format!(
+                "container {:?} carries a key ({key}); Polyaxon's SDK and the cloud clients use a key before the \
+                 pod's identity, so this run would not use the keyless store {:?} as service account {target:?}",
+                p.c.name.as_ref(),
+                sp.store_name
+            );
+            out.conflicts.push(ConflictKind::KeyOverIdentity);
+            match plan.policy.on_conflict {
+                OnConflict::Deny => {
+                    return fail(
+                        out,
+                        format!(
+                            "plx-store-webhook: {msg}. Remove the key from the pod, or set injection.onConflict: skip \
+                             to only warn"
+                        ),
+                    )
+                }
+                OnConflict::Skip => out.warnings.push(msg),
+            }
+        }
+    }
+    let current = view
+        .service_account_name
+        .or(view.service_account)
+        .filter(|a| !a.is_empty())
+        .unwrap_or("default");
+    let mut ops = Vec::new();
+    if current != target {
+        if let Some((_, owner)) = plan.identity_owners.iter().find(|(a, _)| a == current) {
+            return fail(
+                out,
+                format!(
+                    "plx-store-webhook: the pod asks for service account {current:?}, the cloud identity of {owner}; \
+                     this run is routed to store {:?}, whose identity is {target:?}. A run may not use another \
+                     team's identity: remove serviceAccountName from the run (environment.serviceAccountName)",
+                    sp.store_name
+                ),
+            );
+        }
+        let replaceable = current == "default"
+            || crate::glob::any_match(&plan.policy.runs_service_accounts, current);
+        if !replaceable {
+            out.warnings.push(format!(
+                "the run asked for service account {current:?}, which was kept: it does not get the keyless store \
+                 {:?}'s identity {target:?}, only what {current:?} may do",
+                sp.store_name
+            ));
+            out.identity = current.to_string();
+            out.identity_kept_user = true;
+            return;
+        }
+        if let Some(volume) = legacy_token(view) {
+            return fail(
+                out,
+                format!(
+                    "plx-store-webhook: the pod mounts its service account token from a Secret (volume {volume:?}, \
+                     legacy tokens), so giving it service account {target:?} would leave {current:?}'s token \
+                     mounted. Keyless stores need bound service account tokens: Kubernetes 1.22 or later (1.21 \
+                     with the BoundServiceAccountTokenVolume feature on, its default)"
+                ),
+            );
+        }
+        ops.push(add(pointer(["spec", "serviceAccountName"]), target));
+    }
+    if view.service_account.is_some_and(|a| a != target) {
+        ops.push(add(pointer(["spec", "serviceAccount"]), target));
+    }
+    if id.azure_label && view.label(AZURE_LABEL) != Some("true") {
+        ops.push(add(pointer(["metadata", "labels", AZURE_LABEL]), "true"));
+    }
+    out.identity = target.to_string();
+    if !ops.is_empty() {
+        out.patch.extend(ops);
+        out.decision = Decision::Mutated;
+    }
+    out.audit.push(("identity", target.to_string()));
+}
+
+fn add(path: json_patch::jsonptr::PointerBuf, value: &str) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path,
+        value: Value::String(value.to_string()),
+    })
+}

@@ -1,0 +1,282 @@
+//! Keyless stores: a rule's runs get its ServiceAccount (the cloud identity) instead of a key.
+//! Engine cases on hand-made pods (each allowed patch applied with both patchers, validated and
+//! run again to prove idempotence) and the config's load-time refusals.
+
+mod common;
+
+use common::*;
+use plx_store_webhook::engine::ConflictKind;
+use plx_store_webhook::{load_file, load_str, mutate, Decision, Outcome, Plan, Request};
+use serde_json::{json, Value};
+
+fn plan() -> Plan {
+    Plan::from_config(&load_file(&root().join("examples/keyless.yaml")).unwrap())
+}
+
+/// A run pod as Polyaxon makes it, after the apiserver's ServiceAccount plugin (bound tokens).
+fn run_pod(account: Option<&str>) -> Value {
+    let mut pod = read_json("tests/fixtures/polyaxon-pods/job.nostore.json");
+    match account {
+        Some(a) => pod["spec"]["serviceAccountName"] = json!(a),
+        None => {
+            pod["spec"]
+                .as_object_mut()
+                .unwrap()
+                .remove("serviceAccountName");
+        }
+    }
+    pod["spec"]["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "kube-api-access-x1y2z", "projected": {"sources": [{"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}]}}));
+    for list in ["initContainers", "containers"] {
+        for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+            c["volumeMounts"].as_array_mut().unwrap().push(json!({"name": "kube-api-access-x1y2z", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}));
+        }
+    }
+    pod
+}
+
+fn check(plan: &Plan, pod: &Value, namespace: &str) -> (Outcome, Value) {
+    let req = Request::pod_create(namespace);
+    let out = mutate(pod, plan, &req);
+    let mut patched = pod.clone();
+    if !out.allowed() {
+        assert!(out.patch.is_empty());
+        return (out, patched);
+    }
+    json_patch::patch(&mut patched, &out.patch).unwrap();
+    validate_pod(&patched).unwrap();
+    let again = mutate(&patched, plan, &req);
+    assert!(again.patch.is_empty(), "second pass: {:?}", again.patch);
+    assert_eq!(again.allowed(), true);
+    if let Some(go) = kubectl_apply(pod, &serde_json::to_value(&out.patch).unwrap()) {
+        assert_eq!(go, patched);
+    }
+    (out, patched)
+}
+
+#[test]
+fn default_or_runs_account_becomes_the_teams_account() {
+    let p = plan();
+    for account in [
+        None,
+        Some("default"),
+        Some("polyaxon-polyaxon-runs-sa"),
+        Some("team-vision-runs"),
+    ] {
+        let (out, pod) = check(&p, &run_pod(account), "team-vision-3");
+        assert_eq!(
+            pod["spec"]["serviceAccountName"], "team-vision-runs",
+            "{account:?}"
+        );
+        assert_eq!(out.identity, "team-vision-runs");
+        assert_eq!(out.identity_result(), Some("assigned"));
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        assert!(out
+            .audit
+            .contains(&("identity", "team-vision-runs".to_string())));
+        // No key anywhere: no key volume, no key variable.
+        let text = pod.to_string();
+        for key in [
+            "GC_KEY_PATH",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "gcs-secret",
+        ] {
+            assert!(!text.contains(key), "{account:?}: {key} in the keyless pod");
+        }
+        assert_eq!(
+            pod["metadata"]["annotations"]["plx-store-webhook.dev/store"],
+            "vision-gcs"
+        );
+    }
+    // The deprecated field follows.
+    let mut pod = run_pod(Some("default"));
+    pod["spec"]["serviceAccount"] = json!("default");
+    let (_, pod) = check(&p, &pod, "team-vision-3");
+    assert_eq!(pod["spec"]["serviceAccount"], "team-vision-runs");
+    // Runs no rule matches get the default store's identity.
+    let (_, pod) = check(&p, &run_pod(Some("polyaxon-polyaxon-runs-sa")), "polyaxon");
+    assert_eq!(pod["spec"]["serviceAccountName"], "plx-shared-runs");
+}
+
+#[test]
+fn azure_runs_are_labelled_for_the_workload_identity_webhook() {
+    let (_, pod) = check(&plan(), &run_pod(None), "team-research-1");
+    assert_eq!(pod["spec"]["serviceAccountName"], "team-research-runs");
+    assert_eq!(
+        pod["metadata"]["labels"]["azure.workload.identity/use"],
+        "true"
+    );
+    // Only Azure runs.
+    let (_, pod) = check(&plan(), &run_pod(None), "team-nlp-1");
+    assert!(pod["metadata"]["labels"]
+        .get("azure.workload.identity/use")
+        .is_none());
+}
+
+#[test]
+fn a_users_own_account_is_kept_with_a_warning() {
+    let (out, pod) = check(&plan(), &run_pod(Some("my-own-sa")), "team-vision-3");
+    assert_eq!(pod["spec"]["serviceAccountName"], "my-own-sa");
+    assert_eq!(out.identity_result(), Some("user_account"));
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.contains("my-own-sa") && w.contains("team-vision-runs")),
+        "{:?}",
+        out.warnings
+    );
+}
+
+#[test]
+fn another_teams_identity_is_refused() {
+    let (out, _) = check(&plan(), &run_pod(Some("team-nlp-runs")), "team-vision-3");
+    match &out.decision {
+        Decision::Denied(m) => assert!(
+            m.contains("team-nlp-runs") && m.contains("rule nlp") && m.contains("another team"),
+            "{m}"
+        ),
+        d => panic!("{d:?}"),
+    }
+}
+
+#[test]
+fn a_legacy_token_secret_is_refused_with_the_version_floor() {
+    let mut pod = run_pod(Some("default"));
+    let vols = pod["spec"]["volumes"].as_array_mut().unwrap();
+    vols.pop();
+    vols.push(
+        json!({"name": "default-token-abcde", "secret": {"secretName": "default-token-abcde"}}),
+    );
+    for list in ["initContainers", "containers"] {
+        for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+            let m = c["volumeMounts"].as_array_mut().unwrap();
+            m.pop();
+            m.push(json!({"name": "default-token-abcde", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}));
+        }
+    }
+    let (out, _) = check(&plan(), &pod, "team-vision-3");
+    match &out.decision {
+        Decision::Denied(m) => assert!(
+            m.contains("legacy") && m.contains("1.22") && m.contains("1.21"),
+            "{m}"
+        ),
+        d => panic!("{d:?}"),
+    }
+    // Already the team's account: nothing to change, nothing to refuse.
+    pod["spec"]["serviceAccountName"] = json!("team-vision-runs");
+    assert!(check(&plan(), &pod, "team-vision-3").0.allowed());
+}
+
+#[test]
+fn a_key_in_the_pod_would_win_over_the_identity() {
+    let mut pod = run_pod(Some("default"));
+    let main = pod["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["name"] == "polyaxon-main")
+        .unwrap();
+    main["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/k/key.json"}));
+    let (out, _) = check(&plan(), &pod, "team-vision-3");
+    match &out.decision {
+        Decision::Denied(m) => assert!(
+            m.contains("\"polyaxon-main\"")
+                && m.contains("GOOGLE_APPLICATION_CREDENTIALS")
+                && m.contains("before"),
+            "{m}"
+        ),
+        d => panic!("{d:?}"),
+    }
+    assert_eq!(out.conflicts, [ConflictKind::KeyOverIdentity]);
+    // With onConflict: skip, a warning and the identity still applies.
+    let text = std::fs::read_to_string(root().join("examples/keyless.yaml")).unwrap();
+    let skip = Plan::from_config(
+        &load_str(
+            &text.replace("  rules:\n", "  onConflict: skip\n  rules:\n"),
+            "keyless",
+        )
+        .unwrap(),
+    );
+    let (out, patched) = check(&skip, &pod, "team-vision-3");
+    assert_eq!(patched["spec"]["serviceAccountName"], "team-vision-runs");
+    assert!(
+        out.warnings.iter().any(|w| w.contains("carries a key")),
+        "{:?}",
+        out.warnings
+    );
+    // Polyaxon's own mount of a key at the SDK's default place counts too.
+    let mut pod = run_pod(Some("default"));
+    pod["spec"]["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "gcs-secret", "secret": {"secretName": "gcs-secret"}}));
+    pod["spec"]["containers"][1]["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "gcs-secret", "mountPath": "/plx-context/.gc", "readOnly": true}));
+    let (out, _) = check(&plan(), &pod, "team-vision-3");
+    assert!(
+        matches!(&out.decision, Decision::Denied(m) if m.contains("/plx-context/.gc")),
+        "{:?}",
+        out.decision
+    );
+}
+
+#[test]
+fn identities_are_checked_when_the_config_loads() {
+    let base = std::fs::read_to_string(root().join("examples/keyless.yaml")).unwrap();
+    let err = |text: String| load_str(&text, "k").unwrap_err().to_string();
+    // A keyless store must carry no key.
+    let e = err(base.replace(
+        "schema: {bucket: \"gs://vision-artifacts\"}",
+        "schema: {bucket: \"gs://vision-artifacts\"}\n    secret: {name: vision-key, mountPath: /plx-context/.gc}",
+    ));
+    assert!(
+        e.contains("injection.rules[0].identity")
+            && e.contains("vision-key")
+            && e.contains("keyless"),
+        "{e}"
+    );
+    // Two stores sharing one account: one team would borrow the other's bucket.
+    let e = err(base.replace("team-nlp-runs", "team-vision-runs"));
+    assert!(
+        e.contains("team-vision-runs") && e.contains("other's bucket"),
+        "{e}"
+    );
+    // Polyaxon's shared runs account is no team identity.
+    let e = err(base.replace("team-nlp-runs", "polyaxon-polyaxon-runs-sa"));
+    assert!(e.contains("shared runs accounts"), "{e}");
+    // Identities only for cloud stores; the Azure label only for Azure.
+    let e = err(base.replace(
+        "connections:\n",
+        "connections:\n  - {name: pvc, kind: volume_claim, schema: {volumeClaim: d, mountPath: /d}}\n",
+    ).replace("store: vision-gcs", "store: pvc"));
+    assert!(
+        e.contains("volume_claim") && e.contains("only means something"),
+        "{e}"
+    );
+    let e = err(base.replace(
+        "{serviceAccountName: team-nlp-runs}",
+        "{serviceAccountName: team-nlp-runs, azureWorkloadIdentity: true}",
+    ));
+    assert!(
+        e.contains("azureWorkloadIdentity") && e.contains("wasb"),
+        "{e}"
+    );
+    let e = err(base.replace("team-nlp-runs", "Not_A_Name"));
+    assert!(
+        e.contains("serviceAccountName") && e.contains("Not_A_Name"),
+        "{e}"
+    );
+    // The same account for the same store (two rules for one team) is fine.
+    let same = base.replace(
+        "    - name: nlp\n",
+        "    - name: vision-services\n      match: {components: [polyaxon-services]}\n      store: vision-gcs\n      identity: {serviceAccountName: team-vision-runs}\n    - name: nlp\n",
+    );
+    assert!(load_str(&same, "k").is_ok());
+}
