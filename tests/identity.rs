@@ -49,7 +49,7 @@ fn check(plan: &Plan, pod: &Value, namespace: &str) -> (Outcome, Value) {
     validate_pod(&patched).unwrap();
     let again = mutate(&patched, plan, &req);
     assert!(again.patch.is_empty(), "second pass: {:?}", again.patch);
-    assert_eq!(again.allowed(), true);
+    assert!(again.allowed());
     if let Some(go) = kubectl_apply(pod, &serde_json::to_value(&out.patch).unwrap()) {
         assert_eq!(go, patched);
     }
