@@ -84,6 +84,7 @@ fn all_rendered(tmp: &Path) -> Vec<(&'static str, String, Vec<Value>)> {
         "base",
         "overlays/cert-manager",
         "overlays/polyaxon-agent-config",
+        "overlays/keyless",
     ] {
         let (text, docs) = render(&root().join("manifests").join(name));
         out.push((name, text, docs));
@@ -479,4 +480,20 @@ fn tests_still_pass_after_the_readme_wrote_certificates_into_the_overlay() {
         secret["metadata"]["labels"]["app.kubernetes.io/name"],
         "plx-store-webhook"
     );
+}
+
+/// Keyless stores: the configuration sorts before the cloud identity webhooks' (EKS
+/// `pod-identity-webhook` is never reinvoked; Azure's only sees a label we add if it runs after).
+#[test]
+fn the_keyless_overlay_sorts_before_the_cloud_identity_webhooks() {
+    let (_, docs) = render(&root().join("manifests/overlays/keyless"));
+    let mwc = find(&docs, "MutatingWebhookConfiguration");
+    let name = mwc["metadata"]["name"].as_str().unwrap();
+    for cloud in [
+        "pod-identity-webhook",
+        "azure-wi-webhook-mutating-webhook-configuration",
+    ] {
+        assert!(name < cloud, "{name} does not sort before {cloud}");
+    }
+    assert_eq!(mwc["webhooks"][0]["reinvocationPolicy"], "IfNeeded");
 }

@@ -20,7 +20,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-APISERVER, WEBHOOK, ADD_INIT = sys.argv[1:4]
+APISERVER, WEBHOOK, ADD_INIT, OBSERVER = sys.argv[1:5]
 T = tempfile.mkdtemp(prefix="plx-e2e-")
 PROCS = {}
 RESULTS = []
@@ -188,8 +188,10 @@ def setup_apiserver():
                         f"--tls-cert-file={T}/api/tls.crt", f"--tls-private-key-file={T}/api/tls.key", f"--token-auth-file={T}/tokens.csv",
                         "--authorization-mode=RBAC", "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                         f"--service-account-key-file={T}/sa.pub", f"--service-account-signing-key-file={T}/sa.key",
-                        "--service-cluster-ip-range=10.0.0.0/24", "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
-                        "--disable-admission-plugins=ServiceAccount"])
+                        "--service-cluster-ip-range=10.0.0.0/24",
+                        # The ServiceAccount plugin with bound tokens, as on any current cluster (keyless stores need it).
+                        "--enable-admission-plugins=ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+                        "--feature-gates=BoundServiceAccountTokenVolume=true"])
     KUBECONFIG = f"{T}/kubeconfig"
     with open(KUBECONFIG, "w") as f:
         f.write(f"""apiVersion: v1
@@ -200,8 +202,19 @@ contexts: [{{name: e2e, context: {{cluster: e2e, user: admin}}}}]
 current-context: e2e
 """)
     wait_for("the apiserver", lambda: kubectl("get", "--raw", "/readyz", check=False).stdout.strip() == "ok", 60)
-    kubectl("create", "namespace", "polyaxon")
+    # No controller-manager runs here: the accounts a namespace needs are created by hand.
+    ensure_namespace("default")
+    ensure_namespace("polyaxon", "plx-shared-runs")
     log(f"apiserver ready on 127.0.0.1:{api_port}")
+
+
+def ensure_namespace(ns, *accounts):
+    """A namespace with `default`, Polyaxon's runs account and `accounts`."""
+    if kubectl("get", "namespace", ns, check=False).returncode != 0:
+        kubectl("create", "namespace", ns)
+    for sa in ("default", "polyaxon-polyaxon-runs-sa") + accounts:
+        if kubectl("-n", ns, "get", "serviceaccount", sa, check=False).returncode != 0:
+            kubectl("-n", ns, "create", "serviceaccount", sa)
 
 
 SETS = 4
@@ -265,6 +278,8 @@ def setup_webhook():
     mwc = json.loads(kubectl("create", "--dry-run=client", "--validate=false", "-o", "json", "-f", "-", input=doc).stdout)
     mwc["webhooks"][0]["clientConfig"] = {"url": f"https://127.0.0.1:{WEBHOOK_PORT}/mutate", "caBundle": CA_BUNDLE}
     kubectl("apply", "-f", "-", input=json.dumps(mwc))
+    global BASE_MWC
+    BASE_MWC = mwc
     wait_for("the webhook configuration to take effect", lambda: "plx-store-webhook.dev/store" in
              json.dumps(create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")[0]["metadata"]), 60)
     log(f"webhook on 127.0.0.1:{WEBHOOK_PORT} registered")
@@ -298,7 +313,7 @@ def layouts():
 
 def team_rules_route_by_namespace_and_owner():
     use_layout("examples/teams.yaml")
-    kubectl("create", "namespace", "team-vision-3", check=False)
+    ensure_namespace("team-vision-3")
     pod = fixture("job.nostore.json")
     pod["metadata"]["namespace"] = "team-vision-3"
     stored, _ = create(pod)
@@ -337,7 +352,9 @@ def not_runs_stored_unchanged():
     assert "plx-store-webhook.dev/store" not in pod["metadata"].get("annotations", {}), pod["metadata"]
     main = container(pod, "polyaxon-main")
     assert env(main, "GC_KEY_PATH") is None, main["env"]
-    paths = lambda c: sorted((m["name"], m["mountPath"]) for m in c["volumeMounts"])
+    # Only the ServiceAccount plugin's token mount is added (before any webhook), nothing of ours.
+    paths = lambda c: sorted((m["name"], m["mountPath"]) for m in c["volumeMounts"]
+                             if not m["name"].startswith("kube-api-access-"))
     assert paths(main) == paths(core["spec"]["containers"][0]), main["volumeMounts"]
 
 
@@ -394,6 +411,100 @@ def reinvocation_covers_a_later_init_container():
                  create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")[0]["spec"]["initContainers"]))
 
 
+def keyless_identities():
+    """Keyless stores with the ServiceAccount plugin and bound tokens: each team's runs get its
+    account, two observers standing in for the EKS and Azure identity webhooks see the final one."""
+    port = free_port()
+    start("observer", [OBSERVER, f"127.0.0.1:{port}", f"{T}/wh-0/tls.crt", f"{T}/wh-0/tls.key"])
+    ensure_namespace("team-vision-9", "team-vision-runs", "my-own-sa", "team-nlp-runs")
+    ensure_namespace("team-vision-nosa")
+    ensure_namespace("team-research-1", "team-research-runs")
+    # The keyless overlay's configuration, named to sort before the cloud webhooks, replaces the base one.
+    rendered = run(["kubectl", "kustomize", os.path.join(ROOT, "manifests", "overlays", "keyless")]).stdout
+    doc = next(d for d in rendered.split("\n---\n") if "\nkind: MutatingWebhookConfiguration" in "\n" + d)
+    mwc = json.loads(kubectl("create", "--dry-run=client", "--validate=false", "-o", "json", "-f", "-", input=doc).stdout)
+    assert mwc["metadata"]["name"] == "00-plx-store-webhook", mwc["metadata"]["name"]
+    mwc["metadata"].pop("annotations", None)  # cert-manager's CA injection
+    mwc["webhooks"][0]["clientConfig"] = {"url": f"https://127.0.0.1:{WEBHOOK_PORT}/mutate", "caBundle": CA_BUNDLE}
+    observers = {
+        # EKS's webhook: never reinvoked, so it must sort (and run) after ours.
+        "pod-identity-webhook": ("eks", "Never", {"app.kubernetes.io/part-of": "polyaxon-runs"}),
+        # Azure's: reinvoked, and only for pods with the label we add.
+        "azure-wi-webhook-mutating-webhook-configuration": ("azure", "IfNeeded", {"azure.workload.identity/use": "true"}),
+    }
+    kubectl("delete", "mutatingwebhookconfiguration", "plx-store-webhook")
+    kubectl("apply", "-f", "-", input=json.dumps(mwc))
+    for name, (path, reinvocation, labels) in observers.items():
+        kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": name},
+            "webhooks": [{"name": f"{path}.e2e.plx-store-webhook.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                          "failurePolicy": "Fail", "reinvocationPolicy": reinvocation, "timeoutSeconds": 5,
+                          "clientConfig": {"url": f"https://127.0.0.1:{port}/{path}", "caBundle": CA_BUNDLE},
+                          "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+                          "objectSelector": {"matchLabels": labels}}]}))
+    saw = lambda pod, who: pod["metadata"].get("annotations", {}).get(f"e2e.plx-store-webhook.dev/{who}-saw")  # noqa: E731
+
+    def run_pod(ns, account):
+        pod = fixture("job.nostore.json")
+        pod["metadata"]["namespace"] = ns
+        if account is None:
+            pod["spec"].pop("serviceAccountName", None)
+        else:
+            pod["spec"]["serviceAccountName"] = account
+        return pod
+
+    try:
+        set_config("examples/keyless.yaml")
+        wait_for("the keyless config", lambda: create(run_pod("polyaxon", None), "--dry-run=server")[0]["spec"]
+                 .get("serviceAccountName") == "plx-shared-runs")
+        # Unset, `default` or Polyaxon's runs account: the team's account, with a bound token volume.
+        for account in (None, "default", "polyaxon-polyaxon-runs-sa"):
+            pod, r = create(run_pod("team-vision-9", account))
+            assert pod["spec"]["serviceAccountName"] == "team-vision-runs", (account, pod["spec"].get("serviceAccountName"))
+            assert any(v["name"].startswith("kube-api-access-") for v in pod["spec"]["volumes"]), pod["spec"]["volumes"]
+            assert saw(pod, "eks") == "team-vision-runs", pod["metadata"].get("annotations")
+            assert "GC_KEY_PATH" not in json.dumps(pod), "a keyless run got a key variable"
+        # The identity the kubelet will use: a token bound to this pod for the new account only.
+        def token_for(sa):
+            req = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                   "spec": {"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]}}}
+            return kubectl("create", "--raw", f"/api/v1/namespaces/team-vision-9/serviceaccounts/{sa}/token", "-f", "-",
+                           input=json.dumps(req), check=False)
+        ok = token_for("team-vision-runs")
+        assert ok.returncode == 0 and json.loads(ok.stdout)["status"]["token"], ok.stderr
+        refused = token_for("default")
+        assert refused.returncode != 0 and "different serviceaccount" in refused.stderr, refused.stderr
+        # A user's own account: kept, with a warning on kubectl's output.
+        pod, r = create(run_pod("team-vision-9", "my-own-sa"))
+        assert pod["spec"]["serviceAccountName"] == "my-own-sa"
+        assert "Warning:" in r.stderr and "my-own-sa" in r.stderr, r.stderr
+        # Another team's identity: refused with our message.
+        _, r = create(run_pod("team-vision-9", "team-nlp-runs"), check=False)
+        assert r.returncode != 0 and "another team" in r.stderr, r.stderr
+        # The team's account missing in the namespace: the apiserver's own error reaches the user.
+        _, r = create(run_pod("team-vision-nosa", None), check=False)
+        assert r.returncode != 0 and "error looking up service account team-vision-nosa/team-vision-runs" in r.stderr, r.stderr
+        # Azure: the label we add, and the final account, reach the Azure webhook.
+        pod, _ = create(run_pod("team-research-1", None))
+        assert pod["spec"]["serviceAccountName"] == "team-research-runs"
+        assert pod["metadata"]["labels"].get("azure.workload.identity/use") == "true"
+        assert saw(pod, "azure") == "team-research-runs", pod["metadata"].get("annotations")
+        assert saw(pod, "eks") == "team-research-runs"
+        # A legacy token Secret mounted at the token path: refused, naming the version floor.
+        legacy = run_pod("team-vision-9", None)
+        legacy["spec"]["volumes"].append({"name": "legacy-token", "secret": {"secretName": "default-token-legacy"}})
+        for c in containers(legacy):
+            c.setdefault("volumeMounts", []).append({"name": "legacy-token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": True})
+        _, r = create(legacy, check=False)
+        assert r.returncode != 0 and "legacy tokens" in r.stderr and "1.22" in r.stderr, r.stderr
+    finally:
+        for name in list(observers) + ["00-plx-store-webhook"]:
+            kubectl("delete", "mutatingwebhookconfiguration", name, check=False)
+        kubectl("apply", "-f", "-", input=json.dumps(BASE_MWC))
+        stop("observer")
+        use_layout("examples/store-ctxdir.yaml")
+
+
 def cert_rotation_while_creating_pods():
     stop_flag, results = threading.Event(), []
 
@@ -436,7 +547,7 @@ def main():
         setup_apiserver()
         setup_webhook()
         for s in [layouts, team_rules_route_by_namespace_and_owner, not_runs_stored_unchanged, server_dry_run_mutates_and_stores_nothing, conflict_is_refused_with_our_message,
-                  warnings_reach_kubectl, reinvocation_covers_a_later_init_container, cert_rotation_while_creating_pods,
+                  warnings_reach_kubectl, reinvocation_covers_a_later_init_container, keyless_identities, cert_rotation_while_creating_pods,
                   webhook_down_refuses_runs_only]:
             scenario(s)
     except Exception as e:
