@@ -569,3 +569,28 @@ fn the_shipped_review_of_a_run_pod_gets_a_patch() {
     assert_eq!(v["response"]["allowed"], true);
     assert_eq!(v["response"]["patchType"], "JSONPatch");
 }
+
+#[test]
+fn check_config_and_explain_show_each_rules_identity() {
+    let out = text(&bin(&["check-config", "examples/keyless.yaml"], None).stdout);
+    assert!(out.contains("serviceAccount team-vision-runs"), "{out}");
+    assert!(
+        out.contains("identity (keyless): serviceAccountName team-research-runs"),
+        "{out}"
+    );
+    assert!(out.contains("azure.workload.identity/use"), "{out}");
+    let o = bin(
+        &[
+            "mutate",
+            "--explain",
+            "--config",
+            "examples/keyless.yaml",
+            "--namespace",
+            "team-vision-2",
+            "tests/fixtures/polyaxon-pods/job.nostore.json",
+        ],
+        None,
+    );
+    let err = text(&o.stderr);
+    assert!(err.contains("identity (keyless): serviceAccountName team-vision-runs → the run runs as team-vision-runs"), "{err}");
+}
