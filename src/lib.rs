@@ -1,24 +1,21 @@
 //! plx-store-webhook: a mutating admission webhook that gives Polyaxon run pods their
 //! artifacts-store credentials.
 //!
-//! Data flows one way: [`config`] → [`plan`] → [`engine`] (pure) → [`admission`] → [`server`].
+//! The rules live in the `plx-store-core` crate (config → plan → engine → admission envelope,
+//! no I/O runtime; re-exported here). This crate is the shell around them: [`server`] (HTTPS,
+//! TLS reload, limits), [`cli`], [`metrics`], [`telemetry`], [`certs`] and the [`offline`]
+//! commands.
 
-pub mod admission;
 pub mod certs;
 pub mod cli;
-pub mod clients;
-pub mod config;
-pub mod describe;
-pub mod engine;
-pub mod explain;
-pub mod glob;
-pub mod k8s_names;
 pub mod metrics;
 pub mod offline;
-pub mod plan;
 pub mod server;
 pub mod telemetry;
 
-pub use config::{load_file, load_str, Config, ConfigError};
-pub use engine::{mutate, Decision, Outcome, Request};
-pub use plan::Plan;
+pub use plx_store_core::{
+    admission, clients, config, describe, engine, explain, glob, k8s_names, plan,
+};
+pub use plx_store_core::{
+    load_file, load_str, mutate, Config, ConfigError, Decision, Outcome, Plan, Request,
+};

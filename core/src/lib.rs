@@ -1,0 +1,25 @@
+//! plx-store-core: the rules of plx-store-webhook, with no I/O runtime. The compiler keeps it
+//! pure: no tokio, hyper, axum, tower, clap, notify, tracing-subscriber or prometheus-client
+//! among its dependencies, and no `unsafe`.
+//!
+//! Data flows one way: [`config`] (Polyaxon's connection forms, validated) → [`plan`] (what each
+//! container must get, once per config) → [`engine`] (pure: pod + plan + request facts →
+//! patch, warnings, decision) → [`admission`] (the AdmissionReview envelope). [`describe`] and
+//! [`explain`] turn a plan and an engine outcome into words for `check-config` and
+//! `mutate --explain`; they sit on top and nothing below uses them.
+
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod clients;
+pub mod config;
+pub mod describe;
+pub mod engine;
+pub mod explain;
+pub mod glob;
+pub mod k8s_names;
+pub mod plan;
+
+pub use config::{load_file, load_str, Config, ConfigError};
+pub use engine::{mutate, Decision, Outcome, Request};
+pub use plan::Plan;
