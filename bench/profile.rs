@@ -62,10 +62,18 @@ fn main() {
                 .unwrap()
                 .uid
                 .len(),
-            "engine" => plx_store_webhook::engine::mutate_json(black_box(&pod_text), &plan, &req)
-                .patch
+            "engine" => plx_store_webhook::engine::mutate(
+                &plx_store_webhook::engine::decode(black_box(&pod_text)),
+                &plan,
+                &req,
+            )
+            .patch
+            .len(),
+            _ => admission::review(black_box(&body), &plan)
+                .unwrap()
+                .2
+                .unwrap()
                 .len(),
-            _ => admission::review(black_box(&body), &plan).unwrap().2.len(),
         };
     }
     println!(

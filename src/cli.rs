@@ -1,12 +1,16 @@
-//! The command line, defined in the library so tests can check that the shipped manifests only
-//! use flags the binary really accepts.
+//! The command line: the only place clap appears. Defined in the library so tests can check that
+//! the shipped manifests and the README only use flags the binary really accepts; every default
+//! comes from the library's own constants (`Limits::DEFAULT`, `Guards::DEFAULT`, `Options`).
 
 use crate::offline::Output;
-use crate::server;
+use crate::server::run::{CertSource, Options};
+use crate::server::serve::Limits;
 use crate::server::tls::MinVersion;
-use clap::{Parser, Subcommand};
+use crate::server::Guards;
+use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -40,8 +44,8 @@ pub enum Command {
         #[arg(long)]
         explain: bool,
         /// What to print.
-        #[arg(long, value_enum, default_value_t = Output::Patch)]
-        output: Output,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Patch)]
+        output: OutputFormat,
         /// Namespace for a bare pod (default: its metadata.namespace, else "default").
         #[arg(long)]
         namespace: Option<String>,
@@ -126,6 +130,72 @@ pub struct CertsArgs {
     pub print: bool,
 }
 
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// `--tls-min-version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsVersion {
+    #[value(name = "1.2")]
+    V12,
+    #[value(name = "1.3")]
+    V13,
+}
+
+impl From<TlsVersion> for MinVersion {
+    fn from(v: TlsVersion) -> Self {
+        match v {
+            TlsVersion::V12 => MinVersion::Tls12,
+            TlsVersion::V13 => MinVersion::Tls13,
+        }
+    }
+}
+
+/// `--output` of `mutate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// The RFC 6902 patch (`[]` when nothing is to be done).
+    Patch,
+    /// The patched pod, in the input's format.
+    Pod,
+    /// The AdmissionReview response.
+    Review,
+}
+
+impl From<OutputFormat> for Output {
+    fn from(o: OutputFormat) -> Self {
+        match o {
+            OutputFormat::Patch => Output::Patch,
+            OutputFormat::Pod => Output::Pod,
+            OutputFormat::Review => Output::Review,
+        }
+    }
+}
+
+/// `--admin-listen`: `off`, or an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen {
+    Off,
+    At(SocketAddr),
+}
+
+fn parse_admin_listen(s: &str) -> Result<AdminListen, String> {
+    match s {
+        "off" | "" => Ok(AdminListen::Off),
+        a => a
+            .parse()
+            .map(AdminListen::At)
+            .map_err(|e| format!("{a:?}: {e}; expected `off` or an address like 0.0.0.0:8080")),
+    }
+}
+
+const LIMITS: Limits = Limits::DEFAULT;
+const GUARDS: Guards = Guards::DEFAULT;
+
 #[derive(clap::Args)]
 pub struct ServeArgs {
     /// Store config: Helm values, a connection, the agent ConfigMap's JSON, or a directory holding
@@ -140,8 +210,8 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     /// Address of the plain-HTTP admin listener (/healthz, /readyz, /metrics); "off" disables it.
     /// Default: 0.0.0.0:8080, or port 8080 on the --listen host when no --tls-cert is given (dev).
-    #[arg(long, env = "PLX_WEBHOOK_ADMIN_LISTEN")]
-    pub admin_listen: Option<String>,
+    #[arg(long, env = "PLX_WEBHOOK_ADMIN_LISTEN", value_parser = parse_admin_listen)]
+    pub admin_listen: Option<AdminListen>,
     /// Serving certificate (PEM), reloaded on change. Without it an ephemeral self-signed one is made.
     #[arg(long, env = "PLX_WEBHOOK_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -155,7 +225,7 @@ pub struct ServeArgs {
         value_enum,
         default_value = "1.2"
     )]
-    pub tls_min_version: MinVersion,
+    pub tls_min_version: TlsVersion,
     /// CA bundle (PEM) for client certificates: when set, clients must present one it signed (mTLS).
     #[arg(long, env = "PLX_WEBHOOK_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
@@ -175,62 +245,96 @@ pub struct ServeArgs {
     )]
     pub dev_ca_out: PathBuf,
     /// Largest accepted request body, in bytes (413 past it).
-    #[arg(long, env = "PLX_WEBHOOK_BODY_LIMIT", default_value_t = server::DEFAULT_BODY_LIMIT)]
+    #[arg(long, env = "PLX_WEBHOOK_BODY_LIMIT", default_value_t = GUARDS.body_limit)]
     pub body_limit: usize,
     /// Seconds a client may take to send request headers (also: the TLS handshake, and the
     /// first request after it).
-    #[arg(long, env = "PLX_WEBHOOK_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    #[arg(long, env = "PLX_WEBHOOK_HEADER_TIMEOUT_SECONDS", default_value_t = LIMITS.header_read.as_secs())]
     pub header_timeout_seconds: u64,
     /// Seconds a connection may stay open with no request in flight (keep it above the
     /// apiserver's 90 s idle timeout, so the client closes pooled connections first).
-    #[arg(long, env = "PLX_WEBHOOK_IDLE_TIMEOUT_SECONDS", default_value_t = server::serve::DEFAULT_IDLE_SECONDS)]
+    #[arg(long, env = "PLX_WEBHOOK_IDLE_TIMEOUT_SECONDS", default_value_t = LIMITS.idle.as_secs())]
     pub idle_timeout_seconds: u64,
     /// Open connections per listener at most; past it new ones are closed at once (logged, and
     /// counted in plx_webhook_connections_refused_total).
-    #[arg(long, env = "PLX_WEBHOOK_MAX_CONNECTIONS", default_value_t = server::serve::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, env = "PLX_WEBHOOK_MAX_CONNECTIONS", default_value_t = LIMITS.max_connections)]
     pub max_connections: usize,
     /// Seconds a whole request may take, body included (408 past it).
-    #[arg(
-        long,
-        env = "PLX_WEBHOOK_REQUEST_TIMEOUT_SECONDS",
-        default_value_t = 10
-    )]
+    #[arg(long, env = "PLX_WEBHOOK_REQUEST_TIMEOUT_SECONDS", default_value_t = GUARDS.request_timeout.as_secs())]
     pub request_timeout_seconds: u64,
     /// Requests served at once; past it, 503.
-    #[arg(
-        long,
-        env = "PLX_WEBHOOK_MAX_CONCURRENT_REQUESTS",
-        default_value_t = 512
-    )]
+    #[arg(long, env = "PLX_WEBHOOK_MAX_CONCURRENT_REQUESTS", default_value_t = GUARDS.max_concurrent)]
     pub max_concurrent_requests: usize,
     /// Seconds between backstop polls of the watched config and certificate files.
-    #[arg(long, env = "PLX_WEBHOOK_RELOAD_POLL_SECONDS", default_value_t = 10)]
+    #[arg(long, env = "PLX_WEBHOOK_RELOAD_POLL_SECONDS", default_value_t = Options::DEFAULT_RELOAD_POLL.as_secs())]
     pub reload_poll_seconds: u64,
     /// Shutdown phase one, seconds: not ready and `Connection: close`, still serving.
-    #[arg(long, env = "PLX_WEBHOOK_DRAIN_SECONDS", default_value_t = 5)]
+    #[arg(long, env = "PLX_WEBHOOK_DRAIN_SECONDS", default_value_t = Options::DEFAULT_DRAIN.as_secs())]
     pub drain_seconds: u64,
     /// Shutdown phase two, seconds: listener closed, in-flight requests finish.
-    #[arg(long, env = "PLX_WEBHOOK_GRACE_SECONDS", default_value_t = 20)]
+    #[arg(long, env = "PLX_WEBHOOK_GRACE_SECONDS", default_value_t = LIMITS.grace.as_secs())]
     pub grace_seconds: u64,
     /// Log line format (filter with RUST_LOG, e.g. RUST_LOG=debug).
-    #[arg(long, env = "PLX_WEBHOOK_LOG_FORMAT", value_parser = ["json", "text"], default_value = "json")]
-    pub log_format: String,
+    #[arg(
+        long,
+        env = "PLX_WEBHOOK_LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
+    pub log_format: LogFormat,
 }
 
 impl ServeArgs {
     /// The admin listener's address, `None` when `off`. Without --admin-listen: port 8080 on the
     /// --listen host in dev mode (no --tls-cert), so a loopback trial opens nothing on other
     /// interfaces; 0.0.0.0:8080 otherwise (the kubelet probes the pod IP).
-    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, String> {
-        match self.admin_listen.as_deref() {
-            Some("off" | "") => Ok(None),
-            Some(a) => a
-                .parse()
-                .map(Some)
-                .map_err(|e| format!("--admin-listen {a:?}: {e}")),
-            None if self.tls_cert.is_none() => Ok(Some(SocketAddr::new(self.listen.ip(), 8080))),
-            None => Ok(Some(SocketAddr::from(([0, 0, 0, 0], 8080)))),
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        match self.admin_listen {
+            Some(AdminListen::Off) => None,
+            Some(AdminListen::At(a)) => Some(a),
+            None if self.tls_cert.is_none() => Some(SocketAddr::new(self.listen.ip(), 8080)),
+            None => Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
         }
+    }
+
+    /// The server's options from the flags (the library's types, the flags' values).
+    pub fn options(&self) -> Options {
+        let cert = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => CertSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => CertSource::Ephemeral {
+                ca_out: self.dev_ca_out.clone(),
+            },
+        };
+        let mut opts = Options::new(self.config.clone(), self.listen, cert);
+        opts.settings.clone_from(&self.settings);
+        opts.admin_listen = self.admin_addr();
+        opts.client_ca.clone_from(&self.client_ca);
+        opts.allowed_client_names = self
+            .client_allowed_names
+            .iter()
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .collect();
+        opts.min_tls = self.tls_min_version.into();
+        opts.guards = Guards {
+            body_limit: self.body_limit,
+            request_timeout: Duration::from_secs(self.request_timeout_seconds),
+            max_concurrent: self.max_concurrent_requests,
+        };
+        opts.limits = Limits {
+            handshake: Duration::from_secs(self.header_timeout_seconds),
+            header_read: Duration::from_secs(self.header_timeout_seconds),
+            idle: Duration::from_secs(self.idle_timeout_seconds),
+            max_connections: self.max_connections,
+            grace: Duration::from_secs(self.grace_seconds),
+            ..Limits::DEFAULT
+        };
+        opts.drain = Duration::from_secs(self.drain_seconds);
+        opts.reload_poll = Duration::from_secs(self.reload_poll_seconds.max(1));
+        opts
     }
 }
 

@@ -2,15 +2,14 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use plx_store_webhook::cli::{Cli, Command, ServeArgs};
+use plx_store_webhook::cli::{Cli, Command, LogFormat, ServeArgs};
 use plx_store_webhook::config::Source;
 use plx_store_webhook::offline;
-use plx_store_webhook::server::run::{self, CertSource};
-use plx_store_webhook::server::{serve, Guards};
+use plx_store_webhook::server::run;
+use plx_store_webhook::server::serve;
 use plx_store_webhook::{certs, describe, telemetry, Decision, Plan};
 use std::io::Read as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// glibc's allocator spent about a quarter of each admission request's instructions in a
 /// profile (many short-lived small allocations while reading the pod); mimalloc is the server's
@@ -66,8 +65,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 std::fs::read_to_string(&input).with_context(|| format!("reading {input}"))?
             };
-            let rendered = offline::run(&text, &plan, output, namespace.as_deref(), explain)
-                .map_err(anyhow::Error::msg)?;
+            let rendered =
+                offline::run(&text, &plan, output.into(), namespace.as_deref(), explain)?;
             if let Some(e) = &rendered.explanation {
                 eprint!("{e}");
             }
@@ -113,39 +112,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    telemetry::init(args.log_format == "json");
-    let admin_listen = args.admin_addr().map_err(anyhow::Error::msg)?;
-    let cert = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => CertSource::Files { cert, key },
-        _ => CertSource::Ephemeral {
-            ca_out: args.dev_ca_out,
-        },
-    };
-    let mut opts = run::Options::new(args.config, args.listen, cert);
-    opts.settings = args.settings;
-    opts.admin_listen = admin_listen;
-    opts.client_ca = args.client_ca;
-    opts.allowed_client_names = args
-        .client_allowed_names
-        .into_iter()
-        .filter(|n| !n.is_empty())
-        .collect();
-    opts.min_tls = args.tls_min_version;
-    opts.guards = Guards {
-        body_limit: args.body_limit,
-        request_timeout: Duration::from_secs(args.request_timeout_seconds),
-        max_concurrent: args.max_concurrent_requests,
-    };
-    opts.limits = serve::Limits {
-        handshake: Duration::from_secs(args.header_timeout_seconds),
-        header_read: Duration::from_secs(args.header_timeout_seconds),
-        idle: Duration::from_secs(args.idle_timeout_seconds),
-        max_connections: args.max_connections,
-        grace: Duration::from_secs(args.grace_seconds),
-        ..Default::default()
-    };
-    opts.drain = Duration::from_secs(args.drain_seconds);
-    opts.reload_poll = Duration::from_secs(args.reload_poll_seconds.max(1));
+    telemetry::init(args.log_format == LogFormat::Json);
+    let opts = args.options();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

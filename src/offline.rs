@@ -1,12 +1,13 @@
 //! The offline `mutate` command: a Pod or an AdmissionReview (JSON or YAML) in, a patch, the
 //! patched pod, or the review response out. Same engine as the server.
 
-use crate::admission::{self, ApiVersion};
+use crate::admission::{self, ApiVersion, EncodeError, ReviewError};
 use crate::engine::{self, Decision, Outcome, Request};
 use crate::plan::Plan;
 use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// What `mutate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     /// The RFC 6902 patch (`[]` when nothing is to be done).
     Patch,
@@ -14,6 +15,27 @@ pub enum Output {
     Pod,
     /// The AdmissionReview response.
     Review,
+}
+
+/// Why `mutate` could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error("input is neither JSON nor YAML: {0}")]
+    NotADocument(#[source] serde_saphyr::Error),
+    #[error("input is neither a Pod (no `spec`) nor an AdmissionReview")]
+    NotPodOrReview,
+    #[error(transparent)]
+    Review(#[from] ReviewError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error("denied: {0}")]
+    Denied(String),
+    #[error("internal error: the patch does not apply: {0}")]
+    Patch(#[source] json_patch::PatchError),
+    #[error("cannot write the output: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot write the output as YAML: {0}")]
+    Yaml(#[source] serde_saphyr::ser::Error),
 }
 
 /// What the command prints, and the engine's outcome (for exit codes and warnings).
@@ -26,7 +48,7 @@ pub struct Rendered {
 }
 
 /// Parse JSON, or else YAML, into a JSON value.
-pub fn parse_document(input: &str) -> Result<(Value, bool), String> {
+pub fn parse_document(input: &str) -> Result<(Value, bool), OfflineError> {
     let trimmed = input.trim_start();
     if trimmed.starts_with('{') {
         if let Ok(v) = serde_json::from_str(input) {
@@ -35,7 +57,7 @@ pub fn parse_document(input: &str) -> Result<(Value, bool), String> {
     }
     serde_saphyr::from_str::<Value>(input)
         .map(|v| (v, true))
-        .map_err(|e| format!("input is neither JSON nor YAML: {e}"))
+        .map_err(OfflineError::NotADocument)
 }
 
 /// Run the engine on `input` and render `output`. `namespace` overrides the pod's own (for bare pods).
@@ -45,21 +67,24 @@ pub fn run(
     output: Output,
     namespace: Option<&str>,
     explain: bool,
-) -> Result<Rendered, String> {
+) -> Result<Rendered, OfflineError> {
     let (doc, yaml) = parse_document(input)?;
     let is_review = doc.get("kind").and_then(Value::as_str) == Some("AdmissionReview");
-    let (pod, ns, outcome, review_bytes) = if is_review {
-        let body = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
-        let (review, outcome, bytes) = admission::review(&body, plan).map_err(|e| e.to_string())?;
+    let (pod, outcome, review_bytes, explanation) = if is_review {
+        let body = serde_json::to_vec(&doc)?;
+        let review = admission::Review::parse(&body)?;
+        let outcome = engine::mutate(&review.object, plan, &report_if(review.facts(), explain));
+        let bytes = admission::response_body(&review, &outcome)?;
+        let explanation = explain
+            .then(|| crate::explain::explain(&review.object, plan, &review.namespace, &outcome));
         let pod = doc
             .pointer("/request/object")
             .cloned()
             .unwrap_or(Value::Null);
-        let ns = review.namespace.to_string();
-        (pod, ns, outcome, bytes)
+        (pod, outcome, bytes, explanation)
     } else {
         if !doc.is_object() || doc.get("spec").is_none() {
-            return Err("input is neither a Pod (no `spec`) nor an AdmissionReview".into());
+            return Err(OfflineError::NotPodOrReview);
         }
         let ns = namespace
             .map(str::to_string)
@@ -69,30 +94,32 @@ pub fn run(
                     .map(str::to_string)
             })
             .unwrap_or_else(|| "default".to_string());
-        let outcome = engine::mutate(&doc, plan, &Request::pod_create(&ns));
-        let bytes = admission::response_for(ApiVersion::V1, "offline", &outcome);
-        (doc, ns, outcome, bytes)
+        let text = doc.to_string();
+        let decoded = engine::decode(&text);
+        let outcome = engine::mutate(
+            &decoded,
+            plan,
+            &report_if(Request::pod_create(&ns), explain),
+        );
+        let bytes = admission::response_for(ApiVersion::V1, "offline", &outcome)?;
+        let explanation = explain.then(|| crate::explain::explain(&decoded, plan, &ns, &outcome));
+        (doc, outcome, bytes, explanation)
     };
-    let explanation = explain.then(|| crate::explain::explain(&pod, plan, &ns, &outcome));
     let text = match output {
-        Output::Patch => pretty(&serde_json::to_value(&outcome.patch).map_err(|e| e.to_string())?),
+        Output::Patch => pretty(&serde_json::to_value(&outcome.patch)?)?,
         Output::Pod => {
             if let Decision::Denied(m) = &outcome.decision {
-                return Err(format!("denied: {m}"));
+                return Err(OfflineError::Denied(m.clone()));
             }
             let mut pod = pod;
-            json_patch::patch(&mut pod, &outcome.patch)
-                .map_err(|e| format!("internal error: the patch does not apply: {e}"))?;
+            json_patch::patch(&mut pod, &outcome.patch).map_err(OfflineError::Patch)?;
             if yaml {
-                serde_saphyr::to_string(&pod).map_err(|e| e.to_string())?
+                serde_saphyr::to_string(&pod).map_err(OfflineError::Yaml)?
             } else {
-                pretty(&pod)
+                pretty(&pod)?
             }
         }
-        Output::Review => {
-            let v: Value = serde_json::from_slice(&review_bytes).map_err(|e| e.to_string())?;
-            pretty(&v)
-        }
+        Output::Review => pretty(&serde_json::from_slice::<Value>(&review_bytes)?)?,
     };
     Ok(Rendered {
         text,
@@ -101,8 +128,16 @@ pub fn run(
     })
 }
 
-fn pretty(v: &Value) -> String {
-    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+fn report_if(r: Request<'_>, on: bool) -> Request<'_> {
+    if on {
+        r.with_report()
+    } else {
+        r
+    }
+}
+
+fn pretty(v: &Value) -> Result<String, OfflineError> {
+    let mut s = serde_json::to_string_pretty(v)?;
     s.push('\n');
-    s
+    Ok(s)
 }

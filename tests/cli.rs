@@ -412,8 +412,11 @@ fn serve_defaults_the_admin_port_to_the_listen_host_in_dev_mode() {
     let admin = |args: &[&str]| {
         let mut argv = vec!["plx-store-webhook", "serve", "--config", "c.yaml"];
         argv.extend_from_slice(args);
-        match Cli::try_parse_from(argv).unwrap().command {
-            Command::Serve(s) => s.admin_addr().map(|a| a.map(|a| a.to_string())),
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Serve(s) => Ok::<_, String>(s.admin_addr().map(|a| a.to_string())),
             _ => unreachable!(),
         }
     };

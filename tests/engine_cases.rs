@@ -5,9 +5,8 @@
 mod common;
 
 use common::*;
-use plx_store_webhook::engine::mutate_json;
 use plx_store_webhook::engine::IgnoreReason;
-use plx_store_webhook::{load_str, mutate, Decision, Outcome, Plan, Request};
+use plx_store_webhook::{load_str, Decision, Outcome, Plan, Request};
 use serde_json::{json, Value};
 
 const GCS: &str = "name: gcs-artifacts\nkind: gcs\nschema: {bucket: gs://b}\nsecret: {name: gcs-secret, mountPath: /plx-context/.gc}\n";
@@ -615,11 +614,10 @@ fn malformed_objects_are_denied_with_the_field() {
         ),
     ];
     for (pod, want) in cases {
-        // The same answer whether the pod comes as a value or straight from the request text.
-        let text = serde_json::to_string(&pod).unwrap();
+        // The same answer whether the pod is decoded alone or with a review's envelope.
         for decision in [
             mutate(&pod, &p, &req).decision,
-            mutate_json(&text, &p, &req).decision,
+            mutate_via_review(&pod, &p, &req).decision,
         ] {
             match decision {
                 Decision::Denied(m) => assert!(m.contains(want), "{m} / {want}"),
@@ -634,7 +632,7 @@ fn malformed_objects_are_denied_with_the_field() {
         Decision::Ignored(IgnoreReason::NotARun)
     );
     assert_eq!(
-        mutate_json(&other.to_string(), &p, &req).decision,
+        mutate_via_review(&other, &p, &req).decision,
         Decision::Ignored(IgnoreReason::NotARun)
     );
 }
@@ -731,7 +729,7 @@ fn routed(yaml: &str, pod: &Value, ns: &str) -> Outcome {
     let p = plan(yaml);
     let req = Request::pod_create(ns);
     let out = mutate(pod, &p, &req);
-    let fast = mutate_json(&pod.to_string(), &p, &req);
+    let fast = mutate_via_review(pod, &p, &req);
     assert_eq!(fast.decision, out.decision);
     assert_eq!(fast.patch, out.patch);
     assert_eq!(fast.warnings, out.warnings);

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use plx_store_webhook::{mutate, Decision, Request};
+use plx_store_webhook::{Decision, Request};
 use serde_json::{json, Value};
 
 const TARGETS: &[&str] = &[

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use plx_store_webhook::engine::ConflictKind;
-use plx_store_webhook::{load_file, load_str, mutate, Decision, Outcome, Plan, Request};
+use plx_store_webhook::{load_file, load_str, Decision, Outcome, Plan, Request};
 use serde_json::{json, Value};
 
 fn plan() -> Plan {

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use plx_store_webhook::{load_str, mutate, Decision, Plan, Request};
+use plx_store_webhook::{load_str, Decision, Plan, Request};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -239,8 +239,8 @@ proptest! {
         let (cname, plan) = &configs[which];
         let req = Request::pod_create("polyaxon");
         let out = mutate(&pod, plan, &req);
-        // The server reads the pod straight from the request text: it must decide the same.
-        let fast = plx_store_webhook::engine::mutate_json(&pod.to_string(), plan, &req);
+        // The server reads the pod in one pass with the review's envelope: it must decide the same.
+        let fast = mutate_via_review(&pod, plan, &req);
         prop_assert_eq!(&fast.decision, &out.decision);
         prop_assert_eq!(&fast.patch, &out.patch);
         prop_assert_eq!(&fast.warnings, &out.warnings);
@@ -379,7 +379,7 @@ injection:
         });
         let req = Request::pod_create(ns);
         let out = mutate(&pod, &plan, &req);
-        let fast = plx_store_webhook::engine::mutate_json(&pod.to_string(), &plan, &req);
+        let fast = mutate_via_review(&pod, &plan, &req);
         prop_assert_eq!(&fast.decision, &out.decision);
         prop_assert_eq!(&fast.patch, &out.patch);
         let (store, extra): (&str, Vec<&str>) = match (hit, no_match) {

@@ -4,7 +4,7 @@
 //! serialises the patch as an array of numbers (kube-rs/kube#1781).
 
 use crate::engine::pod::Pod;
-use crate::engine::{self, Decision, Outcome, Request};
+use crate::engine::{self, Decision, Decoded, Outcome, Request};
 use crate::plan::Plan;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -36,27 +36,14 @@ impl ApiVersion {
     }
 }
 
-/// A body that cannot be answered as a review (the HTTP layer turns it into a 400).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// A body that cannot be answered as a review (the HTTP layer turns it into a 400), or an
+/// answer that cannot be written (a 500; never a well-formed-looking empty answer).
+#[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
     #[error("the body is not JSON: {0}")]
-    NotJson(String),
+    NotJson(#[source] serde_json::Error),
     #[error("the body is not an AdmissionReview: {0}")]
     NotAReview(String),
-}
-
-/// The request's object as decoded. One lives on the stack per request, so the pod is kept
-/// inline rather than boxed (an allocation on the hot path) despite the size difference.
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
-pub enum Object<'a> {
-    /// Absent or `null`.
-    Missing,
-    /// Read in the same pass as the envelope (the fast path: one pass over the body).
-    Pod(Pod<'a>),
-    /// Only delimited, because it did not fit the pod model: the engine re-reads it to say which
-    /// field is wrong, or to decide that it is not a run at all.
-    Raw(&'a RawValue),
 }
 
 /// An AdmissionReview request: the envelope decoded with borrowed strings, the pod read in the
@@ -72,7 +59,9 @@ pub struct Review<'a> {
     pub resource: Cow<'a, str>,
     pub sub_resource: Cow<'a, str>,
     pub dry_run: bool,
-    pub object: Object<'a>,
+    /// The pod, read in the same pass as the envelope when it fits the model (the fast path);
+    /// otherwise decoded on its own so the answer can name the offending field.
+    pub object: Decoded<'a>,
 }
 
 /// The envelope, generic over how the object is read (a [`Pod`] on the fast path, raw text on
@@ -135,23 +124,23 @@ impl<'a> Review<'a> {
             return Err(explain(body));
         };
         if let Ok(doc) = serde_json::from_str::<ReviewIn<'a, Pod<'a>>>(text) {
-            return Self::from_doc(doc, Object::Pod);
+            return Self::from_doc(doc, Decoded::Pod);
         }
         let Ok(doc) = serde_json::from_str::<ReviewIn<'a, &'a RawValue>>(text) else {
             return Err(explain(body));
         };
         Self::from_doc(doc, |raw| {
             if raw.get() == "null" {
-                Object::Missing
+                Decoded::Missing
             } else {
-                Object::Raw(raw)
+                engine::decode(raw.get())
             }
         })
     }
 
     fn from_doc<O>(
         doc: ReviewIn<'a, O>,
-        object: impl FnOnce(O) -> Object<'a>,
+        object: impl FnOnce(O) -> Decoded<'a>,
     ) -> Result<Review<'a>, ReviewError> {
         let api_version = match doc.api_version.as_deref() {
             Some("admission.k8s.io/v1") => ApiVersion::V1,
@@ -187,7 +176,7 @@ impl<'a> Review<'a> {
             resource,
             sub_resource: or_empty(req.sub_resource),
             dry_run: req.dry_run.unwrap_or(false),
-            object: req.object.map_or(Object::Missing, object),
+            object: req.object.map_or(Decoded::Missing, object),
         })
     }
 
@@ -200,22 +189,13 @@ impl<'a> Review<'a> {
             version: &self.version,
             resource: &self.resource,
             sub_resource: &self.sub_resource,
+            report: false,
         }
     }
 
     /// Run the engine on this review.
     pub fn decide(&self, plan: &Plan) -> Outcome {
-        let facts = self.facts();
-        match &self.object {
-            Object::Pod(p) => engine::mutate_pod(p, plan, &facts),
-            Object::Raw(o) => engine::mutate_json(o.get(), plan, &facts),
-            Object::Missing if facts.operation == "CREATE" && facts.resource == "pods" => {
-                Outcome::denied(
-                    "plx-store-webhook: request.object is missing; cannot read the Pod".into(),
-                )
-            }
-            Object::Missing => engine::mutate(&Value::Null, plan, &facts),
-        }
+        engine::mutate(&self.object, plan, &self.facts())
     }
 }
 
@@ -223,7 +203,7 @@ impl<'a> Review<'a> {
 fn explain(body: &[u8]) -> ReviewError {
     let doc: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => return ReviewError::NotJson(e.to_string()),
+        Err(e) => return ReviewError::NotJson(e),
     };
     let Some(top) = doc.as_object() else {
         return not_review("expected a JSON object");
@@ -316,25 +296,34 @@ struct StatusOut<'a> {
     message: &'a str,
 }
 
+/// The answer could not be encoded (the HTTP layer turns it into a 500).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode the AdmissionReview response: {0}")]
+pub struct EncodeError(#[from] serde_json::Error);
+
 /// The response body for `outcome`, in the request's version, echoing its uid.
-pub fn response_body(review: &Review<'_>, outcome: &Outcome) -> Vec<u8> {
+pub fn response_body(review: &Review<'_>, outcome: &Outcome) -> Result<Vec<u8>, EncodeError> {
     response_for(review.api_version, &review.uid, outcome)
 }
 
 /// The response body for `outcome` in `api_version`, echoing `uid`.
-pub fn response_for(api_version: ApiVersion, uid: &str, outcome: &Outcome) -> Vec<u8> {
+pub fn response_for(
+    api_version: ApiVersion,
+    uid: &str,
+    outcome: &Outcome,
+) -> Result<Vec<u8>, EncodeError> {
     // Base64 never needs JSON escaping: write the quoted string once and embed it as is,
     // instead of having the serializer escape-scan it character by character.
-    let patch = (!outcome.patch.is_empty())
-        .then(|| {
-            let raw = serde_json::to_vec(&outcome.patch).unwrap_or_default();
-            let mut quoted = String::with_capacity(raw.len() * 4 / 3 + 8);
-            quoted.push('"');
-            base64::engine::general_purpose::STANDARD.encode_string(raw, &mut quoted);
-            quoted.push('"');
-            RawValue::from_string(quoted).ok()
-        })
-        .flatten();
+    let patch = if outcome.patch.is_empty() {
+        None
+    } else {
+        let raw = serde_json::to_vec(&outcome.patch)?;
+        let mut quoted = String::with_capacity(raw.len() * 4 / 3 + 8);
+        quoted.push('"');
+        base64::engine::general_purpose::STANDARD.encode_string(raw, &mut quoted);
+        quoted.push('"');
+        Some(RawValue::from_string(quoted)?)
+    };
     let status = match &outcome.decision {
         Decision::Denied(message) => Some(StatusOut { code: 403, message }),
         _ => None,
@@ -356,14 +345,17 @@ pub fn response_for(api_version: ApiVersion, uid: &str, outcome: &Outcome) -> Ve
                 .collect(),
         },
     };
-    serde_json::to_vec(&out).unwrap_or_default()
+    Ok(serde_json::to_vec(&out)?)
 }
 
-/// Body bytes in, response bytes out: what `POST /mutate` and `mutate --output review` do.
+/// Body bytes in: the review, the engine's outcome and the response bytes (what `POST /mutate`
+/// does). The outer error is a body that is no review (400); the inner one an answer that could
+/// not be encoded (500).
+#[allow(clippy::type_complexity)]
 pub fn review<'a>(
     body: &'a [u8],
     plan: &Plan,
-) -> Result<(Review<'a>, Outcome, Vec<u8>), ReviewError> {
+) -> Result<(Review<'a>, Outcome, Result<Vec<u8>, EncodeError>), ReviewError> {
     let review = Review::parse(body)?;
     let outcome = review.decide(plan);
     let bytes = response_body(&review, &outcome);

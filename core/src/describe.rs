@@ -3,10 +3,11 @@
 //! builds it (store already mounted in the sidecar and init containers, as Polyaxon does when its
 //! own artifactsStore is this store).
 
+use crate::clients::GOOGLE_APPLICATION_CREDENTIALS;
 use crate::config::{Config, NoMatch, RunFacts, Store};
+use crate::engine::report::{Piece, PieceKind, PieceState};
 use crate::engine::{self, Decision, Request};
-use crate::plan::{Plan, RefKind, Route, StorePlan, VolumeSource};
-use json_patch::PatchOperation;
+use crate::plan::{Plan, RefKind, Route, StorePlan, VolumeSource, GC_KEY_PATH};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -321,27 +322,21 @@ fn describe_store(out: &mut String, s: &Store, plan: &StorePlan) {
     }
     let _ = writeln!(out, "  annotations plx-store-webhook.dev/store and plx-store-webhook.dev/config-hash on the pod");
     let _ = writeln!(out, "\non a run pod as Polyaxon builds it with this store:");
-    let pod = polyaxon_like_pod(plan);
+    let text = polyaxon_like_pod(plan).to_string();
     let only = Plan::single(plan.clone());
-    let outcome = engine::mutate(&pod, &only, &Request::pod_create("polyaxon"));
+    let req = Request::pod_create("polyaxon").with_report();
+    let outcome = engine::mutate(&engine::decode(&text), &only, &req);
     if let Decision::Denied(m) = &outcome.decision {
         let _ = writeln!(out, "  DENIED: {m}");
     }
-    for (kind, name, list) in KINDS {
-        let idx = pod["spec"][list]
-            .as_array()
-            .and_then(|a| a.iter().position(|c| c["name"] == *name))
-            .unwrap_or(usize::MAX);
-        let prefix = format!("/spec/{list}/{idx}/");
+    for (kind, name, _) in KINDS {
         let added: Vec<String> = outcome
-            .patch
+            .report
             .iter()
-            .filter_map(|op| match op {
-                PatchOperation::Add(a) if a.path.as_str().starts_with(&prefix) => {
-                    Some(short(&a.value))
-                }
-                _ => None,
-            })
+            .filter(|c| c.name == *name)
+            .flat_map(|c| &c.pieces)
+            .filter(|p| p.state == PieceState::Added)
+            .map(|p| short(plan, p))
             .collect();
         let _ = writeln!(
             out,
@@ -365,33 +360,31 @@ fn kind_word(k: RefKind) -> &'static str {
     }
 }
 
-/// One line for an added array element (or a created one-element array).
-fn short(v: &Value) -> String {
-    let v = v.as_array().and_then(|a| a.first()).unwrap_or(v);
-    if let Some(p) = v.get("mountPath") {
-        format!(
-            "mount {} at {}{}",
-            v["name"].as_str().unwrap_or(""),
-            p.as_str().unwrap_or(""),
-            if v["readOnly"] == true {
+/// One added piece, briefly.
+fn short(plan: &StorePlan, p: &Piece) -> String {
+    match p.kind {
+        PieceKind::Mount(i) => {
+            let m = &plan.mounts[i];
+            let ro = if m.read_only || m.source.always_read_only() {
                 " (read-only)"
             } else {
                 ""
-            }
-        )
-    } else if let Some(val) = v.get("value") {
-        format!(
-            "env {}={}",
-            v["name"].as_str().unwrap_or(""),
-            val.as_str().unwrap_or("")
-        )
-    } else if v.get("valueFrom").is_some() {
-        format!(
-            "env {} from a key reference",
-            v["name"].as_str().unwrap_or("")
-        )
-    } else {
-        format!("envFrom {v}")
+            };
+            format!("mount {}{ro}", p.detail.trim_start_matches("volume "))
+        }
+        PieceKind::EnvFrom(i) => {
+            let r = &plan.env_from[i];
+            format!("envFrom {} {}", r.kind.fields().0, r.name)
+        }
+        PieceKind::Env(i) => format!("env {} from a key reference", plan.env_items[i].env_name),
+        PieceKind::ClientEnv(i) => format!(
+            "env {} from a key reference (standard client name)",
+            plan.client_env[i].env_name
+        ),
+        PieceKind::GcKeyPath => format!("env {GC_KEY_PATH}={}", p.detail),
+        PieceKind::GoogleApplicationCredentials => {
+            format!("env {GOOGLE_APPLICATION_CREDENTIALS}={}", p.detail)
+        }
     }
 }
 

@@ -196,46 +196,6 @@ pub enum VolumeSource {
 }
 
 impl VolumeSource {
-    /// Whether an existing pod volume refers to the same storage (matched by source, never by name).
-    pub fn matches(&self, v: &crate::engine::pod::Volume<'_>) -> bool {
-        match self {
-            VolumeSource::Secret { name, .. } => {
-                v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some(name)
-            }
-            VolumeSource::ConfigMap { name, .. } => {
-                v.config_map.as_ref().and_then(|c| c.name.as_deref()) == Some(name)
-            }
-            VolumeSource::Claim { claim_name, .. } => {
-                v.persistent_volume_claim
-                    .as_ref()
-                    .and_then(|c| c.claim_name.as_deref())
-                    == Some(claim_name)
-            }
-            VolumeSource::HostPath { path } => {
-                v.host_path
-                    .as_ref()
-                    .and_then(|h| h.path.as_deref())
-                    .map(|p| p.trim_end_matches('/'))
-                    == Some(path)
-            }
-        }
-    }
-
-    /// How a volume made from this source lays out a secret's keys.
-    pub fn layout(&self) -> crate::engine::keypath::Layout<'_> {
-        use crate::engine::keypath::Layout;
-        match self {
-            VolumeSource::Secret { items, .. } if items.is_empty() => Layout::AllKeys,
-            VolumeSource::Secret { items, .. } => Layout::Items(
-                items
-                    .iter()
-                    .map(|i| (i.key.as_str(), i.path.as_str()))
-                    .collect(),
-            ),
-            _ => Layout::NotSecret,
-        }
-    }
-
     /// Volumes of these kinds are always mounted read-only by the kubelet.
     pub fn always_read_only(&self) -> bool {
         matches!(

@@ -9,7 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use plx_store_webhook::{admission, load_str, mutate, Plan};
+use plx_store_webhook::engine::{decode, mutate};
+use plx_store_webhook::{admission, load_str, Plan};
 use serde_json::{json, Value};
 use std::sync::LazyLock;
 
@@ -40,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok((review, outcome, bytes)) = admission::review(&body, plan) else {
         return;
     };
+    let bytes = bytes.expect("an answer always encodes");
     let resp: Value = serde_json::from_slice(&bytes).expect("the response is JSON");
     assert_eq!(resp["response"]["uid"], review.uid.as_ref());
     assert_eq!(resp["apiVersion"], review.api_version.as_str());
@@ -48,7 +50,8 @@ fuzz_target!(|data: &[u8]| {
         let mut pod = doc["request"]["object"].clone();
         assert!(pod.is_object(), "an allowed patch has an object");
         json_patch::patch(&mut pod, &outcome.patch).expect("an allowed patch applies");
-        let again = mutate(&pod, plan, &review.facts());
+        let text = pod.to_string();
+        let again = mutate(&decode(&text), plan, &review.facts());
         assert!(
             again.patch.is_empty(),
             "second pass not empty: {:?}",

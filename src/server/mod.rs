@@ -43,13 +43,18 @@ pub struct Guards {
     pub max_concurrent: usize,
 }
 
+impl Guards {
+    /// The defaults, in one place (the CLI's flags take theirs from here).
+    pub const DEFAULT: Guards = Guards {
+        body_limit: DEFAULT_BODY_LIMIT,
+        request_timeout: Duration::from_secs(10),
+        max_concurrent: 512,
+    };
+}
+
 impl Default for Guards {
     fn default() -> Self {
-        Guards {
-            body_limit: DEFAULT_BODY_LIMIT,
-            request_timeout: Duration::from_secs(10),
-            max_concurrent: 512,
-        }
+        Guards::DEFAULT
     }
 }
 
@@ -199,6 +204,8 @@ async fn mutate(
         duration_us = elapsed.as_micros() as u64,
         "admission decision"
     );
+    // An answer that cannot be encoded is a 500 with a message, never an empty 200.
+    let bytes = bytes.map_err(|e| fail(ApiError::Internal(e.to_string())))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 

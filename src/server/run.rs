@@ -50,6 +50,11 @@ pub struct Options {
 }
 
 impl Options {
+    /// Shutdown phase one by default.
+    pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+    /// Backstop poll of watched files by default.
+    pub const DEFAULT_RELOAD_POLL: Duration = Duration::from_secs(10);
+
     /// Defaults for everything but the config path and addresses.
     pub fn new(config: PathBuf, listen: SocketAddr, cert: CertSource) -> Self {
         Options {
@@ -63,8 +68,8 @@ impl Options {
             min_tls: MinVersion::Tls12,
             guards: Guards::default(),
             limits: Limits::default(),
-            drain: Duration::from_secs(5),
-            reload_poll: Duration::from_secs(10),
+            drain: Self::DEFAULT_DRAIN,
+            reload_poll: Self::DEFAULT_RELOAD_POLL,
         }
     }
 }

@@ -30,7 +30,9 @@ pub struct Limits {
     /// A connection with no request in flight is closed after this long. Longer than the
     /// apiserver's own idle timeout (90 s), so the client closes pooled connections first.
     pub idle: Duration,
-    /// Open connections at most; past it new ones are closed at once.
+    /// Open connections at most; past it new ones are closed at once. The default (1024, ≈ 40
+    /// KiB each after a request, ≈ 62 MiB at the cap) fits the Deployment's 128 MiB limit
+    /// (BENCHMARKS.md §5).
     pub max_connections: usize,
     /// Time in-flight requests get after the listener stops.
     pub grace: Duration,
@@ -40,24 +42,25 @@ pub struct Limits {
     pub linger: Duration,
 }
 
+impl Limits {
+    /// The defaults, in one place (the CLI's flags take theirs from here). `grace` plus the
+    /// drain and the preStop stay inside the Deployment's terminationGracePeriodSeconds (40).
+    pub const DEFAULT: Limits = Limits {
+        handshake: Duration::from_secs(10),
+        header_read: Duration::from_secs(10),
+        idle: Duration::from_secs(120),
+        max_connections: 1024,
+        grace: Duration::from_secs(20),
+        linger: Duration::from_secs(1),
+    };
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            handshake: Duration::from_secs(10),
-            header_read: Duration::from_secs(10),
-            idle: Duration::from_secs(DEFAULT_IDLE_SECONDS),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            grace: Duration::from_secs(25),
-            linger: Duration::from_secs(1),
-        }
+        Limits::DEFAULT
     }
 }
 
-/// Idle connections are closed after this many seconds by default (apiserver: 90 s).
-pub const DEFAULT_IDLE_SECONDS: u64 = 120;
-/// Default cap on open connections per listener: ≈ 40 KiB each after a request, so ≈ 62 MiB
-/// RSS at the cap, inside the Deployment's 128 MiB limit (BENCHMARKS.md).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// HTTP/2 keep-alive pings: interval, and how long an unanswered one may wait.
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);

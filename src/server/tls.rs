@@ -26,11 +26,9 @@ fn err(what: &'static str, message: impl ToString) -> TlsError {
 }
 
 /// Lowest TLS version accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MinVersion {
-    #[value(name = "1.2")]
     Tls12,
-    #[value(name = "1.3")]
     Tls13,
 }
 

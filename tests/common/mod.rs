@@ -264,3 +264,31 @@ pub fn kubectl_apply(pod: &Value, patch: &Value) -> Option<Value> {
     }
 }
 pub mod client;
+
+/// The engine on a pod given as a JSON value: decoded from its text, the one way in.
+pub fn mutate(
+    pod: &Value,
+    plan: &plx_store_webhook::Plan,
+    req: &plx_store_webhook::Request<'_>,
+) -> plx_store_webhook::Outcome {
+    let text = pod.to_string();
+    plx_store_webhook::engine::mutate(&plx_store_webhook::engine::decode(&text), plan, req)
+}
+
+/// The same pod through a whole AdmissionReview body, read in one pass with its envelope as the
+/// server reads it: both ways must decide alike.
+pub fn mutate_via_review(
+    pod: &Value,
+    plan: &plx_store_webhook::Plan,
+    req: &plx_store_webhook::Request<'_>,
+) -> plx_store_webhook::Outcome {
+    let body = serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "operation": req.operation, "namespace": req.namespace,
+            "resource": {"group": req.group, "version": req.version, "resource": req.resource},
+            "subResource": req.sub_resource, "object": pod}
+    }))
+    .unwrap();
+    let review = plx_store_webhook::admission::Review::parse(&body).unwrap();
+    review.decide(plan)
+}

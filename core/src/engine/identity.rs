@@ -93,8 +93,10 @@ pub(super) fn apply(
     let target = id.service_account.as_str();
     let fail = |out: &mut Outcome, msg: String| {
         let conflicts = std::mem::take(&mut out.conflicts);
+        let report = std::mem::take(&mut out.report);
         *out = Outcome::denied(msg);
         out.conflicts = conflicts;
+        out.report = report;
     };
     // A key anywhere in a target container would be used before the identity.
     for p in targets {

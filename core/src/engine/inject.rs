@@ -4,7 +4,9 @@
 use super::keypath::{clean, is_strictly_under, key_file_path, same_path, Layout};
 use super::patch::{pointer, PatchBuilder};
 use super::pod::{Container, Env, Placed, PodView};
+use super::report::{ContainerReport, ContainerStatus, MarkerReport, Piece, PieceKind, PieceState};
 use super::select::{is_target, skip_list};
+use super::volumes;
 use super::{ConflictKind, Decision, IgnoreReason, Outcome};
 use crate::clients::{self, GOOGLE_APPLICATION_CREDENTIALS};
 use crate::config::OnConflict;
@@ -43,6 +45,20 @@ struct ContainerWork {
     appends: Vec<Append>,
     conflicts: Vec<(ConflictKind, String)>,
     uses_new_volume: Vec<usize>,
+    /// What was decided for each piece, when the request asks for a report.
+    pieces: Option<Vec<Piece>>,
+}
+
+impl ContainerWork {
+    fn note(&mut self, kind: PieceKind, state: PieceState, detail: impl FnOnce() -> String) {
+        if let Some(p) = &mut self.pieces {
+            p.push(Piece {
+                kind,
+                state,
+                detail: detail(),
+            });
+        }
+    }
 }
 
 /// The containers that get the store: targets by the policy's globs, minus the pod's skip list.
@@ -57,10 +73,31 @@ pub(super) fn targets<'v, 'p, 'a>(
         .collect()
 }
 
-pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan) -> Outcome {
+pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan, report: bool) -> Outcome {
     let targets = targets(view, plan);
+    let mut reports: Vec<ContainerReport> = Vec::new();
+    if report {
+        let skip = skip_list(view);
+        for p in &view.containers {
+            let status = if !is_target(p, &plan.policy) {
+                ContainerStatus::NotTarget
+            } else if skip.contains(&p.c.name.as_ref()) {
+                ContainerStatus::SkippedByAnnotation
+            } else {
+                continue;
+            };
+            reports.push(ContainerReport {
+                name: p.c.name.to_string(),
+                list: p.list,
+                status,
+                pieces: Vec::new(),
+            });
+        }
+    }
     if targets.is_empty() {
-        return Outcome::ignored(IgnoreReason::NoTargetContainer);
+        let mut out = Outcome::ignored(IgnoreReason::NoTargetContainer);
+        out.report = reports;
+        return out;
     }
     let mut warnings = Vec::new();
     let mut taken: Vec<String> = view.volumes.iter().map(|v| v.name.to_string()).collect();
@@ -79,7 +116,19 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan) -> Outcome {
     let mut denials = Vec::new();
     let mut conflicts = Vec::new();
     for p in &targets {
-        let work = container_work(view, plan, &volumes, p, &mut warnings);
+        let mut work = container_work(view, plan, &volumes, p, &mut warnings, report);
+        if let Some(pieces) = work.pieces.take() {
+            reports.push(ContainerReport {
+                name: p.c.name.to_string(),
+                list: p.list,
+                status: if work.conflicts.is_empty() {
+                    ContainerStatus::Served
+                } else {
+                    ContainerStatus::Conflict
+                },
+                pieces,
+            });
+        }
         if work.conflicts.is_empty() {
             for &i in &work.uses_new_volume {
                 volumes[i].needed = true;
@@ -104,6 +153,7 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan) -> Outcome {
             denials.join("; ")
         ));
         out.conflicts = conflicts;
+        out.report = reports;
         return out;
     }
 
@@ -127,6 +177,22 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan) -> Outcome {
     if injected_containers > 0 {
         add_marker(view, plan, &mut b);
     }
+    let markers = if report {
+        plan.marker()
+            .into_iter()
+            .map(|(key, value)| MarkerReport {
+                key,
+                value: value.to_string(),
+                state: match (view.annotation(key) == Some(value), injected_containers > 0) {
+                    (true, _) => PieceState::AlreadyThere,
+                    (false, true) => PieceState::Added,
+                    (false, false) => PieceState::NotAdded,
+                },
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let decision = if b.is_empty() {
         Decision::Unchanged
     } else {
@@ -147,6 +213,8 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan) -> Outcome {
         rule: String::new(),
         identity: String::new(),
         identity_kept_user: false,
+        report: reports,
+        markers,
     }
 }
 
@@ -157,7 +225,7 @@ fn resolve_volume<'x>(
     m: &'x MountPlan,
     taken: &mut Vec<String>,
 ) -> ResolvedVolume<'x> {
-    if let Some(v) = view.volumes.iter().find(|v| m.source.matches(v)) {
+    if let Some(v) = view.volumes.iter().find(|v| volumes::matches(&m.source, v)) {
         return ResolvedVolume {
             name: v.name.to_string(),
             layout: Layout::of_volume(v),
@@ -170,7 +238,7 @@ fn resolve_volume<'x>(
     taken.push(name.clone());
     ResolvedVolume {
         new: Some(m.source.to_volume(&name)),
-        layout: m.source.layout(),
+        layout: volumes::layout(&m.source),
         name,
         needed: false,
         key_mode: None,
@@ -180,27 +248,28 @@ fn resolve_volume<'x>(
 /// The mode the kubelet gives `key`'s file: the item's mode, else the volume's defaultMode,
 /// else Kubernetes' default. Read from the pod's volume when it has one with this source.
 fn key_mode(view: &PodView<'_, '_>, m: &MountPlan, key: &str) -> i32 {
-    let (item_mode, default_mode) = match view.volumes.iter().find(|v| m.source.matches(v)) {
-        Some(v) => {
-            let s = v.secret.as_ref();
-            let item = s
-                .and_then(|s| s.items.as_deref())
-                .and_then(|items| items.iter().find(|i| i.key == key))
-                .and_then(|i| i.mode);
-            (item, s.and_then(|s| s.default_mode))
-        }
-        None => match &m.source {
-            VolumeSource::Secret {
-                items,
-                default_mode,
-                ..
-            } => (
-                items.iter().find(|i| i.key == key).and_then(|i| i.mode),
-                *default_mode,
-            ),
-            _ => (None, None),
-        },
-    };
+    let (item_mode, default_mode) =
+        match view.volumes.iter().find(|v| volumes::matches(&m.source, v)) {
+            Some(v) => {
+                let s = v.secret.as_ref();
+                let item = s
+                    .and_then(|s| s.items.as_deref())
+                    .and_then(|items| items.iter().find(|i| i.key == key))
+                    .and_then(|i| i.mode);
+                (item, s.and_then(|s| s.default_mode))
+            }
+            None => match &m.source {
+                VolumeSource::Secret {
+                    items,
+                    default_mode,
+                    ..
+                } => (
+                    items.iter().find(|i| i.key == key).and_then(|i| i.mode),
+                    *default_mode,
+                ),
+                _ => (None, None),
+            },
+        };
     item_mode
         .or(default_mode)
         .unwrap_or(clients::DEFAULT_SECRET_MODE)
@@ -235,6 +304,7 @@ fn container_work(
     volumes: &[ResolvedVolume<'_>],
     p: &Placed<'_, '_>,
     warnings: &mut Vec<String>,
+    report: bool,
 ) -> ContainerWork {
     let c = p.c;
     let cname = c.name.as_ref();
@@ -242,6 +312,7 @@ fn container_work(
         appends: Vec::new(),
         conflicts: Vec::new(),
         uses_new_volume: Vec::new(),
+        pieces: report.then(Vec::new),
     };
     let mut seen: Vec<MountSeen<'_>> = c
         .mounts()
@@ -258,7 +329,9 @@ fn container_work(
     for (i, (m, rv)) in plan.mounts.iter().zip(volumes).enumerate() {
         let existing = c.mounts().iter().find(|mt| {
             mt.name == rv.name.as_str()
-                || view.volume(&mt.name).is_some_and(|v| m.source.matches(v))
+                || view
+                    .volume(&mt.name)
+                    .is_some_and(|v| volumes::matches(&m.source, v))
         });
         if let Some(mt) = existing {
             if mt.sub_path_expr.as_deref().is_some_and(|s| !s.is_empty()) {
@@ -271,10 +344,16 @@ fn container_work(
                 &mt.mount_path,
                 mt.sub_path.as_deref().filter(|s| !s.is_empty()),
             )));
+            work.note(PieceKind::Mount(i), PieceState::AlreadyThere, || {
+                format!("volume {} at {}", mt.name, mt.mount_path)
+            });
             continue;
         }
         let ours_ro = m.read_only || m.source.always_read_only();
         if let Some((kind, conflict)) = mount_conflict(&seen, &m.dir, ours_ro) {
+            work.note(PieceKind::Mount(i), PieceState::NotAdded, || {
+                conflict.clone()
+            });
             work.conflicts.push((
                 kind,
                 format!(
@@ -299,6 +378,9 @@ fn container_work(
         if rv.new.is_some() {
             work.uses_new_volume.push(i);
         }
+        work.note(PieceKind::Mount(i), PieceState::Added, || {
+            format!("volume {} at {}", rv.name, m.dir)
+        });
         seen.push(MountSeen {
             path: Cow::Borrowed(&m.dir),
             volume: &rv.name,
@@ -310,7 +392,7 @@ fn container_work(
         return work;
     }
 
-    for r in &plan.env_from {
+    for (i, r) in plan.env_from.iter().enumerate() {
         let present = c.env_from().iter().any(|e| {
             let named = match r.kind {
                 RefKind::Secret => &e.secret_ref,
@@ -325,6 +407,12 @@ fn container_work(
                 value: json!({ r.kind.fields().0: { "name": r.name } }),
             });
         }
+        let state = if present {
+            PieceState::AlreadyThere
+        } else {
+            PieceState::Added
+        };
+        work.note(PieceKind::EnvFrom(i), state, String::new);
     }
     let has_env = c.env.is_some();
     let add_env = |work: &mut ContainerWork, value: Value| {
@@ -334,23 +422,36 @@ fn container_work(
             value,
         });
     };
-    for item in &plan.env_items {
-        match c.env_var(&item.env_name) {
-            None => add_env(&mut work, key_ref_env(item)),
-            Some(e) if refers_to(e, item.kind, &item.resource, &item.key) => {}
-            Some(_) => warnings.push(format!(
-                "container {cname:?}: env {} is already set and was kept; the store expects it from {} {}",
-                item.env_name, item.resource, item.key
-            )),
-        }
+    for (i, item) in plan.env_items.iter().enumerate() {
+        let state = match c.env_var(&item.env_name) {
+            None => {
+                add_env(&mut work, key_ref_env(item));
+                PieceState::Added
+            }
+            Some(e) if refers_to(e, item.kind, &item.resource, &item.key) => {
+                PieceState::AlreadyThere
+            }
+            Some(_) => {
+                warnings.push(format!(
+                    "container {cname:?}: env {} is already set and was kept; the store expects it from {} {}",
+                    item.env_name, item.resource, item.key
+                ));
+                PieceState::NotAdded
+            }
+        };
+        work.note(PieceKind::Env(i), state, String::new);
     }
     // Standard client names: only where neither the container nor the plan sets the name.
-    for item in &plan.client_env {
-        let known = c.env_var(&item.env_name).is_some()
-            || plan.env_items.iter().any(|i| i.env_name == item.env_name);
-        if !known {
+    for (i, item) in plan.client_env.iter().enumerate() {
+        let (state, why) = if c.env_var(&item.env_name).is_some() {
+            (PieceState::AlreadyThere, "set by the container, kept")
+        } else if plan.env_items.iter().any(|e| e.env_name == item.env_name) {
+            (PieceState::NotAdded, "the store sets it under that name")
+        } else {
             add_env(&mut work, key_ref_env(item));
-        }
+            (PieceState::Added, "")
+        };
+        work.note(PieceKind::ClientEnv(i), state, || why.to_string());
     }
     if let Some(gk) = &plan.gcs_key {
         let path = placed
@@ -363,10 +464,22 @@ fn container_work(
                 let gc_key_path = match c.env_var(GC_KEY_PATH) {
                     None => {
                         add_env(&mut work, json!({ "name": GC_KEY_PATH, "value": path }));
+                        work.note(PieceKind::GcKeyPath, PieceState::Added, || path.clone());
                         Some(path.clone())
                     }
-                    Some(e) if e.value.as_deref() == Some(path.as_str()) => Some(path.clone()),
+                    Some(e) if e.value.as_deref() == Some(path.as_str()) => {
+                        work.note(PieceKind::GcKeyPath, PieceState::AlreadyThere, || {
+                            path.clone()
+                        });
+                        Some(path.clone())
+                    }
                     Some(e) => {
+                        work.note(PieceKind::GcKeyPath, PieceState::AlreadyThere, || {
+                            e.value
+                                .as_deref()
+                                .unwrap_or("a valueFrom reference")
+                                .to_string()
+                        });
                         warnings.push(format!(
                             "container {cname:?}: GC_KEY_PATH is set to {} and was kept, but the key is mounted at {path}",
                             e.value.as_deref().unwrap_or("a valueFrom reference")
@@ -376,14 +489,25 @@ fn container_work(
                 };
                 // google-auth & co. read only GOOGLE_APPLICATION_CREDENTIALS: give it the same
                 // file as GC_KEY_PATH, so the SDK's random pick among the aliases always agrees.
-                if plan.policy.standard_client_env
-                    && c.env_var(GOOGLE_APPLICATION_CREDENTIALS).is_none()
-                {
-                    if let Some(value) = gc_key_path {
-                        add_env(
-                            &mut work,
-                            json!({ "name": GOOGLE_APPLICATION_CREDENTIALS, "value": value }),
-                        );
+                if plan.policy.standard_client_env {
+                    let gac = PieceKind::GoogleApplicationCredentials;
+                    match (c.env_var(GOOGLE_APPLICATION_CREDENTIALS), gc_key_path) {
+                        (Some(e), _) => work.note(gac, PieceState::AlreadyThere, || {
+                            e.value
+                                .as_deref()
+                                .unwrap_or("a valueFrom reference")
+                                .to_string()
+                        }),
+                        (None, Some(value)) => {
+                            work.note(gac, PieceState::Added, || value.clone());
+                            add_env(
+                                &mut work,
+                                json!({ "name": GOOGLE_APPLICATION_CREDENTIALS, "value": value }),
+                            );
+                        }
+                        (None, None) => work.note(gac, PieceState::NotAdded, || {
+                            "GC_KEY_PATH is a valueFrom reference".to_string()
+                        }),
                     }
                 }
                 for alias in GC_KEY_ALIASES {
@@ -400,10 +524,15 @@ fn container_work(
                     warnings.extend(unreadable_key(view, c, &path, mode));
                 }
             }
-            None => warnings.push(format!(
-                "container {cname:?}: the mounted secret does not expose key {:?}, so GC_KEY_PATH was not set",
-                gk.key
-            )),
+            None => {
+                work.note(PieceKind::GcKeyPath, PieceState::NotAdded, || {
+                    format!("the mounted secret does not expose key {:?}", gk.key)
+                });
+                warnings.push(format!(
+                    "container {cname:?}: the mounted secret does not expose key {:?}, so GC_KEY_PATH was not set",
+                    gk.key
+                ))
+            }
         }
     }
     work

@@ -6,12 +6,13 @@ mod inject;
 pub mod keypath;
 pub mod patch;
 pub mod pod;
+pub mod report;
 pub mod select;
+pub mod volumes;
 
 use crate::config::{NoMatch, RunFacts};
 use crate::plan::{Plan, Route};
 use json_patch::PatchOperation;
-use serde_json::Value;
 
 /// Polyaxon's annotation naming the run's owner (organisation).
 pub const ANNOTATION_OWNER: &str = "operation.polyaxon.com/owner";
@@ -29,9 +30,20 @@ pub struct Request<'a> {
     pub version: &'a str,
     pub resource: &'a str,
     pub sub_resource: &'a str,
+    /// Also fill `Outcome::report` (explanations; the server leaves it off).
+    pub report: bool,
 }
 
 impl<'a> Request<'a> {
+    /// Whether this is the one kind of request the webhook serves: a CREATE of a core/v1 pod
+    /// (not a subresource). Decided here only.
+    pub fn is_pod_create(&self) -> bool {
+        self.operation == "CREATE"
+            && self.group.is_empty()
+            && self.resource == "pods"
+            && self.sub_resource.is_empty()
+    }
+
     /// A plain pod CREATE in `namespace` (what the offline command and tests use).
     pub fn pod_create(namespace: &'a str) -> Self {
         Request {
@@ -41,6 +53,15 @@ impl<'a> Request<'a> {
             version: "v1",
             resource: "pods",
             sub_resource: "",
+            report: false,
+        }
+    }
+
+    /// The same request, asking for the per-container report.
+    pub fn with_report(self) -> Self {
+        Request {
+            report: true,
+            ..self
         }
     }
 }
@@ -147,6 +168,10 @@ pub struct Outcome {
     pub identity: String,
     /// The account is the user's own, kept instead of the store's identity.
     pub identity_kept_user: bool,
+    /// Per container, what was decided (only when `Request::report` asks).
+    pub report: Vec<report::ContainerReport>,
+    /// The marker annotations and what happened to them (only with `Request::report`).
+    pub markers: Vec<report::MarkerReport>,
 }
 
 impl Outcome {
@@ -163,6 +188,8 @@ impl Outcome {
             rule: String::new(),
             identity: String::new(),
             identity_kept_user: false,
+            report: Vec::new(),
+            markers: Vec::new(),
         }
     }
 
@@ -189,63 +216,48 @@ impl Outcome {
     }
 }
 
-/// Decide and build the patch for one pod given as a JSON value (tests, the offline command).
-pub fn mutate(pod: &Value, plan: &Plan, req: &Request<'_>) -> Outcome {
-    if !is_pod_create(req) {
+/// A pod as read from a request: the engine's one input. One lives on the stack per request, so
+/// the pod is kept inline rather than boxed (an allocation on the hot path).
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Decoded<'a> {
+    Pod(pod::Pod<'a>),
+    /// It does not fit the Pod model: which field and why, and its metadata when that much is
+    /// readable (to tell whether it is a run at all).
+    Malformed(pod::Malformed<'a>),
+    /// The request carries no object.
+    Missing,
+}
+
+/// Read a pod from its JSON text in one pass (every field the engine does not need is skipped),
+/// or say which field is wrong.
+pub fn decode(text: &str) -> Decoded<'_> {
+    match pod::decode(text) {
+        Ok(p) => Decoded::Pod(p),
+        Err(m) => Decoded::Malformed(m),
+    }
+}
+
+/// Decide and build the patch for one request: the one way through the engine (the server, the
+/// offline command, describe/explain and the tests all come here).
+pub fn mutate(pod: &Decoded<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
+    if !req.is_pod_create() {
         return Outcome::ignored(IgnoreReason::NotPodCreate);
     }
-    decide(
-        pod::from_value(pod),
-        || pod::meta_from_value(pod),
-        plan,
-        req,
-    )
-}
-
-/// Decide and build the patch for one pod given as JSON text (the server: the pod is read
-/// straight from the request bytes, skipping every field the engine does not need).
-pub fn mutate_json(pod: &str, plan: &Plan, req: &Request<'_>) -> Outcome {
-    if !is_pod_create(req) {
-        return Outcome::ignored(IgnoreReason::NotPodCreate);
-    }
-    decide(pod::from_json(pod), || pod::meta_from_json(pod), plan, req)
-}
-
-/// Decide and build the patch for a pod already read (the server reads it in the same pass as
-/// the AdmissionReview envelope).
-pub fn mutate_pod(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
-    if !is_pod_create(req) {
-        return Outcome::ignored(IgnoreReason::NotPodCreate);
-    }
-    decide_pod(pod, plan, req)
-}
-
-fn is_pod_create(req: &Request<'_>) -> bool {
-    req.operation == "CREATE"
-        && req.group.is_empty()
-        && req.resource == "pods"
-        && req.sub_resource.is_empty()
-}
-
-fn decide<'a>(
-    parsed: Result<pod::Pod<'a>, String>,
-    lenient_meta: impl FnOnce() -> Option<pod::Meta<'a>>,
-    plan: &Plan,
-    req: &Request<'_>,
-) -> Outcome {
-    let pod = match parsed {
-        Ok(p) => p,
-        Err(e) => {
-            // Not ours unless it is a run: only a malformed *run* pod is refused.
-            let meta = lenient_meta();
-            let labels = meta.as_ref().and_then(|m| m.labels.as_ref());
-            if meta.is_some() && !select::selector_matches(labels, &plan.policy.selector) {
+    match pod {
+        Decoded::Pod(p) => decide_pod(p, plan, req),
+        Decoded::Missing => Outcome::denied(
+            "plx-store-webhook: request.object is missing; cannot read the Pod".into(),
+        ),
+        // Not ours unless it is a run: only a malformed *run* pod is refused.
+        Decoded::Malformed(m) => {
+            let labels = m.meta.as_ref().and_then(|meta| meta.labels.as_ref());
+            if m.meta.is_some() && !select::selector_matches(labels, &plan.policy.selector) {
                 return Outcome::ignored(IgnoreReason::NotARun);
             }
-            return Outcome::denied(not_a_pod(&e));
+            Outcome::denied(not_a_pod(&m.problem()))
         }
-    };
-    decide_pod(&pod, plan, req)
+    }
 }
 
 fn decide_pod(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
@@ -282,7 +294,7 @@ fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
         Route::Default(p) => (p, ""),
         Route::Unmatched(how) => return unmatched(how, &facts),
     };
-    let mut out = inject::reconcile(&view, store_plan);
+    let mut out = inject::reconcile(&view, store_plan, req.report);
     if let (Some(id), true) = (&store_plan.identity, out.allowed()) {
         if !matches!(out.decision, Decision::Ignored(_)) {
             let targets = inject::targets(&view, store_plan);

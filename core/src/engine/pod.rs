@@ -4,7 +4,6 @@
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
-use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -207,45 +206,50 @@ pub struct EnvFrom<'a> {
     pub config_map_ref: Option<NameRef<'a>>,
 }
 
-/// Parse a pod from JSON text, or say which field is wrong.
-pub fn from_json(text: &str) -> Result<Pod<'_>, String> {
-    serde_json::from_str(text).map_err(|_| {
+/// Why a pod could not be read: the offending field's JSON path and the problem there, and its
+/// metadata when that much was readable.
+#[derive(Debug)]
+pub struct Malformed<'a> {
+    /// `spec.containers[0].env`, or empty when the document itself is the problem.
+    pub path: String,
+    pub message: String,
+    /// Boxed: only the slow path for bad input pays for it.
+    pub meta: Option<Box<Meta<'a>>>,
+}
+
+impl Malformed<'_> {
+    /// The problem in words, with its path.
+    pub fn problem(&self) -> String {
+        if self.path.is_empty() {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Read a pod from JSON text in one pass; only when that fails, a second pass finds the path of
+/// the offending field and a lenient third reads the metadata alone.
+pub fn decode(text: &str) -> Result<Pod<'_>, Malformed<'_>> {
+    serde_json::from_str(text).map_err(|first: serde_json::Error| {
         let mut de = serde_json::Deserializer::from_str(text);
-        match serde_path_to_error::deserialize::<_, Pod<'_>>(&mut de) {
-            Ok(_) => "unreadable".to_string(),
-            Err(e) => describe(e.path(), e.inner()),
+        let (path, message) = match serde_path_to_error::deserialize::<_, Pod<'_>>(&mut de) {
+            Ok(_) => (String::new(), first.to_string()),
+            Err(e) => {
+                let p = e.path().to_string();
+                let path = if p == "." { String::new() } else { p };
+                (path, e.into_inner().to_string())
+            }
+        };
+        Malformed {
+            path,
+            message,
+            meta: serde_json::from_str::<MetaOnly<'_>>(text)
+                .ok()
+                .and_then(|m| m.metadata)
+                .map(Box::new),
         }
     })
-}
-
-/// Parse a pod from a JSON value, or say which field is wrong.
-pub fn from_value(v: &Value) -> Result<Pod<'_>, String> {
-    Pod::deserialize(v).map_err(
-        |_| match serde_path_to_error::deserialize::<_, Pod<'_>>(v) {
-            Ok(_) => "unreadable".to_string(),
-            Err(e) => describe(e.path(), e.inner()),
-        },
-    )
-}
-
-/// Lenient reads of just the metadata, for deciding whether a malformed object is ours at all.
-pub fn meta_from_json(text: &str) -> Option<Meta<'_>> {
-    serde_json::from_str::<MetaOnly<'_>>(text)
-        .ok()
-        .and_then(|m| m.metadata)
-}
-
-pub fn meta_from_value(v: &Value) -> Option<Meta<'_>> {
-    MetaOnly::deserialize(v).ok().and_then(|m| m.metadata)
-}
-
-fn describe(path: &serde_path_to_error::Path, e: &impl std::fmt::Display) -> String {
-    let p = path.to_string();
-    if p == "." || p.is_empty() {
-        e.to_string()
-    } else {
-        format!("{p}: {e}")
-    }
 }
 
 /// Which container list a container is in.
