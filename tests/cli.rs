@@ -597,3 +597,62 @@ fn check_config_and_explain_show_each_rules_identity() {
     let err = text(&o.stderr);
     assert!(err.contains("identity (keyless): serviceAccountName team-vision-runs → the run runs as team-vision-runs"), "{err}");
 }
+
+/// README's `serve` flag table and the binary's flags agree: every flag, its environment
+/// variable and its default (defaults come from the library's constants, so a change there that
+/// the README misses fails here).
+#[test]
+fn readme_flag_table_matches_the_binary() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("`plx-store-webhook serve`")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").nth(1))
+        .expect("the serve flag table");
+    let cmd = plx_store_webhook::cli::Cli::command_for_tests();
+    let serve = cmd.find_subcommand("serve").unwrap();
+    let mut documented = Vec::new();
+    let tick = |cell: &str, prefix: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|t| t.starts_with(prefix))
+            .map(String::from)
+            .collect()
+    };
+    for row in section.lines().filter(|l| l.starts_with("| `--")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let flags = tick(cells[1], "--");
+        let envs = tick(cells[2], "PLX_");
+        assert_eq!(flags.len(), envs.len(), "{row}");
+        for (flag, env) in flags.iter().zip(&envs) {
+            let long = flag.trim_start_matches("--");
+            let arg = serve
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .unwrap_or_else(|| panic!("README documents {flag}, which serve does not have"));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(env.as_str()),
+                "{flag}"
+            );
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|d| d.to_string_lossy().into_owned())
+                .collect();
+            if let [default] = defaults.as_slice() {
+                let readme_default = cells[3].split('`').nth(1).unwrap_or("");
+                assert_eq!(readme_default, default, "README default of {flag}");
+            }
+            documented.push(long.to_string());
+        }
+    }
+    for a in serve.get_arguments() {
+        let Some(long) = a.get_long() else { continue };
+        assert!(
+            long == "help" || documented.iter().any(|d| d == long),
+            "--{long} is missing from README's flag table"
+        );
+    }
+}

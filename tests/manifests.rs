@@ -131,7 +131,7 @@ fn every_overlay_renders_and_validates_strictly() {
             .output()
         {
             Err(e) if !in_ci() => eprintln!(
-                "kubernetes-validate not runnable ({e}); skipping schema validation outside CI"
+                "SKIP: kubernetes-validate not runnable ({e}); schema validation is skipped outside CI"
             ),
             Err(e) => panic!("kubernetes-validate is required in CI: {e}"),
             Ok(o) => assert!(

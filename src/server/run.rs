@@ -97,13 +97,23 @@ impl Running {
     }
 }
 
+/// Why the serving certificate could not be (re)loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error(transparent)]
+    Read(#[from] config::FileError),
+    #[error(transparent)]
+    Build(#[from] tls::TlsError),
+}
+
 /// The certificate material from the watched files' bytes (cert, key, then the client CA);
 /// an unreadable file is an error naming it.
-fn material(contents: &reload::Contents) -> Result<Material, String> {
+fn material(contents: &reload::Contents) -> Result<Material, CertError> {
     let get = |i: usize| match contents.get(i) {
         Some(Ok(b)) => Ok(b.clone()),
-        Some(Err(e)) => Err(e.message.clone()),
-        None => Err("missing certificate file".to_string()),
+        Some(Err(e)) => Err(CertError::Read(e.clone())),
+        // `start` always watches cert and key, in that order.
+        None => unreachable!("certificate file {i} is not watched"),
     };
     Ok(Material {
         cert_pem: get(0)?,
@@ -120,7 +130,7 @@ async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<tokio::net::TcpLis
 }
 
 /// Apply a certificate load result: swap on success, keep the last good pair on failure.
-fn apply_tls(state: &AppState, side: &TlsSide, result: Result<tls::Built, String>) {
+fn apply_tls(state: &AppState, side: &TlsSide, result: Result<tls::Built, CertError>) {
     match result {
         Ok(built) => {
             side.config.store(Some(built.config));
@@ -145,7 +155,7 @@ fn apply_tls(state: &AppState, side: &TlsSide, result: Result<tls::Built, String
             } else {
                 tracing::error!(error = %e, "no valid serving certificate yet: unready, and TLS connections are closed, until one appears");
             }
-            state.health.cert_result(Err(e));
+            state.health.cert_result(Err(e.to_string()));
             state.metrics.set_reload_result("cert", false);
         }
     }
@@ -214,7 +224,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
             paths.extend(opts.client_ca.clone());
             let min = opts.min_tls;
             let load = move |contents: &reload::Contents| {
-                material(contents).and_then(|m| tls::build(&m, min).map_err(|e| e.to_string()))
+                material(contents).and_then(|m| Ok(tls::build(&m, min)?))
             };
             let bytes = reload::read_all(&paths).await;
             apply_tls(&state, &side, load(&bytes));
@@ -243,7 +253,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
             apply_tls(
                 &state,
                 &side,
-                tls::build(&m, opts.min_tls).map_err(|e| e.to_string()),
+                tls::build(&m, opts.min_tls).map_err(Into::into),
             );
             if let Some(dir) = ca_out.parent() {
                 std::fs::create_dir_all(dir)?;

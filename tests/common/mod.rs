@@ -248,7 +248,7 @@ pub fn kubectl_apply(pod: &Value, patch: &Value) -> Option<Value> {
     match out {
         Err(e) if std::env::var("CI").is_err() => {
             eprintln!(
-                "kubectl not runnable ({e}); skipping the Go json-patch cross-check outside CI"
+                "SKIP: kubectl not runnable ({e}); the Go json-patch cross-check is skipped outside CI"
             );
             None
         }

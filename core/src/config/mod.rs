@@ -16,18 +16,74 @@ use std::path::{Path, PathBuf};
 
 /// A config error a person can act on: which file, where, what was expected.
 #[derive(Debug, thiserror::Error)]
-#[error("config {source_name}: {message}")]
+#[error("config {source_name}: {problem}")]
 pub struct ConfigError {
     pub source_name: String,
-    pub message: String,
+    #[source]
+    pub problem: ConfigProblem,
+}
+
+/// What is wrong with a config.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigProblem {
+    /// A file could not be read.
+    #[error(transparent)]
+    Read(#[from] FileError),
+    /// Not YAML/JSON of the expected shape (the parser says where: line and column).
+    #[error("{context}{source}{hint}")]
+    Syntax {
+        context: &'static str,
+        #[source]
+        source: Box<serde_saphyr::Error>,
+        hint: &'static str,
+    },
+    /// Well-formed, but not a valid config (the message names the field).
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+}
+
+/// A config value that is not valid, with where it is: `artifactsStore.secret.mountPath: …`.
+/// Validation has no underlying cause: the message is the whole story.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(message: String) -> Self {
+        Invalid(message)
+    }
 }
 
 impl ConfigError {
-    fn new(source_name: &str, message: impl Into<String>) -> Self {
+    fn new(source_name: &str, problem: impl Into<ConfigProblem>) -> Self {
         ConfigError {
             source_name: source_name.to_string(),
-            message: message.into(),
+            problem: problem.into(),
         }
+    }
+
+    fn invalid(source_name: &str, message: impl Into<String>) -> Self {
+        Self::new(source_name, Invalid(message.into()))
+    }
+
+    fn syntax(source_name: &str, context: &'static str, source: serde_saphyr::Error) -> Self {
+        Self::syntax_hint(source_name, context, source, "")
+    }
+
+    fn syntax_hint(
+        source_name: &str,
+        context: &'static str,
+        source: serde_saphyr::Error,
+        hint: &'static str,
+    ) -> Self {
+        Self::new(
+            source_name,
+            ConfigProblem::Syntax {
+                context,
+                source: Box::new(source),
+                hint,
+            },
+        )
     }
 }
 
@@ -97,16 +153,19 @@ impl Source {
                 None => Ok(None),
             }
         };
-        let required = |i: usize| -> Result<String, String> {
+        let required = |i: usize| -> Result<String, FileError> {
             match text(i) {
                 Ok(Some(t)) => Ok(t),
-                Ok(None) => Err(format!("cannot read {}: no such file", files[i].display())),
-                Err(e) => Err(e.message),
+                Ok(None) => Err(FileError {
+                    missing: true,
+                    message: format!("cannot read {}: no such file", files[i].display()),
+                }),
+                Err(e) => Err(e),
             }
         };
         let mut parts = if self.config.is_dir() {
             let text_of_store = required(0).map_err(|e| {
-                ConfigError::new(
+                ConfigError::invalid(
                     &main_name,
                     format!(
                         "{e}; a directory must hold the keys of Polyaxon's agent ConfigMap \
@@ -115,7 +174,7 @@ impl Source {
                 )
             })?;
             let mut parts = parse_main(&text_of_store, &files[0].display().to_string())?;
-            if let Some(conns) = text(1).map_err(|e| ConfigError::new(&main_name, e.message))? {
+            if let Some(conns) = text(1).map_err(|e| ConfigError::new(&main_name, e))? {
                 parts.connections = parse_connections(&conns, &files[1].display().to_string())?;
             }
             parts
@@ -129,7 +188,7 @@ impl Source {
             let t = required(files.len() - 1).map_err(|e| ConfigError::new(&settings_name, e))?;
             let injection = parse_settings(&t, &settings_name)?;
             if injection.is_some() && parts.injection.is_some() {
-                return Err(ConfigError::new(
+                return Err(ConfigError::invalid(
                     &settings_name,
                     format!("`injection:` is set both here and in {name}; keep it in one place"),
                 ));
@@ -143,7 +202,8 @@ impl Source {
 
 /// Why a watched file could not be read; equal errors compare equal, so a watcher does not
 /// report the same failure twice.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct FileError {
     /// The file does not exist (optional files may be absent).
     pub missing: bool,
@@ -188,14 +248,15 @@ struct Parts {
 /// Detect which of Polyaxon's three forms `text` is and parse it with positions.
 fn parse_main(text: &str, source_name: &str) -> Result<Parts, ConfigError> {
     let shape: Value = serde_saphyr::from_str(text)
-        .map_err(|e| ConfigError::new(source_name, format!("not valid YAML/JSON: {e}")))?;
+        .map_err(|e| ConfigError::syntax(source_name, "not valid YAML/JSON: ", e))?;
     match &shape {
         // (c) the agent ConfigMap's value: a JSON string holding one connection.
         Value::String(inner) => {
             let store: RawConnection = serde_saphyr::from_str(inner).map_err(|e| {
-                ConfigError::new(
+                ConfigError::syntax(
                     source_name,
-                    format!("the string is not a connection (positions are inside the string): {e}"),
+                    "the string is not a connection (positions are inside the string): ",
+                    e,
                 )
             })?;
             Ok(Parts {
@@ -208,12 +269,12 @@ fn parse_main(text: &str, source_name: &str) -> Result<Parts, ConfigError> {
         // (a) a Helm values file.
         Value::Object(map) if map.contains_key("artifactsStore") => {
             let values: HelmValues = serde_saphyr::from_str(text)
-                .map_err(|e| ConfigError::new(source_name, format!("artifactsStore: {e}")))?;
+                .map_err(|e| ConfigError::syntax(source_name, "artifactsStore: ", e))?;
             let Some(store) = values.artifacts_store else {
-                return Err(ConfigError::new(source_name, "artifactsStore is empty"));
+                return Err(ConfigError::invalid(source_name, "artifactsStore is empty"));
             };
             if store.injection.is_some() {
-                return Err(ConfigError::new(
+                return Err(ConfigError::invalid(
                     source_name,
                     "artifactsStore.injection: `injection` is the webhook's own section and belongs at the top level",
                 ));
@@ -228,7 +289,7 @@ fn parse_main(text: &str, source_name: &str) -> Result<Parts, ConfigError> {
         // (b) a document that is one connection.
         Value::Object(map) if map.contains_key("name") && map.contains_key("kind") => {
             let mut store: RawConnection = serde_saphyr::from_str(text)
-                .map_err(|e| ConfigError::new(source_name, e.to_string()))?;
+                .map_err(|e| ConfigError::syntax(source_name, "", e))?;
             let injection = store.injection.take();
             Ok(Parts {
                 store,
@@ -237,7 +298,7 @@ fn parse_main(text: &str, source_name: &str) -> Result<Parts, ConfigError> {
                 injection,
             })
         }
-        _ => Err(ConfigError::new(
+        _ => Err(ConfigError::invalid(
             source_name,
             format!(
                 "expected a Polyaxon Helm values file with a top-level `artifactsStore`, a connection \
@@ -250,15 +311,15 @@ fn parse_main(text: &str, source_name: &str) -> Result<Parts, ConfigError> {
 
 /// The agent's connections key: a list of connections, or a JSON string holding one.
 fn parse_connections(text: &str, source_name: &str) -> Result<Vec<RawConnection>, ConfigError> {
-    let err = |e: String| ConfigError::new(source_name, format!("connections: {e}"));
+    let err = |e| ConfigError::syntax(source_name, "connections: ", e);
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
-    let shape: Value = serde_saphyr::from_str(text).map_err(|e| err(e.to_string()))?;
+    let shape: Value = serde_saphyr::from_str(text).map_err(err)?;
     match shape {
-        Value::String(inner) => serde_saphyr::from_str(&inner).map_err(|e| err(e.to_string())),
+        Value::String(inner) => serde_saphyr::from_str(&inner).map_err(err),
         Value::Null => Ok(Vec::new()),
-        _ => serde_saphyr::from_str(text).map_err(|e| err(e.to_string())),
+        _ => serde_saphyr::from_str(text).map_err(err),
     }
 }
 
@@ -268,11 +329,11 @@ fn parse_settings(text: &str, source_name: &str) -> Result<Option<RawInjection>,
         return Ok(None);
     }
     let s: RawSettings = serde_saphyr::from_str(text).map_err(|e| {
-        ConfigError::new(
+        ConfigError::syntax_hint(
             source_name,
-            format!(
-                "settings: {e} (a settings file holds only the webhook's `injection:` section)"
-            ),
+            "settings: ",
+            e,
+            " (a settings file holds only the webhook's `injection:` section)",
         )
     })?;
     Ok(s.injection)
@@ -280,7 +341,7 @@ fn parse_settings(text: &str, source_name: &str) -> Result<Option<RawInjection>,
 
 /// Resolve parsed parts into a config; every cross-reference is checked here.
 fn finish(parts: Parts, source_name: &str) -> Result<Config, ConfigError> {
-    let e = |m: String| ConfigError::new(source_name, m);
+    let e = |m: Invalid| ConfigError::new(source_name, m);
     let store = resolve::store(parts.store, parts.store_at).map_err(e)?;
     let mut raw_injection = parts.injection.unwrap_or_default();
     let wanted = raw_injection.connections.take().unwrap_or_default();
@@ -312,7 +373,8 @@ fn finish(parts: Parts, source_name: &str) -> Result<Config, ConfigError> {
 
 /// A short content hash of the resolved config: equal configs, equal hashes, whatever the form.
 fn hash(config: &Config) -> String {
-    let bytes = serde_json::to_vec(config).unwrap_or_default();
+    // A Config is plain data (strings, numbers, lists): it always serialises.
+    let bytes = serde_json::to_vec(config).expect("a Config always serialises to JSON");
     let digest = Sha256::digest(&bytes);
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }

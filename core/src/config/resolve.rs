@@ -2,15 +2,16 @@
 
 use super::model::*;
 use super::raw::*;
+use super::Invalid;
 use crate::glob::Glob;
 use crate::k8s_names::{is_dns_subdomain, is_env_var_name};
 
 /// The GCS key file name Polyaxon's docs create (`--from-file=gc-secret.json=…`).
 pub const DEFAULT_GCS_KEY: &str = "gc-secret.json";
 
-pub(super) fn store(raw: RawConnection, at: &str) -> Result<Store, String> {
+pub(super) fn store(raw: RawConnection, at: &str) -> Result<Store, Invalid> {
     if raw.name.trim().is_empty() {
-        return Err(format!("{at}name: must not be empty"));
+        return Err(Invalid(format!("{at}name: must not be empty")));
     }
     let kind = StoreKind::parse(&raw.kind).ok_or_else(|| {
         format!(
@@ -27,18 +28,18 @@ pub(super) fn store(raw: RawConnection, at: &str) -> Result<Store, String> {
         match &bucket {
             Some(b) if !b.trim().is_empty() => {}
             _ => {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "{at}schema.bucket: required for a `{}` store (e.g. \"gs://my-bucket\")",
                     kind.as_str()
-                ))
+                )))
             }
         }
     } else {
         let Some(s) = schema else {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{at}schema: required for a `{}` store",
                 kind.as_str()
-            ));
+            )));
         };
         let mount_path = s.mount_path.ok_or_else(|| {
             format!(
@@ -53,9 +54,9 @@ pub(super) fn store(raw: RawConnection, at: &str) -> Result<Store, String> {
                     format!("{at}schema.volumeClaim: required for a `volume_claim` store")
                 })?;
                 if !is_dns_subdomain(&c) {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "{at}schema.volumeClaim: {c:?} is not a valid PersistentVolumeClaim name (lowercase RFC 1123 subdomain)"
-                    ));
+                    )));
                 }
                 VolumeStoreSource::Claim(c)
             }
@@ -83,10 +84,10 @@ pub(super) fn store(raw: RawConnection, at: &str) -> Result<Store, String> {
     if let (Some(s), Some(c)) = (&secret, &config_map) {
         if let (Some(a), Some(b)) = (&s.mount_path, &c.mount_path) {
             if a.dir == b.dir {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "{at}configMap.mountPath: {} is also the secret's mount directory; two volumes cannot share a mountPath",
                     b.dir
-                ));
+                )));
             }
         }
     }
@@ -105,12 +106,12 @@ pub(super) fn store(raw: RawConnection, at: &str) -> Result<Store, String> {
     })
 }
 
-fn resource(raw: RawResource, at: &str, what: &str) -> Result<Resource, String> {
+fn resource(raw: RawResource, at: &str, what: &str) -> Result<Resource, Invalid> {
     if !is_dns_subdomain(&raw.name) {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{at}.name: {:?} is not a valid {what} name (lowercase RFC 1123 subdomain, at most 253 characters)",
             raw.name
-        ));
+        )));
     }
     let mount_path = raw
         .mount_path
@@ -137,16 +138,16 @@ fn resource(raw: RawResource, at: &str, what: &str) -> Result<Resource, String> 
             || kp.path.starts_with('/')
             || kp.path.split('/').any(|c| c == "..")
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{at}.items[{i}]: key and path must be non-empty and path relative without `..` (got key {:?}, path {:?})",
                 kp.key, kp.path
-            ));
+            )));
         }
         if mount_path.is_none() && !is_env_var_name(&kp.key) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{at}.items[{i}]: without a mountPath each item becomes an env var named after its key, and {:?} is not a valid env var name",
                 kp.key
-            ));
+            )));
         }
         items.push(kp);
     }
@@ -164,7 +165,7 @@ fn resource(raw: RawResource, at: &str, what: &str) -> Result<Resource, String> 
 
 /// Which key of the secret holds the GCS key: `gc-secret.json` unless `items` names a single
 /// `.json` key. Where the file lands is decided per pod, from the volume actually mounted.
-pub fn gcs_key(secret: &Resource) -> Result<String, String> {
+pub fn gcs_key(secret: &Resource) -> Result<String, Invalid> {
     if secret.items.is_empty() {
         return Ok(DEFAULT_GCS_KEY.to_string());
     }
@@ -175,44 +176,44 @@ pub fn gcs_key(secret: &Resource) -> Result<String, String> {
         .collect();
     match json.as_slice() {
         [one] => Ok(one.key.clone()),
-        [] => Err(format!(
+        [] => Err(Invalid(format!(
             "no `.json` key is listed, so the GCS key would not be mounted; add {DEFAULT_GCS_KEY:?} (or your key's name)"
-        )),
+        ))),
         many => many
             .iter()
             .find(|i| i.key == DEFAULT_GCS_KEY)
             .map(|i| i.key.clone())
             .ok_or_else(|| {
-                "several `.json` keys are listed and none is gc-secret.json; list only the key file".to_string()
+                Invalid("several `.json` keys are listed and none is gc-secret.json; list only the key file".to_string())
             }),
     }
 }
 
-fn absolute_path(p: &str, at: &str) -> Result<String, String> {
+fn absolute_path(p: &str, at: &str) -> Result<String, Invalid> {
     let trimmed = p.trim_end_matches('/');
     if !p.starts_with('/') || trimmed.is_empty() {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{at}: {p:?} must be an absolute path below / (e.g. \"/plx-context/.gc\")"
-        ));
+        )));
     }
     if trimmed.split('/').any(|c| c == ".." || c == ".") || trimmed.contains("//") {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{at}: {p:?} must not contain `.`/`..` components or `//`"
-        ));
+        )));
     }
     Ok(trimmed.to_string())
 }
 
-fn mount_target(p: &str, at: &str) -> Result<MountTarget, String> {
+fn mount_target(p: &str, at: &str) -> Result<MountTarget, Invalid> {
     let written = absolute_path(p, at)?;
     // A path ending in `.json` names the key file itself (the seed's legacy form): the volume goes
     // on its directory, so the key lands exactly where the operator meant.
     if written.ends_with(".json") {
         let (dir, file) = written.rsplit_once('/').unwrap_or(("", &written));
         if dir.is_empty() {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{at}: {p:?} names a file directly under /; use a directory"
-            ));
+            )));
         }
         return Ok(MountTarget {
             dir: dir.to_string(),
@@ -227,25 +228,27 @@ fn mount_target(p: &str, at: &str) -> Result<MountTarget, String> {
     })
 }
 
-fn file_mode(m: RawMode, at: &str) -> Result<i32, String> {
+fn file_mode(m: RawMode, at: &str) -> Result<i32, Invalid> {
     let v = match &m {
         RawMode::Int(i) => *i,
         RawMode::Text(s) => i64::from_str_radix(s.trim().trim_start_matches("0o"), 8)
             .map_err(|_| format!("{at}: {s:?} is not an octal mode like \"0400\""))?,
     };
     if !(0..=0o777).contains(&v) {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{at}: {v} is out of range; write an octal string like \"0400\" or a decimal integer from 0 to 511"
-        ));
+        )));
     }
     Ok(v as i32)
 }
 
-pub(super) fn injection(raw: RawInjection) -> Result<Injection, String> {
+pub(super) fn injection(raw: RawInjection) -> Result<Injection, Invalid> {
     let mut inj = Injection::default();
     if let Some(sel) = raw.selector {
         if sel.is_empty() {
-            return Err("injection.selector: must not be empty (it would match every pod)".into());
+            return Err(Invalid(
+                "injection.selector: must not be empty (it would match every pod)".into(),
+            ));
         }
         inj.selector = sel.into_iter().collect();
     }
@@ -264,7 +267,9 @@ pub(super) fn injection(raw: RawInjection) -> Result<Injection, String> {
     }
     if let Some(accounts) = raw.runs_service_accounts {
         if accounts.iter().any(|a| a.trim().is_empty()) {
-            return Err("injection.runsServiceAccounts: patterns must not be empty".into());
+            return Err(Invalid(
+                "injection.runsServiceAccounts: patterns must not be empty".into(),
+            ));
         }
         inj.runs_service_accounts = accounts.into_iter().map(Glob::new).collect();
     }
@@ -273,9 +278,9 @@ pub(super) fn injection(raw: RawInjection) -> Result<Injection, String> {
             "deny" => OnConflict::Deny,
             "skip" => OnConflict::Skip,
             other => {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "injection.onConflict: {other:?}; expected `deny` or `skip`"
-                ))
+                )))
             }
         };
     }
@@ -283,19 +288,21 @@ pub(super) fn injection(raw: RawInjection) -> Result<Injection, String> {
 }
 
 /// Resolve `connections:`: each one valid, names unique.
-pub(super) fn declared(raw: Vec<RawConnection>) -> Result<Vec<Store>, String> {
+pub(super) fn declared(raw: Vec<RawConnection>) -> Result<Vec<Store>, Invalid> {
     let mut declared: Vec<Store> = Vec::new();
     for (i, c) in raw.into_iter().enumerate() {
         let at = format!("connections[{i}].");
         if c.injection.is_some() {
-            return Err(format!("{at}injection: not allowed inside a connection"));
+            return Err(Invalid(format!(
+                "{at}injection: not allowed inside a connection"
+            )));
         }
         let conn = self::store(c, &at)?;
         if declared.iter().any(|d| d.name == conn.name) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{at}name: duplicate connection name {:?}",
                 conn.name
-            ));
+            )));
         }
         declared.push(conn);
     }
@@ -309,7 +316,7 @@ fn pick(
     names: &[String],
     at: &str,
     skip: &[&str],
-) -> Result<Vec<Store>, String> {
+) -> Result<Vec<Store>, Invalid> {
     let mut out: Vec<Store> = Vec::new();
     for (i, name) in names.iter().enumerate() {
         if skip.contains(&name.as_str()) || out.iter().any(|o| &o.name == name) {
@@ -328,7 +335,7 @@ fn pick(
 }
 
 /// Two volumes of one pod cannot share a mount directory: refused here rather than per pod.
-fn check_dirs(store: &Store, conns: &[Store], context: &str) -> Result<(), String> {
+fn check_dirs(store: &Store, conns: &[Store], context: &str) -> Result<(), Invalid> {
     let mut dirs: Vec<(String, &str)> = Vec::new();
     for s in std::iter::once(store).chain(conns.iter()) {
         let own = [s.secret.as_ref(), s.config_map.as_ref()]
@@ -338,10 +345,10 @@ fn check_dirs(store: &Store, conns: &[Store], context: &str) -> Result<(), Strin
             .chain(s.volume.as_ref().map(|v| v.mount_path.clone()));
         for d in own {
             if let Some((_, other)) = dirs.iter().find(|(x, _)| *x == d) {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "{context}connection {:?} mounts at {d}, where {other:?} already mounts; two volumes cannot share a mountPath",
                     s.name
-                ));
+                )));
             }
             dirs.push((d, &s.name));
         }
@@ -355,7 +362,7 @@ pub(super) fn mandated(
     store: &Store,
     declared: &[Store],
     wanted: &[String],
-) -> Result<Vec<Store>, String> {
+) -> Result<Vec<Store>, Invalid> {
     let out = pick(declared, wanted, "injection.connections", &[&store.name])?;
     check_dirs(store, &out, "")?;
     Ok(out)
@@ -368,16 +375,16 @@ pub(super) fn rules(
     declared: &[Store],
     mandated: &[Store],
     raw: Vec<RawRule>,
-) -> Result<Vec<Rule>, String> {
+) -> Result<Vec<Rule>, Invalid> {
     let mut out: Vec<Rule> = Vec::new();
     for (i, r) in raw.into_iter().enumerate() {
         let at = format!("injection.rules[{i}]");
         let name = r.name.unwrap_or_else(|| format!("rules[{i}]"));
         if name.trim().is_empty() {
-            return Err(format!("{at}.name: must not be empty"));
+            return Err(Invalid(format!("{at}.name: must not be empty")));
         }
         if out.iter().any(|o| o.name == name) {
-            return Err(format!("{at}.name: duplicate rule name {name:?}"));
+            return Err(Invalid(format!("{at}.name: duplicate rule name {name:?}")));
         }
         let rule_store = if r.store == store.name {
             store.clone()
@@ -412,10 +419,12 @@ pub(super) fn rules(
         connections.extend(own);
         check_dirs(&rule_store, &connections, &format!("{at} ({name}): "))?;
         let m = r.matcher.unwrap_or_default();
-        let globs = |field: &str, v: Option<Vec<String>>| -> Result<Vec<Glob>, String> {
+        let globs = |field: &str, v: Option<Vec<String>>| -> Result<Vec<Glob>, Invalid> {
             let v = v.unwrap_or_default();
             if v.iter().any(|g| g.trim().is_empty()) {
-                return Err(format!("{at}.match.{field}: patterns must not be empty"));
+                return Err(Invalid(format!(
+                    "{at}.match.{field}: patterns must not be empty"
+                )));
             }
             Ok(v.into_iter().map(Glob::new).collect())
         };
@@ -441,34 +450,34 @@ pub(super) fn rules(
 }
 
 /// A keyless store's identity, checked: a cloud store, no key beside it, a valid account name.
-pub(super) fn identity(raw: RawIdentity, store: &Store, at: &str) -> Result<Identity, String> {
+pub(super) fn identity(raw: RawIdentity, store: &Store, at: &str) -> Result<Identity, Invalid> {
     if !store.kind.is_bucket() {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{at}: store {:?} is a {} store; an identity only means something for gcs, s3 and wasb stores",
             store.name,
             store.kind.as_str()
-        ));
+        )));
     }
     if let Some(secret) = &store.secret {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{at}: store {:?} also has a key (secret {:?}); a keyless store must carry none, because Polyaxon's SDK \
              and the cloud clients use a key before the pod's identity. Remove `secret` from the connection",
             store.name, secret.name
-        ));
+        )));
     }
     let azure = raw.azure_workload_identity.unwrap_or(false);
     if azure && store.kind != StoreKind::Wasb {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{at}.azureWorkloadIdentity: only for wasb stores (store {:?} is {})",
             store.name,
             store.kind.as_str()
-        ));
+        )));
     }
     if !crate::k8s_names::is_dns_subdomain(&raw.service_account_name) {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{at}.serviceAccountName: {:?} is not a valid ServiceAccount name (a DNS subdomain)",
             raw.service_account_name
-        ));
+        )));
     }
     Ok(Identity {
         service_account: raw.service_account_name,
@@ -482,7 +491,7 @@ pub(super) fn check_identities(
     default: Option<(&Identity, &Store)>,
     rules: &[Rule],
     injection: &Injection,
-) -> Result<(), String> {
+) -> Result<(), Invalid> {
     let mut seen: Vec<(&str, &str, String)> = Vec::new();
     let all = default
         .map(|(i, s)| (i, s, "injection.identity".to_string()))
@@ -499,34 +508,34 @@ pub(super) fn check_identities(
     for (id, store, at) in all {
         let account = id.service_account.as_str();
         if crate::glob::any_match(&injection.runs_service_accounts, account) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{at}: {account:?} is one of Polyaxon's shared runs accounts (injection.runsServiceAccounts); \
                  give each team an account of its own"
-            ));
+            )));
         }
         if let Some((_, other_store, other_at)) = seen
             .iter()
             .find(|(a, s, _)| *a == account && *s != store.name)
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{at}: account {account:?} is also {other_at} for store {other_store:?}; two stores sharing one \
                  account would let one team's runs use the other's bucket"
-            ));
+            )));
         }
         seen.push((account, &store.name, at));
     }
     Ok(())
 }
 
-pub(super) fn no_match(raw: Option<&str>) -> Result<NoMatch, String> {
+pub(super) fn no_match(raw: Option<&str>) -> Result<NoMatch, Invalid> {
     Ok(match raw {
         None | Some("default") => NoMatch::Default,
         Some("warn") => NoMatch::Warn,
         Some("deny") => NoMatch::Deny,
         Some(other) => {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "injection.noMatch: {other:?}; expected `default` (the artifactsStore), `warn` or `deny`"
-            ))
+            )))
         }
     })
 }

@@ -286,7 +286,7 @@ fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
     }
     let view = match pod::PodView::new(pod) {
         Ok(view) => view,
-        Err(e) => return Outcome::denied(not_a_pod(&e)),
+        Err(e) => return Outcome::denied(not_a_pod(&e.to_string())),
     };
     let facts = run_facts(&view, namespace);
     let (store_plan, rule) = match plan.route(&facts) {

@@ -294,6 +294,15 @@ impl<'a> Container<'a> {
     }
 }
 
+/// A pod that reads fine but has nothing to inject into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotInjectable {
+    #[error("spec is missing")]
+    NoSpec,
+    #[error("spec.containers must list at least one container")]
+    NoContainers,
+}
+
 /// The checked pod the engine works on.
 #[derive(Debug)]
 pub struct PodView<'p, 'a> {
@@ -309,10 +318,10 @@ pub struct PodView<'p, 'a> {
 
 impl<'p, 'a> PodView<'p, 'a> {
     /// Check what injection needs beyond types: a spec with at least one container.
-    pub fn new(pod: &'p Pod<'a>) -> Result<Self, String> {
-        let spec = pod.spec.as_ref().ok_or("spec is missing")?;
+    pub fn new(pod: &'p Pod<'a>) -> Result<Self, NotInjectable> {
+        let spec = pod.spec.as_ref().ok_or(NotInjectable::NoSpec)?;
         if spec.containers.as_ref().is_none_or(Vec::is_empty) {
-            return Err("spec.containers must list at least one container".into());
+            return Err(NotInjectable::NoContainers);
         }
         let mut containers = Vec::new();
         for (list, items) in [
