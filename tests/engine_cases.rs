@@ -23,29 +23,9 @@ fn run_pod(containers: Value) -> Value {
         "spec": {"containers": containers}})
 }
 
-/// Mutate, and for allowed outcomes apply with both patchers, validate, and re-run.
+/// Mutate under `yaml` in namespace `polyaxon`, apply, validate and re-run (`check_applied`).
 fn check(yaml: &str, pod: &Value) -> (Outcome, Value) {
-    let p = plan(yaml);
-    let out = mutate(pod, &p, &Request::pod_create("polyaxon"));
-    let mut patched = pod.clone();
-    if !out.allowed() {
-        assert!(out.patch.is_empty());
-        return (out, patched);
-    }
-    json_patch::patch(&mut patched, &out.patch).unwrap();
-    validate_pod(&patched).unwrap();
-    let again = mutate(&patched, &p, &Request::pod_create("polyaxon"));
-    assert!(
-        again.patch.is_empty(),
-        "second pass not empty: {:?}",
-        again.patch
-    );
-    if !out.patch.is_empty() {
-        if let Some(go) = kubectl_apply(pod, &serde_json::to_value(&out.patch).unwrap()) {
-            assert_eq!(go, patched);
-        }
-    }
-    (out, patched)
+    check_applied(&plan(yaml), pod, "polyaxon")
 }
 
 fn c<'a>(pod: &'a Value, name: &str) -> &'a Value {

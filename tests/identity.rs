@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use plx_store_webhook::engine::ConflictKind;
-use plx_store_webhook::{load_file, load_str, Decision, Outcome, Plan, Request};
+use plx_store_webhook::{load_file, load_str, Decision, Outcome, Plan};
 use serde_json::{json, Value};
 
 fn plan() -> Plan {
@@ -38,22 +38,7 @@ fn run_pod(account: Option<&str>) -> Value {
 }
 
 fn check(plan: &Plan, pod: &Value, namespace: &str) -> (Outcome, Value) {
-    let req = Request::pod_create(namespace);
-    let out = mutate(pod, plan, &req);
-    let mut patched = pod.clone();
-    if !out.allowed() {
-        assert!(out.patch.is_empty());
-        return (out, patched);
-    }
-    json_patch::patch(&mut patched, &out.patch).unwrap();
-    validate_pod(&patched).unwrap();
-    let again = mutate(&patched, plan, &req);
-    assert!(again.patch.is_empty(), "second pass: {:?}", again.patch);
-    assert!(again.allowed());
-    if let Some(go) = kubectl_apply(pod, &serde_json::to_value(&out.patch).unwrap()) {
-        assert_eq!(go, patched);
-    }
-    (out, patched)
+    check_applied(plan, pod, namespace)
 }
 
 #[test]

@@ -292,3 +292,35 @@ pub fn mutate_via_review(
     let review = plx_store_webhook::admission::Review::parse(&body).unwrap();
     review.decide(plan)
 }
+
+/// Mutate; for an allowed outcome, apply the patch with both patchers (Rust json-patch and
+/// kubectl's Go one), validate the pod and run the engine again: the second pass must allow it
+/// with an empty patch.
+pub fn check_applied(
+    plan: &plx_store_webhook::Plan,
+    pod: &Value,
+    namespace: &str,
+) -> (plx_store_webhook::Outcome, Value) {
+    let req = plx_store_webhook::Request::pod_create(namespace);
+    let out = mutate(pod, plan, &req);
+    let mut patched = pod.clone();
+    if !out.allowed() {
+        assert!(out.patch.is_empty());
+        return (out, patched);
+    }
+    json_patch::patch(&mut patched, &out.patch).unwrap();
+    validate_pod(&patched).unwrap();
+    let again = mutate(&patched, plan, &req);
+    assert!(again.allowed(), "second pass: {:?}", again.decision);
+    assert!(
+        again.patch.is_empty(),
+        "second pass not empty: {:?}",
+        again.patch
+    );
+    if !out.patch.is_empty() {
+        if let Some(go) = kubectl_apply(pod, &serde_json::to_value(&out.patch).unwrap()) {
+            assert_eq!(go, patched);
+        }
+    }
+    (out, patched)
+}
