@@ -80,7 +80,9 @@ pub fn notes(store: &Store) -> Vec<String> {
             name = secret.name
         )),
         Some(_) => {
-            let key = crate::config::gcs_key(secret).unwrap_or_default();
+            let key = crate::config::gcs_key(secret).expect(
+                "a GCS store's key is validated when the config loads (resolve::store)",
+            );
             if let Some(mode) = root_only_mode(secret, &key) {
                 notes.push(format!(
                     "secret {}: key {key} gets mode {mode:04o}, which only root can read; a container running as a \

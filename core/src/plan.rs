@@ -315,7 +315,11 @@ impl StorePlan {
         plan.mounts.extend(volume_mount(store, "store"));
         if let Some(s) = &store.secret {
             let key = (store.kind == StoreKind::Gcs)
-                .then(|| gcs_key(s).ok())
+                .then(|| {
+                    Some(gcs_key(s).expect(
+                        "a GCS store's key is validated when the config loads (resolve::store)",
+                    ))
+                })
                 .flatten();
             let idx = plan.add_resource(s, RefKind::Secret, key.as_deref());
             if let (Some(idx), Some(key)) = (idx, key) {
