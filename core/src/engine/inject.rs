@@ -465,13 +465,13 @@ fn container_work(
                     None => {
                         add_env(&mut work, json!({ "name": GC_KEY_PATH, "value": path }));
                         work.note(PieceKind::GcKeyPath, PieceState::Added, || path.clone());
-                        Some(path.clone())
+                        Some(path.as_str())
                     }
                     Some(e) if e.value.as_deref() == Some(path.as_str()) => {
                         work.note(PieceKind::GcKeyPath, PieceState::AlreadyThere, || {
                             path.clone()
                         });
-                        Some(path.clone())
+                        Some(path.as_str())
                     }
                     Some(e) => {
                         work.note(PieceKind::GcKeyPath, PieceState::AlreadyThere, || {
@@ -484,7 +484,7 @@ fn container_work(
                             "container {cname:?}: GC_KEY_PATH is set to {} and was kept, but the key is mounted at {path}",
                             e.value.as_deref().unwrap_or("a valueFrom reference")
                         ));
-                        e.value.as_deref().map(str::to_string)
+                        e.value.as_deref()
                     }
                 };
                 // google-auth & co. read only GOOGLE_APPLICATION_CREDENTIALS: give it the same
@@ -499,7 +499,7 @@ fn container_work(
                                 .to_string()
                         }),
                         (None, Some(value)) => {
-                            work.note(gac, PieceState::Added, || value.clone());
+                            work.note(gac, PieceState::Added, || value.to_string());
                             add_env(
                                 &mut work,
                                 json!({ "name": GOOGLE_APPLICATION_CREDENTIALS, "value": value }),
