@@ -3,7 +3,8 @@
 not the load client.
 
     cargo build --release
-    python3 bench/wrk_load.py [--seconds 5] [--runs 3] [--conns 1,16,64]
+    python3 bench/wrk_load.py [--seconds 5] [--runs 3] [--conns 1,16,64] [--before OLD_BINARY]
+        [--only webhook,before] [--log-pipe]
 
 Three servers, one at a time, each pinned to core 0 (`taskset -c 0`): plx-store-webhook on
 examples/store-ctxdir.yaml, the null webhook (hyper + rustls, answers a constant) and the JSON
@@ -13,7 +14,11 @@ the script reads, from /proc, the CPU the server and the client used: the server
 request explains the throughput, and a run whose client used ≥ 90 % of its core is marked
 CLIENT-BOUND and gives no ratio (a saturated client measures itself). Reported: min / median /
 max of the runs, ratios against the null and the floor of the same run, p99 latency, the
-webhook's peak RSS. Needs wrk (apt-get install wrk) and taskset.
+webhook's peak RSS. `--before` adds an older plx-store-webhook build as a fourth server, so a
+change is measured against what it replaced in the same run (the runs alternate between servers
+point by point). `--log-pipe` sends each server's stderr into a pipe drained by a reader on the
+client's core, as a container runtime does, instead of /dev/null. Needs wrk (apt-get install wrk)
+and taskset.
 """
 
 import argparse
@@ -88,6 +93,9 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--conns", default="1,16,64")
+    ap.add_argument("--before", help="an older plx-store-webhook binary to measure in the same run")
+    ap.add_argument("--only", help="comma-separated servers to run (webhook, before, null, floor)")
+    ap.add_argument("--log-pipe", action="store_true", help="stderr into a drained pipe, not /dev/null")
     a = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk missing: apt-get install wrk")
@@ -98,30 +106,54 @@ def main():
     with open(script, "w") as f:
         f.write(LUA)
     procs = {}
-    wport, nport, fport = load.free_port(), load.free_port(), load.free_port()
-    procs["webhook"] = (subprocess.Popen(
-        ["taskset", "-c", "0", webhook, "serve", "--config", os.path.join(ROOT, "examples/store-ctxdir.yaml"),
-         "--tls-cert", f"{tmp}/certs/tls.crt", "--tls-key", f"{tmp}/certs/tls.key", "--listen", f"127.0.0.1:{wport}",
-         "--admin-listen", "off", "--drain-seconds", "0"],
-        stderr=subprocess.DEVNULL), wport)
-    procs["null"] = (subprocess.Popen(["taskset", "-c", "0", null, f"127.0.0.1:{nport}", f"{tmp}/certs/tls.crt", f"{tmp}/certs/tls.key"],
-                                      stderr=subprocess.DEVNULL), nport)
-    load.wait_port(wport)
+    drains = []
+
+    def start(name, cmd):
+        port = load.free_port()
+        err = subprocess.DEVNULL
+        if a.log_pipe:
+            err = subprocess.PIPE
+        p = subprocess.Popen(["taskset", "-c", "0"] + cmd(port), stderr=err)
+        if a.log_pipe:
+            # The container runtime's side of the pipe: read and discard, on the client's core.
+            drains.append(subprocess.Popen(["taskset", "-c", "1", "cat"], stdin=p.stderr, stdout=subprocess.DEVNULL))
+            p.stderr.close()
+        procs[name] = (p, port)
+        load.wait_port(port)
+        return port
+
+    def serve(binary):
+        return lambda port: [binary, "serve", "--config", os.path.join(ROOT, "examples/store-ctxdir.yaml"),
+                             "--tls-cert", f"{tmp}/certs/tls.crt", "--tls-key", f"{tmp}/certs/tls.key",
+                             "--listen", f"127.0.0.1:{port}", "--admin-listen", "off", "--drain-seconds", "0"]
+
+    certs = [f"{tmp}/certs/tls.crt", f"{tmp}/certs/tls.key"]
+    wport = start("webhook", serve(webhook))
+    if a.before:
+        start("before", serve(os.path.abspath(a.before)))
+    start("null", lambda port: [null, f"127.0.0.1:{port}"] + certs)
     answer = f"{tmp}/answer.json"
     with open(answer, "wb") as f:
         f.write(load.real_answer(wport, body))
-    procs["floor"] = (subprocess.Popen(["taskset", "-c", "0", null, f"127.0.0.1:{fport}", f"{tmp}/certs/tls.crt", f"{tmp}/certs/tls.key",
-                                        "--validate-json", "--answer", answer], stderr=subprocess.DEVNULL), fport)
+    start("floor", lambda port: [null, f"127.0.0.1:{port}"] + certs + ["--validate-json", "--answer", answer])
+    if a.only:
+        keep = set(a.only.split(","))
+        for name in [n for n in procs if n not in keep]:
+            p, _ = procs.pop(name)
+            p.send_signal(signal.SIGTERM)
+            p.wait(30)
     for p, port in procs.values():
         load.wait_port(port)
         SERVER_PID[port] = p.pid
     table = []
     try:
         for conns in [int(c) for c in a.conns.split(",")]:
-            res = {}
-            for name, (_, port) in procs.items():
+            res = {name: [] for name in procs}
+            for _, port in procs.values():
                 run_wrk(port, conns, 1, script, body)  # warm-up
-                res[name] = [run_wrk(port, conns, a.seconds, script, body) for _ in range(a.runs)]
+            for _ in range(a.runs):  # alternate, so drift on the VM hits every server alike
+                for name, (_, port) in procs.items():
+                    res[name].append(run_wrk(port, conns, a.seconds, script, body))
             table.append((conns, res))
             report_point(conns, res)
     finally:
@@ -129,9 +161,11 @@ def main():
         for p, _ in procs.values():
             p.send_signal(signal.SIGTERM)
             p.wait(30)
+        for d in drains:
+            d.wait(30)
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nwrk HTTP/1.1 keep-alive, 1 client thread on core 1, servers on core 0; {a.seconds} s per run, {a.runs} runs per point "
-          f"(min / median / max); webhook peak RSS {peak / 1024:.1f} MiB")
+          f"(min / median / max); webhook peak RSS {peak / 1024:.1f} MiB; server stderr to {'a drained pipe' if a.log_pipe else '/dev/null'}")
     return 0
 
 
@@ -151,11 +185,18 @@ def report_point(conns, res):
     bound = {n: any(r["client_cpu"] >= SATURATED for r in runs) for n, runs in res.items()}
     med = {n: statistics.median(r["rps"] for r in runs) for n, runs in res.items()}
     p99 = {n: statistics.median(r["p99_us"] for r in runs) for n, runs in res.items()}
-    for base in ("null", "floor"):
+    for base in ("before", "null", "floor"):
+        if "webhook" not in res or base not in res:
+            continue
         if bound["webhook"] or bound[base]:
             print(f"webhook ÷ {base}: no ratio — CLIENT-BOUND ({', '.join(n for n, b in bound.items() if b)})")
         else:
             print(f"webhook ÷ {base}: throughput {med['webhook'] / med[base]:.2f}×, p99 {p99['webhook'] / p99[base]:.2f}×")
+    cpu = {n: statistics.median(r["server_us_per_req"] for r in runs) for n, runs in res.items()}
+    for base in ("before", "null", "floor"):
+        if "webhook" in res and base in res:
+            # Capacity on one core is 1 / CPU per request: valid even where the client saturated.
+            print(f"webhook ÷ {base} by server CPU per request: capacity {cpu[base] / cpu['webhook']:.2f}×")
     sys.stdout.flush()
 
 

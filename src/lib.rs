@@ -3,11 +3,12 @@
 //!
 //! The rules live in the `plx-store-core` crate (config → plan → engine → admission envelope,
 //! no I/O runtime; re-exported here). This crate is the shell around them: [`server`] (HTTPS,
-//! TLS reload, limits), [`cli`], [`metrics`], [`telemetry`], [`certs`] and the [`offline`]
+//! TLS reload, limits), [`cli`], [`metrics`], [`telemetry`] (lines written by [`log_buffer`]), [`certs`] and the [`offline`]
 //! commands.
 
 pub mod certs;
 pub mod cli;
+pub mod log_buffer;
 pub mod metrics;
 pub mod offline;
 pub mod server;

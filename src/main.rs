@@ -112,17 +112,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    telemetry::init(args.log_format == LogFormat::Json);
+    let logs = telemetry::init(args.log_format == LogFormat::Json);
     let opts = args.options();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         let running = run::start(opts).await?;
         serve::shutdown_signal().await;
         running.begin_shutdown();
         running.wait().await?;
         anyhow::Ok(())
-    })?;
+    });
+    // The last lines (shutdown, or why start failed) before the process ends.
+    logs.stop();
+    served?;
     Ok(ExitCode::SUCCESS)
 }

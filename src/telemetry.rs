@@ -4,6 +4,7 @@
 //! output buffer: tracing-subscriber's own JSON formatter builds every field through serde and a
 //! `format!` per Display field, which cost ≈ 10 % of a whole admission request under load.
 
+use crate::log_buffer::{self, LogBuffer};
 use std::fmt::{self, Write as _};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -13,18 +14,33 @@ use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
-/// Install the global subscriber once (the binary calls this; the library never does).
-pub fn init(json: bool) {
+/// Install the global subscriber once (the binary calls this; the library never does). Lines
+/// go to stderr through a [`LogBuffer`], off the request's path; the caller stops it at exit so
+/// the last lines are written. A panic message is preceded by every line logged before it.
+pub fn init(json: bool) -> LogBuffer {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = match LogBuffer::start(Box::new(std::io::stderr()), log_buffer::FLUSH_INTERVAL) {
+        Ok(logs) => logs,
+        // No thread for the flusher: write each line at once, as before.
+        Err(_) => LogBuffer::unbuffered(Box::new(std::io::stderr())),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_writer(logs.clone())
+        .with_ansi(ansi);
     let _ = if json {
         builder.event_format(JsonLine).try_init()
     } else {
         builder.try_init()
     };
+    let on_panic = logs.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        on_panic.flush();
+        previous(info);
+    }));
+    logs
 }
 
 /// One JSON object per event, fields flattened next to `timestamp`, `level`, `target` and

@@ -3,7 +3,7 @@
 //! patch. kube-core's typed review is not used: it loses the uid when the pod is malformed and
 //! serialises the patch as an array of numbers (kube-rs/kube#1781).
 
-use crate::engine::pod::Pod;
+use crate::engine::pod::{borrowed, Pod};
 use crate::engine::{self, Decision, Decoded, Outcome, Request};
 use crate::plan::Plan;
 use base64::Engine as _;
@@ -69,9 +69,14 @@ pub struct Review<'a> {
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "O: Deserialize<'de>, 'de: 'a"))]
 struct ReviewIn<'a, O> {
-    #[serde(borrow, rename = "apiVersion")]
+    #[serde(
+        borrow,
+        rename = "apiVersion",
+        default,
+        deserialize_with = "borrowed::opt"
+    )]
     api_version: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed::opt")]
     kind: Option<Cow<'a, str>>,
     request: Option<RequestIn<'a, O>>,
 }
@@ -82,15 +87,15 @@ struct ReviewIn<'a, O> {
     bound(deserialize = "O: Deserialize<'de>, 'de: 'a")
 )]
 struct RequestIn<'a, O> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed::opt")]
     uid: Option<Cow<'a, str>>,
     #[serde(borrow)]
     resource: Option<Gvr<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed::opt")]
     sub_resource: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed::opt")]
     namespace: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed::opt")]
     operation: Option<Cow<'a, str>>,
     dry_run: Option<bool>,
     object: Option<O>,
@@ -98,11 +103,11 @@ struct RequestIn<'a, O> {
 
 #[derive(Deserialize)]
 struct Gvr<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed::opt")]
     group: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed::opt")]
     version: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed::opt")]
     resource: Option<Cow<'a, str>>,
 }
 

@@ -89,12 +89,11 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz).fallback(method_not_allowed))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
-            state.health.clone(),
-            close_while_draining,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Arc::new(Semaphore::new(guards.max_concurrent.max(1))),
-            bound_concurrency,
+            Gate {
+                slots: Arc::new(Semaphore::new(guards.max_concurrent.max(1))),
+                health: state.health.clone(),
+            },
+            admit,
         ))
         .with_state(state);
     with_guards(routes, guards)
@@ -117,32 +116,28 @@ pub fn admin_router(state: AppState) -> Router {
 pub fn with_guards(routes: Router, guards: Guards) -> Router {
     routes
         .layer(DefaultBodyLimit::max(guards.body_limit))
-        .layer(middleware::from_fn_with_state(
-            guards.request_timeout,
-            bound_time,
-        ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("the handler panicked; the request was not processed".into())
                 .into_response()
         }))
-        .layer(middleware::from_fn(close_after_refusal))
+        .layer(middleware::from_fn_with_state(
+            guards.request_timeout,
+            bound_time,
+        ))
 }
 
-/// The whole request, body read included, within `limit`; else a JSON 408.
+/// The whole request, body read included, within `limit`, else a JSON 408; and
+/// `Connection: close` on HTTP/1.1 answers after which the client may still be sending. One
+/// middleware, not two: each `from_fn` layer clones and boxes the inner service per request.
 async fn bound_time(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+    let http1 = req.version() <= Version::HTTP_11;
+    let mut resp = match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => ApiError::Timeout {
             seconds: limit.as_secs(),
         }
         .into_response(),
-    }
-}
-
-/// `Connection: close` on HTTP/1.1 answers after which the client may still be sending.
-async fn close_after_refusal(req: Request, next: Next) -> Response {
-    let http1 = req.version() <= Version::HTTP_11;
-    let mut resp = next.run(req).await;
+    };
     let refused = matches!(
         resp.status(),
         StatusCode::REQUEST_TIMEOUT
@@ -244,34 +239,26 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// While draining, ask HTTP/1.1 clients to close: the apiserver pools keep-alive connections
-/// and would otherwise keep reusing them until the listener goes away.
-async fn close_while_draining(
-    State(health): State<Arc<Health>>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// The TLS port's admission gate: request slots and drain state.
+#[derive(Clone)]
+struct Gate {
+    slots: Arc<Semaphore>,
+    health: Arc<Health>,
+}
+
+/// At most N requests at once, past it a clear 503 instead of an unbounded queue; while
+/// draining, ask HTTP/1.1 clients to close (the apiserver pools keep-alive connections and would
+/// otherwise keep reusing them until the listener goes away).
+async fn admit(State(gate): State<Gate>, req: Request, next: Next) -> Response {
+    let Ok(permit) = gate.slots.try_acquire() else {
+        return ApiError::Overloaded.into_response();
+    };
     let http1 = req.version() <= Version::HTTP_11;
     let mut resp = next.run(req).await;
-    if http1 && health.draining() {
+    drop(permit);
+    if http1 && gate.health.draining() {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
-}
-
-/// At most N requests at once; past it a clear 503 instead of an unbounded queue.
-async fn bound_concurrency(
-    State(sem): State<Arc<Semaphore>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    match sem.try_acquire_owned() {
-        Ok(permit) => {
-            let resp = next.run(req).await;
-            drop(permit);
-            resp
-        }
-        Err(_) => ApiError::Overloaded.into_response(),
-    }
 }
