@@ -82,6 +82,15 @@ impl LogBuffer {
         self.shared.write_out();
     }
 
+    /// Like [`flush`](Self::flush), but skipped when the output is busy: for the panic hook,
+    /// which may run on a thread that is itself in the middle of writing.
+    pub fn flush_if_idle(&self) {
+        if let Ok(mut out) = self.shared.out.try_lock() {
+            let batch = std::mem::take(&mut *lock(&self.shared.pending));
+            let _ = out.write_all(&batch).and_then(|()| out.flush());
+        }
+    }
+
     /// Stop the flushing thread after a last flush.
     pub fn stop(&self) {
         *lock(&self.shared.stop) = true;
@@ -209,6 +218,21 @@ mod tests {
         assert!(lock(&sink.got)
             .split(|b| *b == b'\n')
             .all(|l| l.is_empty() || l.len() == 1000));
+    }
+
+    #[test]
+    fn the_panic_path_flush_never_waits_on_a_busy_output() {
+        let sink = Sink::default();
+        let buf = LogBuffer::start(Box::new(sink.clone()), Duration::from_secs(3600)).unwrap();
+        line(&buf, "before the panic\n");
+        {
+            let _busy = lock(&buf.shared.out);
+            buf.flush_if_idle(); // would deadlock with `flush` while this thread holds the output
+        }
+        assert!(lock(&sink.got).is_empty());
+        buf.flush_if_idle();
+        assert_eq!(lock(&sink.got).as_slice(), b"before the panic\n");
+        buf.stop();
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub fn init(json: bool) -> LogBuffer {
     let on_panic = logs.clone();
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        on_panic.flush();
+        on_panic.flush_if_idle();
         previous(info);
     }));
     logs

@@ -135,8 +135,20 @@ scrape_configs:
         ctx = ssl.create_default_context(cafile=f"{certs}/ca.crt")
         ctx.set_alpn_protocols(["http/1.1"])
         wait_for("the webhook", lambda: post_review(port, ctx, b"{}") == 400)
-        wait_for("Prometheus scraping the webhook", lambda: any(
-            t["health"] == "up" for t in prom(prom_port, "/api/v1/targets")["data"]["activeTargets"]))
+        # Prometheus' first start (a fresh TSDB, rule files) took over 30 s once on a busy CI
+        # machine: give it longer, and say why if it still does not come up.
+        try:
+            wait_for("Prometheus scraping the webhook", lambda: any(
+                t["health"] == "up" for t in prom(prom_port, "/api/v1/targets")["data"]["activeTargets"]),
+                timeout=120.0)
+        except SystemExit:
+            with open(os.path.join(tmp, "prometheus.log")) as f:
+                sys.stderr.write("prometheus log (tail):\n" + "".join(f.readlines()[-20:]))
+            try:
+                sys.stderr.write(f"targets: {prom(prom_port, '/api/v1/targets')}\n")
+            except Exception as e:  # noqa: BLE001 - diagnostics only
+                sys.stderr.write(f"targets: unavailable ({e})\n")
+            raise
 
         # Load: mutations, skips (not a run), denials (a conflict), errors (not a review).
         with open(os.path.join(ROOT, "tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json")) as f:
