@@ -9,7 +9,7 @@ not the load client.
 Three servers, one at a time, each pinned to core 0 (`taskset -c 0`): plx-store-webhook on
 examples/store-ctxdir.yaml, the null webhook (hyper + rustls, answers a constant) and the JSON
 floor (the null webhook that also validates the body as JSON and sends the webhook's real
-answer). wrk runs on core 1 with one thread, POSTing the same real 13.6 KB review. For every run
+answer). wrk runs on core 1 with one thread, POSTing the same real review (7.6 KB). For every run
 the script reads, from /proc, the CPU the server and the client used: the server's CPU per
 request explains the throughput, and a run whose client used ≥ 90 % of its core is marked
 CLIENT-BOUND and gives no ratio (a saturated client measures itself). Reported: min / median /
