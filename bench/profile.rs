@@ -54,6 +54,13 @@ fn main() {
                 serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&body)).unwrap();
                 1
             }
+            "skip" => {
+                let text = std::str::from_utf8(black_box(&body)).unwrap();
+                let mut c = plx_store_webhook::json_scan::Cursor::new(text);
+                c.skip().unwrap();
+                c.finish().unwrap();
+                1
+            }
             "value" => serde_json::from_slice::<Value>(black_box(&body))
                 .unwrap()
                 .as_object()

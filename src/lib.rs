@@ -15,7 +15,7 @@ pub mod server;
 pub mod telemetry;
 
 pub use plx_store_core::{
-    admission, clients, config, describe, engine, explain, glob, k8s_names, plan,
+    admission, clients, config, describe, engine, explain, glob, json_scan, k8s_names, plan,
 };
 pub use plx_store_core::{
     load_file, load_str, mutate, Config, ConfigError, Decision, Outcome, Plan, Request,

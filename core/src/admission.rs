@@ -4,7 +4,9 @@
 //! serialises the patch as an array of numbers (kube-rs/kube#1781).
 
 use crate::engine::pod::{borrowed, Pod};
+use crate::engine::pod_scan;
 use crate::engine::{self, Decision, Decoded, Outcome, Request};
+use crate::json_scan::{field, Cursor, Scan, Seen};
 use crate::plan::Plan;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -111,6 +113,66 @@ struct Gvr<'a> {
     resource: Option<Cow<'a, str>>,
 }
 
+/// The envelope and its pod in one pass of the JSON scanner, field for field what serde makes of
+/// `ReviewIn<Pod>`; when it is unsure the body goes to serde.
+fn scan_review(text: &str) -> Scan<ReviewIn<'_, Pod<'_>>> {
+    let mut c = Cursor::new(text);
+    let mut doc = ReviewIn {
+        api_version: None,
+        kind: None,
+        request: None,
+    };
+    let mut seen = Seen::default();
+    c.object(|c, key| match &*key {
+        "apiVersion" => field!(seen, 0, doc.api_version, c.opt(Cursor::str)?),
+        "kind" => field!(seen, 1, doc.kind, c.opt(Cursor::str)?),
+        "request" => field!(seen, 2, doc.request, c.opt(scan_request)?),
+        _ => c.skip(),
+    })?;
+    c.finish()?;
+    Ok(doc)
+}
+
+fn scan_request<'a>(c: &mut Cursor<'a>) -> Scan<RequestIn<'a, Pod<'a>>> {
+    let mut r = RequestIn {
+        uid: None,
+        resource: None,
+        sub_resource: None,
+        namespace: None,
+        operation: None,
+        dry_run: None,
+        object: None,
+    };
+    let mut seen = Seen::default();
+    c.object(|c, key| match &*key {
+        "uid" => field!(seen, 0, r.uid, c.opt(Cursor::str)?),
+        "resource" => field!(seen, 1, r.resource, c.opt(scan_gvr)?),
+        "subResource" => field!(seen, 2, r.sub_resource, c.opt(Cursor::str)?),
+        "namespace" => field!(seen, 3, r.namespace, c.opt(Cursor::str)?),
+        "operation" => field!(seen, 4, r.operation, c.opt(Cursor::str)?),
+        "dryRun" => field!(seen, 5, r.dry_run, c.opt(Cursor::bool)?),
+        "object" => field!(seen, 6, r.object, c.opt(pod_scan::pod)?),
+        _ => c.skip(),
+    })?;
+    Ok(r)
+}
+
+fn scan_gvr<'a>(c: &mut Cursor<'a>) -> Scan<Gvr<'a>> {
+    let mut g = Gvr {
+        group: None,
+        version: None,
+        resource: None,
+    };
+    let mut seen = Seen::default();
+    c.object(|c, key| match &*key {
+        "group" => field!(seen, 0, g.group, c.opt(Cursor::str)?),
+        "version" => field!(seen, 1, g.version, c.opt(Cursor::str)?),
+        "resource" => field!(seen, 2, g.resource, c.opt(Cursor::str)?),
+        _ => c.skip(),
+    })?;
+    Ok(g)
+}
+
 fn not_review(msg: impl Into<String>) -> ReviewError {
     ReviewError::NotAReview(msg.into())
 }
@@ -120,14 +182,24 @@ fn or_empty(s: Option<Cow<'_, str>>) -> Cow<'_, str> {
 }
 
 impl<'a> Review<'a> {
-    /// Decode a request body. Fast path: one pass reads the envelope and the pod together. When
-    /// that fails (a malformed pod, or not a review), a second pass only delimits the object, so
-    /// a review with a bad pod is still answered with its uid and the offending field's path.
+    /// Decode a request body. Fast path: one pass of [`crate::json_scan`] reads the envelope and
+    /// the pod together. When it is unsure, the serde model reads it (also in one pass when it
+    /// fits); when that fails too (a malformed pod, or not a review), a last pass only delimits the
+    /// object, so a review with a bad pod is still answered with its uid and the offending field's
+    /// path.
     pub fn parse(body: &'a [u8]) -> Result<Review<'a>, ReviewError> {
         // Checking UTF-8 once up front is cheaper than serde_json checking each string it reads.
         let Ok(text) = std::str::from_utf8(body) else {
             return Err(explain(body));
         };
+        if let Ok(doc) = scan_review(text) {
+            return Self::from_doc(doc, Decoded::Pod);
+        }
+        Self::parse_serde(body, text)
+    }
+
+    /// The serde readers alone (the definition the one-pass reader must agree with).
+    fn parse_serde(body: &'a [u8], text: &'a str) -> Result<Review<'a>, ReviewError> {
         if let Ok(doc) = serde_json::from_str::<ReviewIn<'a, Pod<'a>>>(text) {
             return Self::from_doc(doc, Decoded::Pod);
         }
@@ -403,6 +475,69 @@ pub fn review<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json_scan::mutants::{mutate, Rng};
+
+    /// The captured review carrying each converter pod, compact as the apiserver sends it.
+    fn reviews() -> Vec<String> {
+        let review: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/apiserver/review-v1-generatename.json"
+        ))
+        .unwrap();
+        let pods = [
+            include_str!("../../tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json"),
+            include_str!("../../tests/fixtures/polyaxon-pods/job.nostore.json"),
+        ];
+        let mut out = vec![review.to_string()];
+        for pod in pods {
+            let mut r = review.clone();
+            r["request"]["object"] = serde_json::from_str(pod).unwrap();
+            out.push(r.to_string());
+        }
+        out.push(include_str!("../../examples/review-run-pod.json").to_string());
+        out
+    }
+
+    fn fast_and_serde(text: &str) -> (Option<String>, String) {
+        let fast = scan_review(text)
+            .ok()
+            .map(|doc| format!("{:?}", Review::from_doc(doc, Decoded::Pod)));
+        let serde = format!("{:?}", Review::parse_serde(text.as_bytes(), text));
+        (fast, serde)
+    }
+
+    #[test]
+    fn real_reviews_take_the_fast_path_and_read_as_serde_reads_them() {
+        for text in reviews() {
+            let (fast, serde) = fast_and_serde(&text);
+            assert_eq!(fast.as_deref(), Some(serde.as_str()));
+        }
+    }
+
+    /// Over mutants of real reviews, the one-pass reader gives serde's answer or steps aside.
+    #[test]
+    fn on_mutated_reviews_the_fast_reader_agrees_with_serde_or_steps_aside() {
+        let mut rng = Rng::new(0xadd);
+        let (mut agreed, mut aside, mut tried) = (0, 0, 0);
+        for seed in reviews() {
+            for _ in 0..500 {
+                let Some(text) = mutate(&seed, &mut rng) else {
+                    continue;
+                };
+                tried += 1;
+                match fast_and_serde(&text) {
+                    (Some(fast), serde) => {
+                        assert_eq!(fast, serde, "{text}");
+                        agreed += 1;
+                    }
+                    (None, _) => aside += 1,
+                }
+            }
+        }
+        assert!(
+            agreed > tried / 10 && aside > tried / 10,
+            "{agreed} agreed, {aside} aside of {tried}"
+        );
+    }
 
     #[test]
     fn audit_annotations_serialize_as_the_map_they_stand_for() {

@@ -17,6 +17,7 @@ pub mod describe;
 pub mod engine;
 pub mod explain;
 pub mod glob;
+pub mod json_scan;
 pub mod k8s_names;
 pub mod plan;
 

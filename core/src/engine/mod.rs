@@ -6,6 +6,7 @@ mod inject;
 pub mod keypath;
 pub mod patch;
 pub mod pod;
+pub mod pod_scan;
 pub mod report;
 pub mod select;
 pub mod volumes;

@@ -276,9 +276,16 @@ impl Malformed<'_> {
     }
 }
 
-/// Read a pod from JSON text in one pass; only when that fails, a second pass finds the path of
-/// the offending field and a lenient third reads the metadata alone.
+/// Read a pod from JSON text: the one-pass reader of [`super::pod_scan`], and only when it is
+/// unsure the serde reader, which decides and, for a bad pod, names the offending field.
 pub fn decode(text: &str) -> Result<Pod<'_>, Malformed<'_>> {
+    super::pod_scan::pod_text(text).or_else(|_| decode_serde(text))
+}
+
+/// The serde reader alone: the definition of a pod that the one-pass reader must agree with.
+/// On failure a second pass finds the path of the offending field and a lenient third reads the
+/// metadata alone.
+pub fn decode_serde(text: &str) -> Result<Pod<'_>, Malformed<'_>> {
     serde_json::from_str(text).map_err(|first: serde_json::Error| {
         let mut de = serde_json::Deserializer::from_str(text);
         let (path, message) = match serde_path_to_error::deserialize::<_, Pod<'_>>(&mut de) {
