@@ -2,7 +2,7 @@
 """Where the server's time goes at saturation: wall-clock attribution with `perf record`.
 
     cargo build --release     # or a build with symbols: see BENCHMARKS.md §8
-    python3 bench/profile_server.py [--binary PATH] [--null PATH] [--seconds 5] [--conns 16] [--rate N]
+    python3 bench/profile_server.py [--binary PATH] [--null PATH] [--seconds 5] [--conns 16] [--rate N] [--symbols N]
 
 Runs the webhook (examples/store-ctxdir.yaml), then the null webhook, each pinned to core 0 and
 loaded from core 1 with the same real review (7.6 KB, compact JSON) (wrk, HTTP/1.1 keep-alive, one thread; or
@@ -41,7 +41,7 @@ BUCKETS = [
     ("TLS (AES-GCM, records)", r"ring_core|aes|gcm|ghash|sha256|rustls"),
     ("allocator (mimalloc)", r"\bmi_|_mi_|mimalloc|__rust_alloc|__rust_dealloc|__rust_realloc|finish_grow|RawVec"),
     ("libc memcpy/memset/memcmp", r"__mem(move|cpy|set|cmp)"),
-    ("reading the review (JSON into the pod model)", r"serde_json::read|serde_json::de|serde_core::de|Deserialize|engine::pod|from_utf8|MapAccess|SeqAccess|borrowed"),
+    ("reading the review (JSON into the pod model)", r"serde_json::read|serde_json::de|serde_core::de|Deserialize|engine::pod|json_scan|admission::scan|from_utf8|MapAccess|SeqAccess|borrowed"),
     ("encoding the patch and the response", r"serde_json::ser|base64|response_for|format_escaped|jsonptr|json_patch|patch::|Serialize"),
     ("the log line", r"telemetry|tracing|log_buffer|Escaped|fmt::|FormatTime|time::"),
     ("metrics", r"metrics|prometheus"),
@@ -100,9 +100,14 @@ def profile(cmd, port, body, a, tmp, name):
     if not requests:
         raise SystemExit(f"{name}: no request succeeded")
     per = {}
-    for count, dso, sym in samples(data):
+    rows = samples(data)
+    for count, dso, sym in rows:
         b = bucket(dso, sym)
         per[b] = per.get(b, 0) + count
+    if a.symbols:
+        print(f"\n{name}: top {a.symbols} symbols (µs of server CPU per request)")
+        for count, dso, sym in sorted(rows, reverse=True)[:a.symbols]:
+            print(f"  {count * 1e6 / FREQ / requests:6.2f}  {bucket(dso, sym)[:24]:24}  {sym[:110]}")
     return {b: n * 1e6 / FREQ / requests for b, n in per.items()}, requests
 
 
@@ -112,6 +117,7 @@ def main():
     ap.add_argument("--null", default=os.path.join(ROOT, "target/release/examples/bench-null-webhook"))
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--conns", type=int, default=16)
+    ap.add_argument("--symbols", type=int, default=0, help="also list the N hottest symbols of each server")
     ap.add_argument("--rate", type=int, help="total requests per second with h2load, instead of wrk at saturation")
     a = ap.parse_args()
     for tool in ("perf", "taskset", "h2load" if a.rate else "wrk"):

@@ -88,9 +88,9 @@ impl Fields<'_, '_> {
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
         if self.result.is_ok() {
             self.result = (|| {
-                self.w.write_char(',')?;
+                self.w.write_str(",")?;
                 string(self.w, field.name())?;
-                self.w.write_char(':')?;
+                self.w.write_str(":")?;
                 value(self.w)
             })();
         }
@@ -127,16 +127,16 @@ impl Visit for Fields<'_, '_> {
 
 /// A JSON string literal.
 fn string(w: &mut Writer<'_>, s: &str) -> fmt::Result {
-    w.write_char('"')?;
+    w.write_str("\"")?;
     Escaped(w).write_str(s)?;
-    w.write_char('"')
+    w.write_str("\"")
 }
 
 /// Formatted text as a JSON string literal, escaped as it is formatted.
 fn quoted(w: &mut Writer<'_>, args: fmt::Arguments<'_>) -> fmt::Result {
-    w.write_char('"')?;
+    w.write_str("\"")?;
     Escaped(w).write_fmt(args)?;
-    w.write_char('"')
+    w.write_str("\"")
 }
 
 /// Escapes what it is given as the inside of a JSON string (RFC 8259 §7).

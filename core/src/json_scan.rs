@@ -346,14 +346,19 @@ fn hex4(digits: &[u8]) -> Scan<u32> {
     })
 }
 
-/// Decode the escapes of a string already checked by `string_tail` (no surrogates).
+/// Decode the escapes of a string already checked by `string_tail` (no surrogates): one byte
+/// loop copying the runs between escapes (a `find` per escape cost more than the copying).
 fn unescape(raw: &str) -> Scan<String> {
+    let b = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(at) = rest.find('\\') {
-        out.push_str(&rest[..at]);
-        let b = rest.as_bytes();
-        let (c, len) = match b.get(at + 1).copied().ok_or(Unsure)? {
+    let (mut run, mut i) = (0, 0);
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        out.push_str(raw.get(run..i).ok_or(Unsure)?);
+        let (c, len) = match b.get(i + 1).copied().ok_or(Unsure)? {
             b'"' => ('"', 2),
             b'\\' => ('\\', 2),
             b'/' => ('/', 2),
@@ -363,15 +368,16 @@ fn unescape(raw: &str) -> Scan<String> {
             b'r' => ('\r', 2),
             b't' => ('\t', 2),
             b'u' => {
-                let unit = hex4(b.get(at + 2..at + 6).ok_or(Unsure)?)?;
+                let unit = hex4(b.get(i + 2..i + 6).ok_or(Unsure)?)?;
                 (char::from_u32(unit).ok_or(Unsure)?, 6)
             }
             _ => return Err(Unsure),
         };
         out.push(c);
-        rest = &rest[at + len..];
+        i += len;
+        run = i;
     }
-    out.push_str(rest);
+    out.push_str(raw.get(run..).ok_or(Unsure)?);
     Ok(out)
 }
 

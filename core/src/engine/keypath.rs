@@ -69,10 +69,14 @@ pub fn key_file_path(
 /// `/`, no trailing `/`. The apiserver does not clean mountPaths (it only rejects exact
 /// duplicates), so every comparison goes through this.
 pub fn clean(p: &str) -> std::borrow::Cow<'_, str> {
-    let already = p.starts_with('/')
-        && (p == "/" || !p.ends_with('/'))
-        && !p.contains("//")
-        && !p.split('/').any(|seg| seg == "." || seg == "..");
+    // One pass over the bytes for the usual, already clean path (`contains`/`split` with
+    // string patterns showed in the server's profile).
+    let b = p.as_bytes();
+    let already = b.first() == Some(&b'/')
+        && (b.len() == 1
+            || b[1..]
+                .split(|&c| c == b'/')
+                .all(|seg| !matches!(seg, b"" | b"." | b"..")));
     if already {
         return std::borrow::Cow::Borrowed(p);
     }
@@ -174,6 +178,9 @@ mod tests {
             ("//", "/"),
             ("/a/..", "/"),
             ("/.gc./..b", "/.gc./..b"),
+            ("/.", "/"),
+            ("/a/.", "/a"),
+            ("/a/...", "/a/..."),
         ] {
             assert_eq!(clean(raw), want, "{raw}");
         }
