@@ -198,8 +198,9 @@ impl<'a> Review<'a> {
         Self::parse_serde(body, text)
     }
 
-    /// The serde readers alone (the definition the one-pass reader must agree with).
-    fn parse_serde(body: &'a [u8], text: &'a str) -> Result<Review<'a>, ReviewError> {
+    /// The serde readers alone: the definition the one-pass reader is held to (by the tests and
+    /// the fuzz target); `text` is `body` checked as UTF-8.
+    pub fn parse_serde(body: &'a [u8], text: &'a str) -> Result<Review<'a>, ReviewError> {
         if let Ok(doc) = serde_json::from_str::<ReviewIn<'a, Pod<'a>>>(text) {
             return Self::from_doc(doc, Decoded::Pod);
         }

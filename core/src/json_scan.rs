@@ -277,11 +277,16 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
-    /// An array read into a `Vec`.
+    /// An array read into a `Vec`; room for 8 is made at the first element (a pod's lists are
+    /// mostly short, and growing 4 → 8 → 16 moved every env entry twice), none for `[]`.
     pub fn list<T>(&mut self, mut read: impl FnMut(&mut Self) -> Scan<T>) -> Scan<Vec<T>> {
         let mut out = Vec::new();
         self.array(|c| {
-            out.push(read(c)?);
+            let item = read(c)?;
+            if out.capacity() == 0 {
+                out.reserve_exact(8);
+            }
+            out.push(item);
             Ok(())
         })?;
         Ok(out)

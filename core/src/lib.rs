@@ -6,7 +6,9 @@
 //! container must get, once per config) → [`engine`] (pure: pod + plan + request facts →
 //! patch, warnings, decision) → [`admission`] (the AdmissionReview envelope). [`describe`] and
 //! [`explain`] turn a plan and an engine outcome into words for `check-config` and
-//! `mutate --explain`; they sit on top and nothing below uses them.
+//! `mutate --explain`; they sit on top and nothing below uses them. [`json_scan`] is the request
+//! hot path's one-pass JSON reader under `engine::pod_scan` and `admission`; the serde model in
+//! `engine::pod` stays the definition it is tested against and the fallback when it is unsure.
 
 #![forbid(unsafe_code)]
 

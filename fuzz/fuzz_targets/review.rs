@@ -5,11 +5,12 @@
 //!
 //! RUSTC_BOOTSTRAP=1 cargo fuzz run review fuzz/corpus/review -- -runs=1000000
 //! (inputs starting with `P` are taken as a bare pod wrapped into a review, to reach the engine
-//! more often than a mutated review text would.)
+//! more often than a mutated review text would.) Also holds the one-pass readers
+//! (`json_scan`, `pod_scan`) to the serde model's answers on every input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use plx_store_webhook::engine::{decode, mutate};
+use plx_store_webhook::engine::{decode, mutate, pod, pod_scan};
 use plx_store_webhook::{admission, load_str, Plan};
 use serde_json::{json, Value};
 use std::sync::LazyLock;
@@ -38,6 +39,19 @@ fuzz_target!(|data: &[u8]| {
     } else {
         data.to_vec()
     };
+    // The one-pass readers answer as the serde model does, or step aside.
+    if let Ok(text) = std::str::from_utf8(&body) {
+        let fast = format!("{:?}", admission::Review::parse(&body));
+        let serde = format!("{:?}", admission::Review::parse_serde(&body, text));
+        assert_eq!(fast, serde, "the one-pass review reader disagrees with serde");
+    }
+    let pod_text = if data.first() == Some(&b'P') { &data[1..] } else { data };
+    if let Ok(text) = std::str::from_utf8(pod_text) {
+        if let Ok(pod) = pod_scan::pod_text(text) {
+            let serde = pod::decode_serde(text).expect("the one-pass pod reader accepted what serde refuses");
+            assert_eq!(format!("{pod:?}"), format!("{serde:?}"));
+        }
+    }
     let Ok((review, outcome, bytes)) = admission::review(&body, plan) else {
         return;
     };

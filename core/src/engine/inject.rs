@@ -100,7 +100,12 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan, report: bool) 
         return out;
     }
     let mut warnings = Vec::new();
-    let mut taken: Vec<String> = view.volumes.iter().map(|v| v.name.to_string()).collect();
+    // Borrowed: copying every volume name of the pod was an allocation per volume per request.
+    let mut taken: Vec<Cow<'_, str>> = view
+        .volumes
+        .iter()
+        .map(|v| Cow::Borrowed(&*v.name))
+        .collect();
     let mut volumes: Vec<ResolvedVolume<'_>> = plan
         .mounts
         .iter()
@@ -223,7 +228,7 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan, report: bool) 
 fn resolve_volume<'x>(
     view: &'x PodView<'_, '_>,
     m: &'x MountPlan,
-    taken: &mut Vec<String>,
+    taken: &mut Vec<Cow<'x, str>>,
 ) -> ResolvedVolume<'x> {
     if let Some(v) = view.volumes.iter().find(|v| volumes::matches(&m.source, v)) {
         return ResolvedVolume {
@@ -235,7 +240,7 @@ fn resolve_volume<'x>(
         };
     }
     let name = unique_name(&m.preferred_name, taken);
-    taken.push(name.clone());
+    taken.push(Cow::Owned(name.clone()));
     ResolvedVolume {
         new: Some(m.source.to_volume(&name)),
         layout: volumes::layout(&m.source),
@@ -275,7 +280,7 @@ fn key_mode(view: &PodView<'_, '_>, m: &MountPlan, key: &str) -> i32 {
         .unwrap_or(clients::DEFAULT_SECRET_MODE)
 }
 
-fn unique_name(preferred: &str, taken: &[String]) -> String {
+fn unique_name(preferred: &str, taken: &[Cow<'_, str>]) -> String {
     if !taken.iter().any(|t| t == preferred) {
         return preferred.to_string();
     }
