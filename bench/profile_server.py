@@ -5,7 +5,7 @@
     python3 bench/profile_server.py [--binary PATH] [--null PATH] [--seconds 5] [--conns 16] [--rate N] [--symbols N]
 
 Runs the webhook (examples/store-ctxdir.yaml), then the null webhook, each pinned to core 0 and
-loaded from core 1 with the same real review (7.6 KB, compact JSON) (wrk, HTTP/1.1 keep-alive, one thread; or
+loaded from core 1 with the same real review (7.6 KB, one line of JSON) (wrk, HTTP/1.1 keep-alive, one thread; or
 h2load at a fixed total `--rate` so both servers see the same request rate), while
 `perf record -e cpu-clock` samples the server process (a software clock: this VM exposes no
 hardware counters). Every sample is put in one bucket by the symbol it landed in, and each
