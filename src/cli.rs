@@ -3,6 +3,7 @@
 //! comes from the library's own constants (`Limits::DEFAULT`, `Guards::DEFAULT`, `Options`).
 
 use crate::offline::Output;
+use crate::server::budget::BodyRate;
 use crate::server::run::{CertSource, Options};
 use crate::server::serve::Limits;
 use crate::server::tls::MinVersion;
@@ -265,6 +266,20 @@ pub struct ServeArgs {
     /// Requests served at once; past it, 503.
     #[arg(long, env = "PLX_WEBHOOK_MAX_CONCURRENT_REQUESTS", default_value_t = GUARDS.max_concurrent)]
     pub max_concurrent_requests: usize,
+    /// Bytes that request bodies, their work and unsent responses may hold at once; past it,
+    /// 503 with Retry-After (README "Memory").
+    #[arg(long, env = "PLX_WEBHOOK_MEMORY_BUDGET", default_value_t = GUARDS.memory_budget)]
+    pub memory_budget: usize,
+    /// Slowest accepted request body, bytes per second after its first second (408 below it).
+    #[arg(long, env = "PLX_WEBHOOK_MIN_BODY_RATE", default_value_t = GUARDS.body_rate.bytes_per_second)]
+    pub min_body_rate: u64,
+    /// HTTP/2 streams one connection may have open at once.
+    #[arg(long, env = "PLX_WEBHOOK_MAX_STREAMS_PER_CONNECTION", default_value_t = LIMITS.max_streams)]
+    pub max_streams_per_connection: u32,
+    /// Seconds a response may take to be sent after the request timeout; past it the
+    /// connection is closed (a peer that stops reading).
+    #[arg(long, env = "PLX_WEBHOOK_SEND_TIMEOUT_SECONDS", default_value_t = LIMITS.send.as_secs())]
+    pub send_timeout_seconds: u64,
     /// Seconds between backstop polls of the watched config and certificate files.
     #[arg(long, env = "PLX_WEBHOOK_RELOAD_POLL_SECONDS", default_value_t = Options::DEFAULT_RELOAD_POLL.as_secs())]
     pub reload_poll_seconds: u64,
@@ -323,6 +338,11 @@ impl ServeArgs {
             body_limit: self.body_limit,
             request_timeout: Duration::from_secs(self.request_timeout_seconds),
             max_concurrent: self.max_concurrent_requests,
+            memory_budget: self.memory_budget,
+            body_rate: BodyRate {
+                bytes_per_second: self.min_body_rate,
+                ..BodyRate::DEFAULT
+            },
         };
         opts.limits = Limits {
             handshake: Duration::from_secs(self.header_timeout_seconds),
@@ -330,6 +350,9 @@ impl ServeArgs {
             idle: Duration::from_secs(self.idle_timeout_seconds),
             max_connections: self.max_connections,
             grace: Duration::from_secs(self.grace_seconds),
+            request: Duration::from_secs(self.request_timeout_seconds),
+            send: Duration::from_secs(self.send_timeout_seconds),
+            max_streams: self.max_streams_per_connection,
             ..Limits::DEFAULT
         };
         opts.drain = Duration::from_secs(self.drain_seconds);

@@ -7,6 +7,7 @@ use crate::engine::pod::{borrowed, Pod};
 use crate::engine::pod_scan;
 use crate::engine::{self, Decision, Decoded, Outcome, Request};
 use crate::json_scan::{field, Cursor, Scan, Seen};
+use crate::limits::PodLimits;
 use crate::plan::Plan;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,8 @@ pub enum ReviewError {
     NotJson(#[source] serde_json::Error),
     #[error("the body is not an AdmissionReview: {0}")]
     NotAReview(String),
+    #[error("the body is too large to read: {0}")]
+    TooLarge(String),
 }
 
 /// An AdmissionReview request: the envelope decoded with borrowed strings, the pod read in the
@@ -113,27 +116,38 @@ struct Gvr<'a> {
     resource: Option<Cow<'a, str>>,
 }
 
-/// The envelope and its pod in one pass of the JSON scanner, field for field what serde makes of
-/// `ReviewIn<Pod>`; when it is unsure the body goes to serde.
-fn scan_review(text: &str) -> Scan<ReviewIn<'_, Pod<'_>>> {
-    let mut c = Cursor::new(text);
+/// The envelope and its object in one pass of the JSON scanner, field for field what serde makes
+/// of `ReviewIn<O>` (`object` reads the object: the pod, or a skip); when it is unsure the body
+/// goes to serde. The cursor builds at most `entries` list and map entries.
+fn scan_review<'a, O>(
+    text: &'a str,
+    entries: usize,
+    object: fn(&mut Cursor<'a>) -> Scan<O>,
+) -> Result<ReviewIn<'a, O>, bool> {
+    let mut c = Cursor::with_budget(text, entries);
     let mut doc = ReviewIn {
         api_version: None,
         kind: None,
         request: None,
     };
     let mut seen = Seen::default();
-    c.object(|c, key| match &*key {
+    let read = c.object(|c, key| match &*key {
         "apiVersion" => field!(seen, 0, doc.api_version, c.opt(Cursor::str)?),
         "kind" => field!(seen, 1, doc.kind, c.opt(Cursor::str)?),
-        "request" => field!(seen, 2, doc.request, c.opt(scan_request)?),
+        "request" => field!(seen, 2, doc.request, c.opt(|c| scan_request(c, object))?),
         _ => c.skip(),
-    })?;
-    c.finish()?;
+    });
+    if read.is_err() {
+        return Err(c.over_budget());
+    }
+    c.finish().map_err(|_| false)?;
     Ok(doc)
 }
 
-fn scan_request<'a>(c: &mut Cursor<'a>) -> Scan<RequestIn<'a, Pod<'a>>> {
+fn scan_request<'a, O>(
+    c: &mut Cursor<'a>,
+    object: fn(&mut Cursor<'a>) -> Scan<O>,
+) -> Scan<RequestIn<'a, O>> {
     let mut r = RequestIn {
         uid: None,
         resource: None,
@@ -151,10 +165,16 @@ fn scan_request<'a>(c: &mut Cursor<'a>) -> Scan<RequestIn<'a, Pod<'a>>> {
         "namespace" => field!(seen, 3, r.namespace, c.opt(Cursor::str)?),
         "operation" => field!(seen, 4, r.operation, c.opt(Cursor::str)?),
         "dryRun" => field!(seen, 5, r.dry_run, c.opt(Cursor::bool)?),
-        "object" => field!(seen, 6, r.object, c.opt(pod_scan::pod)?),
+        "object" => field!(seen, 6, r.object, c.opt(object)?),
         _ => c.skip(),
     })?;
     Ok(r)
+}
+
+/// The envelope alone, its object checked and dropped: how a review whose pod is over the limits
+/// is still answered with its uid.
+fn scan_envelope(text: &str) -> Option<ReviewIn<'_, ()>> {
+    scan_review(text, 0, Cursor::skip).ok()
 }
 
 fn scan_gvr<'a>(c: &mut Cursor<'a>) -> Scan<Gvr<'a>> {
@@ -188,14 +208,36 @@ impl<'a> Review<'a> {
     /// object, so a review with a bad pod is still answered with its uid and the offending field's
     /// path.
     pub fn parse(body: &'a [u8]) -> Result<Review<'a>, ReviewError> {
+        Self::parse_with(body, &PodLimits::DEFAULT)
+    }
+
+    /// [`Review::parse`] within `limits`: a pod over them is read no further and answered, with
+    /// the review's uid, as [`Decoded::OverLimit`]; a body too large for the serde fallback and
+    /// without a readable envelope is an error.
+    pub fn parse_with(body: &'a [u8], limits: &PodLimits) -> Result<Review<'a>, ReviewError> {
         // Checking UTF-8 once up front is cheaper than serde_json checking each string it reads.
         let Ok(text) = std::str::from_utf8(body) else {
             return Err(explain(body));
         };
-        if let Ok(doc) = scan_review(text) {
-            return Self::from_doc(doc, Decoded::Pod);
+        let over = match scan_review(text, limits.entries, pod_scan::pod) {
+            Ok(doc) => return Self::from_doc(doc, Decoded::Pod),
+            Err(true) => Some(engine::over_entries(limits)),
+            Err(false) => engine::over_values(text, limits),
+        };
+        if let Some(why) = over {
+            let Some(doc) = scan_envelope(text) else {
+                return Err(ReviewError::TooLarge(why));
+            };
+            return Self::from_doc(doc, |()| Decoded::OverLimit(why));
         }
-        Self::parse_serde(body, text)
+        let review = Self::parse_serde(body, text)?;
+        Ok(match review.object {
+            Decoded::Pod(pod) => Review {
+                object: engine::checked_entries(pod, limits),
+                ..review
+            },
+            _ => review,
+        })
     }
 
     /// The serde readers alone: the definition the one-pass reader is held to (by the tests and
@@ -449,7 +491,7 @@ pub fn review<'a>(
     body: &'a [u8],
     plan: &Plan,
 ) -> Result<(Review<'a>, Outcome, Result<Vec<u8>, EncodeError>), ReviewError> {
-    let review = Review::parse(body)?;
+    let review = Review::parse_with(body, &plan.limits)?;
     let outcome = review.decide(plan);
     let bytes = response_body(&review, &outcome);
     Ok((review, outcome, bytes))
@@ -481,7 +523,7 @@ mod tests {
     }
 
     fn fast_and_serde(text: &str) -> (Option<String>, String) {
-        let fast = scan_review(text)
+        let fast = scan_review(text, usize::MAX, pod_scan::pod)
             .ok()
             .map(|doc| format!("{:?}", Review::from_doc(doc, Decoded::Pod)));
         let serde = format!("{:?}", Review::parse_serde(text.as_bytes(), text));

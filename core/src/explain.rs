@@ -27,8 +27,9 @@ pub fn explain(pod: &Decoded<'_>, plan: &Plan, namespace: &str, outcome: &Outcom
         Decoded::Pod(p) => p,
         Decoded::Malformed(m) => return format!("the pod cannot be read: {}\n", m.problem()),
         Decoded::Missing => return "the request carries no pod\n".to_string(),
+        Decoded::OverLimit(why) => return format!("the pod is too large to check: {why}\n"),
     };
-    let Ok(view) = PodView::new(before) else {
+    let Ok(view) = PodView::new(before, &plan.limits) else {
         return format!("decision: {}\n", decision(outcome));
     };
     let ns = if namespace.is_empty() {

@@ -22,6 +22,9 @@ pub struct Cursor<'a> {
     text: &'a str,
     pos: usize,
     depth: u32,
+    /// Entries [`Cursor::list`] and callers of [`Cursor::spend`] may still build.
+    entries_left: usize,
+    over_budget: bool,
 }
 
 /// Which fields of one object were seen: serde refuses a repeated known field (even if the first
@@ -66,11 +69,34 @@ fn specials(w: u64) -> u64 {
 
 impl<'a> Cursor<'a> {
     pub fn new(text: &'a str) -> Self {
+        Self::with_budget(text, usize::MAX)
+    }
+
+    /// A cursor that builds at most `entries` list elements and map entries: past them it
+    /// answers [`Unsure`] and [`Cursor::over_budget`] says why.
+    pub fn with_budget(text: &'a str, entries: usize) -> Self {
         Cursor {
             text,
             pos: 0,
             depth: 0,
+            entries_left: entries,
+            over_budget: false,
         }
+    }
+
+    /// Count one entry about to be built.
+    pub fn spend(&mut self) -> Scan<()> {
+        if self.entries_left == 0 {
+            self.over_budget = true;
+            return Err(Unsure);
+        }
+        self.entries_left -= 1;
+        Ok(())
+    }
+
+    /// Whether the read stopped because the entry budget ran out (not because it was unsure).
+    pub fn over_budget(&self) -> bool {
+        self.over_budget
     }
 
     fn bytes(&self) -> &'a [u8] {
@@ -277,11 +303,13 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
-    /// An array read into a `Vec`; room for 8 is made at the first element (a pod's lists are
-    /// mostly short, and growing 4 → 8 → 16 moved every env entry twice), none for `[]`.
+    /// An array read into a `Vec`, each element spending one entry of the budget; room for 8 is
+    /// made at the first element (a pod's lists are mostly short, and growing 4 → 8 → 16 moved
+    /// every env entry twice), none for `[]`.
     pub fn list<T>(&mut self, mut read: impl FnMut(&mut Self) -> Scan<T>) -> Scan<Vec<T>> {
         let mut out = Vec::new();
         self.array(|c| {
+            c.spend()?;
             let item = read(c)?;
             if out.capacity() == 0 {
                 out.reserve_exact(8);

@@ -21,8 +21,10 @@ pub mod explain;
 pub mod glob;
 pub mod json_scan;
 pub mod k8s_names;
+pub mod limits;
 pub mod plan;
 
 pub use config::{load_file, load_str, Config, ConfigError};
 pub use engine::{mutate, Decision, Outcome, Request};
+pub use limits::PodLimits;
 pub use plan::Plan;

@@ -8,6 +8,7 @@ use crate::config::{
     StoreKind, VolumeStoreSource,
 };
 use crate::k8s_names::to_dns_label;
+use crate::limits::PodLimits;
 use serde_json::{json, Map, Value};
 
 /// Marker: the store a pod was given.
@@ -40,6 +41,9 @@ pub struct Plan {
     /// Every keyless identity of the config, with who owns it ("rule vision", "the default"):
     /// a run may not take another team's account.
     pub identity_owners: Vec<(String, String)>,
+    /// What one pod may carry (not configurable: documented defaults; tests and benchmarks
+    /// raise them to measure the engine past them).
+    pub limits: PodLimits,
 }
 
 /// One per-team rule, ready to match.
@@ -91,6 +95,7 @@ impl Plan {
                 .collect(),
             no_match: config.no_match,
             identity_owners,
+            limits: PodLimits::DEFAULT,
         }
     }
 
@@ -108,6 +113,7 @@ impl Plan {
             rules: Vec::new(),
             no_match: NoMatch::Default,
             identity_owners,
+            limits: PodLimits::DEFAULT,
         }
     }
 

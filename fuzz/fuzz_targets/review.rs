@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let pod_text = if data.first() == Some(&b'P') { &data[1..] } else { data };
     if let Ok(text) = std::str::from_utf8(pod_text) {
-        if let Ok(pod) = pod_scan::pod_text(text) {
+        if let Ok(pod) = pod_scan::pod_text(text, usize::MAX) {
             let serde = pod::decode_serde(text).expect("the one-pass pod reader accepted what serde refuses");
             assert_eq!(format!("{pod:?}"), format!("{serde:?}"));
         }

@@ -11,12 +11,16 @@
 //!   timeout (slow headers);
 //! - no request has been in flight for the idle timeout, which is longer than the apiserver's
 //!   own idle timeout (90 s), so the client, not us, closes a pooled connection: a request sent
-//!   on a connection the server is closing at that moment would fail.
+//!   on a connection the server is closing at that moment would fail;
+//! - a request is still in flight — its response not yet all handed to the socket — past the
+//!   request timeout plus the send timeout (a peer that stops reading, e.g. an HTTP/2 window
+//!   kept at zero, would otherwise keep the request's slot and memory).
 //!
-//! When a connection ends with bytes the client may still be sending (an early 413/503/408), the
-//! socket is not just dropped — that makes the kernel answer with a reset, which can destroy the
-//! response before the client reads it. [`TrackedIo`] shuts down the write side and reads and
-//! discards what still arrives, bounded in bytes and time ("lingering close").
+//! When a connection that answered a request ends with bytes the client may still be sending (an
+//! early 413/503/408), the socket is not just dropped — that makes the kernel answer with a
+//! reset, which can destroy the response before the client reads it. [`TrackedIo`] shuts down
+//! the write side and reads and discards what still arrives, bounded in bytes and time
+//! ("lingering close"), still holding the connection's slot under the connection cap.
 
 use hyper::body::Incoming;
 use hyper::service::Service;
@@ -24,11 +28,12 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 const NONE: u64 = u64::MAX;
@@ -40,9 +45,12 @@ pub struct ConnLimits {
     pub header: Duration,
     /// With no request in flight.
     pub idle: Duration,
+    /// From a request's start until its response is all handed to the socket.
+    pub in_flight: Duration,
     /// Lingering close: at most this long and this many bytes read and discarded.
     pub linger_time: Duration,
     pub linger_bytes: usize,
+    pub linger_buffer: usize,
 }
 
 /// Why the watchdog closed a connection (a metric label).
@@ -50,6 +58,7 @@ pub struct ConnLimits {
 pub enum CloseReason {
     HeaderTimeout,
     IdleTimeout,
+    SendTimeout,
 }
 
 impl CloseReason {
@@ -57,6 +66,7 @@ impl CloseReason {
         match self {
             CloseReason::HeaderTimeout => "header_timeout",
             CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::SendTimeout => "send_timeout",
         }
     }
 }
@@ -67,6 +77,9 @@ impl CloseReason {
 pub struct Activity {
     start: Instant,
     in_flight: AtomicUsize,
+    /// When each request in flight started (ms), for the send deadline of the oldest. At most
+    /// the connection's stream limit long; one entry on HTTP/1.1.
+    starts: Mutex<Vec<u64>>,
     served: AtomicU64,
     /// When bytes of a request not yet dispatched first arrived (HTTP/1.1 only), or NONE.
     pending_since: AtomicU64,
@@ -81,6 +94,7 @@ impl Activity {
         Arc::new(Activity {
             start: Instant::now(),
             in_flight: AtomicUsize::new(0),
+            starts: Mutex::new(Vec::new()),
             served: AtomicU64::new(0),
             pending_since: AtomicU64::new(NONE),
             last_done: AtomicU64::new(0),
@@ -106,24 +120,44 @@ impl Activity {
         }
     }
 
-    fn begin(&self) {
+    fn starts(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        // A panic while holding it leaves a plain Vec behind: still usable.
+        self.starts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn begin(&self) -> u64 {
+        let now = self.now_ms();
+        self.starts().push(now);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.served.fetch_add(1, Ordering::Relaxed);
         self.pending_since.store(NONE, Ordering::Relaxed);
+        now
     }
 
-    fn end(&self) {
+    fn end(&self, started: u64) {
+        {
+            let mut starts = self.starts();
+            if let Some(i) = starts.iter().position(|&s| s == started) {
+                starts.swap_remove(i);
+            }
+        }
         self.last_done.store(self.now_ms(), Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// When the watchdog must close the connection, and why; `None` while a request is in
-    /// flight (the request timeout bounds it).
+    /// Whether a request was answered on this connection (only then is a lingering close worth
+    /// its cost: there is a response to protect).
+    pub fn answered(&self) -> bool {
+        self.served.load(Ordering::Relaxed) > 0
+    }
+
+    /// When the watchdog must close the connection, and why.
     pub fn deadline(&self, limits: &ConnLimits) -> Option<(Instant, CloseReason)> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return None;
-        }
         let at = |ms: u64, d: Duration| self.start + Duration::from_millis(ms) + d;
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            let oldest = self.starts().iter().copied().min()?;
+            return Some((at(oldest, limits.in_flight), CloseReason::SendTimeout));
+        }
         let pending = self.pending_since.load(Ordering::Relaxed);
         if pending != NONE {
             return Some((at(pending, limits.header), CloseReason::HeaderTimeout));
@@ -141,25 +175,35 @@ pub async fn watchdog(activity: Arc<Activity>, limits: ConnLimits) -> CloseReaso
     loop {
         match activity.deadline(&limits) {
             Some((at, why)) if at <= Instant::now() => return why,
+            // A send deadline can move earlier (the request ends, the next one's header timer
+            // starts): look again at least every header timeout.
+            Some((at, CloseReason::SendTimeout)) => {
+                tokio::time::sleep_until(at.min(Instant::now() + limits.header)).await
+            }
             Some((at, _)) => tokio::time::sleep_until(at).await,
             None => tokio::time::sleep(limits.header).await,
         }
     }
 }
 
-/// The service of one connection: marks each request in flight until its response is ready.
+/// The service of one connection: marks each request in flight from its call until its response
+/// body is finished or dropped (so a response waiting for a peer that does not read still
+/// counts, and the watchdog's send deadline applies to it).
 #[derive(Clone)]
 pub struct Tracked<S> {
     pub inner: S,
     pub activity: Arc<Activity>,
 }
 
-/// Ends the request's in-flight mark however its future ends (completed or dropped).
-struct InFlight(Arc<Activity>);
+/// Ends the request's in-flight mark however it ends (sent, failed or dropped).
+struct InFlight {
+    activity: Arc<Activity>,
+    started: u64,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.end();
+        self.activity.end(self.started);
     }
 }
 
@@ -167,30 +211,73 @@ pin_project_lite::pin_project! {
     pub struct TrackedFuture<F> {
         #[pin]
         inner: F,
-        _mark: InFlight,
+        mark: Option<InFlight>,
     }
 }
 
-impl<F: Future> Future for TrackedFuture<F> {
-    type Output = F::Output;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().inner.poll(cx)
-    }
-}
-
-impl<S> Service<hyper::Request<Incoming>> for Tracked<S>
+impl<F, B, E> Future for TrackedFuture<F>
 where
-    S: Service<hyper::Request<Incoming>>,
+    F: Future<Output = Result<hyper::Response<B>, E>>,
 {
-    type Response = S::Response;
+    type Output = Result<hyper::Response<Marked<B>>, E>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let me = self.project();
+        let resp = std::task::ready!(me.inner.poll(cx));
+        let mark = me.mark.take();
+        Poll::Ready(resp.map(|r| r.map(|body| Marked { body, mark })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body carrying its request's in-flight mark until it ends.
+    pub struct Marked<B> {
+        #[pin]
+        body: B,
+        mark: Option<InFlight>,
+    }
+}
+
+impl<B: hyper::body::Body> hyper::body::Body for Marked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        let me = self.project();
+        let frame = std::task::ready!(me.body.poll_frame(cx));
+        if frame.is_none() {
+            me.mark.take();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl<S, B> Service<hyper::Request<Incoming>> for Tracked<S>
+where
+    S: Service<hyper::Request<Incoming>, Response = hyper::Response<B>>,
+{
+    type Response = hyper::Response<Marked<B>>;
     type Error = S::Error;
     type Future = TrackedFuture<S::Future>;
 
     fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
-        self.activity.begin();
+        let started = self.activity.begin();
         TrackedFuture {
             inner: self.inner.call(req),
-            _mark: InFlight(self.activity.clone()),
+            mark: Some(InFlight {
+                activity: self.activity.clone(),
+                started,
+            }),
         }
     }
 }
@@ -202,15 +289,23 @@ pub struct TrackedIo {
     activity: Arc<Activity>,
     limits: ConnLimits,
     peer_closed: bool,
+    /// The connection's place under the cap, given back only when the socket is closed.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl TrackedIo {
-    pub fn new(tcp: TcpStream, activity: Arc<Activity>, limits: ConnLimits) -> Self {
+    pub fn new(
+        tcp: TcpStream,
+        activity: Arc<Activity>,
+        limits: ConnLimits,
+        slot: OwnedSemaphorePermit,
+    ) -> Self {
         TrackedIo {
             tcp: Some(tcp),
             activity,
             limits,
             peer_closed: false,
+            slot: Some(slot),
         }
     }
 
@@ -289,14 +384,20 @@ impl AsyncWrite for TrackedIo {
 impl Drop for TrackedIo {
     fn drop(&mut self) {
         let Some(tcp) = self.tcp.take() else { return };
-        if self.peer_closed {
+        // Nothing answered (a failed handshake, a silent client), or the peer is gone: no
+        // response to protect, so close now.
+        if self.peer_closed || !self.activity.answered() {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let limits = self.limits;
-        rt.spawn(linger(tcp, limits));
+        let slot = self.slot.take();
+        rt.spawn(async move {
+            linger(tcp, limits).await;
+            drop(slot);
+        });
     }
 }
 
@@ -304,7 +405,7 @@ impl Drop for TrackedIo {
 /// bounds are reached, so the client reads our response instead of a reset.
 async fn linger(mut tcp: TcpStream, limits: ConnLimits) {
     let _ = tcp.shutdown().await;
-    let mut buf = [0u8; 16 * 1024];
+    let mut buf = vec![0u8; limits.linger_buffer];
     let mut left = limits.linger_bytes;
     let _ = tokio::time::timeout(limits.linger_time, async {
         while left > 0 {

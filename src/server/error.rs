@@ -1,6 +1,6 @@
 //! HTTP-level errors: one typed enum, each a status code and a JSON body a person can read.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -21,6 +21,10 @@ pub enum ApiError {
     Overloaded,
     #[error("the request was not received and answered within {seconds} s")]
     Timeout { seconds: u64 },
+    #[error("the request body arrived slower than {bytes_per_second} bytes per second")]
+    SlowBody { bytes_per_second: u64 },
+    #[error("the webhook's memory budget for requests in flight is used up; retry")]
+    MemoryBudget,
 }
 
 impl ApiError {
@@ -32,7 +36,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Timeout { .. } | ApiError::SlowBody { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::MemoryBudget => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -41,6 +46,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = json!({ "error": self.to_string(), "code": status.as_u16() });
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Both causes (slots, memory) clear within a request's time.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
     }
 }

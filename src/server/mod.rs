@@ -2,6 +2,7 @@
 //! admin router for probes and metrics, and the listeners in [`run`]. Handlers are thin: decode,
 //! call the engine, encode, count, log.
 
+pub mod budget;
 pub mod conn;
 mod error;
 pub mod health;
@@ -18,13 +19,13 @@ use crate::metrics::Metrics;
 use crate::plan::Plan;
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri, Version};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use budget::{BodyRate, Budget};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -41,16 +42,28 @@ pub struct Guards {
     pub request_timeout: Duration,
     /// Requests served at once; past it, 503 at once rather than queueing.
     pub max_concurrent: usize,
+    /// Bytes of bodies, work and unsent responses held at once ([`budget`]); past it, 503.
+    pub memory_budget: usize,
+    /// The slowest a request body may arrive.
+    pub body_rate: BodyRate,
 }
 
 impl Guards {
-    /// The defaults, in one place (the CLI's flags take theirs from here).
+    /// The defaults, in one place (the CLI's flags take theirs from here). The budget's share of
+    /// the Deployment's 128 MiB is in README "Memory".
     pub const DEFAULT: Guards = Guards {
         body_limit: DEFAULT_BODY_LIMIT,
         request_timeout: Duration::from_secs(10),
         max_concurrent: 512,
+        memory_budget: 32 * 1024 * 1024,
+        body_rate: BodyRate::DEFAULT,
     };
 }
+
+/// Reviews with bodies up to this size are decided on the runtime's worker (a real run pod's
+/// review is 5–15 KB, decided in tens of microseconds); larger ones on the blocking pool, so a
+/// huge pod never stalls the probes, the metrics or other reviews.
+pub const INLINE_BODY_MAX: usize = 64 * 1024;
 
 impl Default for Guards {
     fn default() -> Self {
@@ -65,17 +78,28 @@ pub struct AppState {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
     pub guards: Guards,
+    pub budget: Budget,
+    /// Large reviews decided at once on the blocking pool (one per core): the rest wait, within
+    /// their request timeout.
+    pub heavy: Arc<Semaphore>,
 }
 
 impl AppState {
     pub fn new(plan: Plan) -> Self {
+        Self::with_guards(plan, Guards::default())
+    }
+
+    pub fn with_guards(plan: Plan, guards: Guards) -> Self {
         let metrics = Metrics::new();
         metrics.set_config(&plan.config_hash, plan.store_name());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         AppState {
             plan: Arc::new(ArcSwap::from_pointee(plan)),
             health: Arc::new(Health::loaded()),
             metrics: Arc::new(metrics),
-            guards: Guards::default(),
+            guards,
+            budget: Budget::new(guards.memory_budget),
+            heavy: Arc::new(Semaphore::new(cores)),
         }
     }
 }
@@ -151,32 +175,79 @@ async fn bound_time(State(limit): State<Duration>, req: Request, next: Next) -> 
     resp
 }
 
-async fn mutate(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+async fn mutate(State(state): State<AppState>, mut req: Request) -> Result<Response, ApiError> {
     let started = Instant::now();
     let fail = |e: ApiError| {
         state.metrics.observe_error(started.elapsed().as_secs_f64());
         e
     };
-    let body = body.map_err(|e| {
-        fail(match e.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
-                limit: state.guards.body_limit,
-            },
-            _ => ApiError::BadRequest(e.body_text()),
+    let slot = req.extensions_mut().remove::<Slot>();
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let guards = state.guards;
+    let (body, charge) = budget::read(
+        req.into_body(),
+        declared,
+        guards.body_limit,
+        &state.budget,
+        guards.body_rate,
+    )
+    .await
+    .map_err(fail)?;
+    let inline = body.len() <= INLINE_BODY_MAX;
+    let plan = state.plan.load_full();
+    let metrics = state.metrics.clone();
+    let work = move || {
+        let answer = answer(&body, &plan, &metrics, started);
+        (answer, charge)
+    };
+    let (answer, mut charge) = if inline {
+        work()
+    } else {
+        // Bounded: at most one large review per core at once; if the request times out while
+        // it runs, the work finishes on its thread and its charge is given back then.
+        let Ok(turn) = state.heavy.clone().acquire_owned().await else {
+            return Err(fail(ApiError::Internal("the engine pool is closed".into())));
+        };
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            work()
         })
-    })?;
-    let plan = state.plan.load();
-    let (review, outcome, bytes) = admission::review(&body, &plan).map_err(|e| {
+        .await
+        .map_err(|e| fail(ApiError::Internal(format!("the engine failed: {e}"))))?
+    };
+    let bytes = answer.map_err(fail)?;
+    // Keep what the response needs of the charge until it is sent; give back the rest now.
+    let need = bytes.len();
+    if need > charge.num_permits() {
+        let more = state
+            .budget
+            .try_take(need - charge.num_permits())
+            .ok_or_else(|| fail(ApiError::MemoryBudget))?;
+        charge.merge(more);
+    } else if let Some(rest) = charge.split(charge.num_permits() - need.max(1)) {
+        drop(rest);
+    }
+    let body = budget::HeldBody::new(Bytes::from(bytes), (charge, slot)).into_body();
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Decode, decide, count, log and encode one review: the synchronous part of `POST /mutate`.
+fn answer(
+    body: &[u8],
+    plan: &Plan,
+    metrics: &Metrics,
+    started: Instant,
+) -> Result<Vec<u8>, ApiError> {
+    let (review, outcome, bytes) = admission::review(body, plan).map_err(|e| {
         tracing::warn!(error = %e, "rejected a malformed AdmissionReview");
-        fail(ApiError::BadRequest(e.to_string()))
+        ApiError::BadRequest(e.to_string())
     })?;
     let elapsed = started.elapsed();
-    state
-        .metrics
-        .observe(&outcome, review.api_version.label(), elapsed.as_secs_f64());
+    metrics.observe(&outcome, review.api_version.label(), elapsed.as_secs_f64());
     tracing::info!(
         uid = review.uid.as_ref(),
         namespace = review.namespace.as_ref(),
@@ -200,8 +271,7 @@ async fn mutate(
         "admission decision"
     );
     // An answer that cannot be encoded is a 500 with a message, never an empty 200.
-    let bytes = bytes.map_err(|e| fail(ApiError::Internal(e.to_string())))?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+    bytes.map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 async fn healthz() -> &'static str {
@@ -246,16 +316,20 @@ struct Gate {
     health: Arc<Health>,
 }
 
+/// A request slot, handed to the handler so a response can keep it until it is sent.
+#[derive(Clone)]
+struct Slot(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
+
 /// At most N requests at once, past it a clear 503 instead of an unbounded queue; while
 /// draining, ask HTTP/1.1 clients to close (the apiserver pools keep-alive connections and would
 /// otherwise keep reusing them until the listener goes away).
-async fn admit(State(gate): State<Gate>, req: Request, next: Next) -> Response {
-    let Ok(permit) = gate.slots.try_acquire() else {
+async fn admit(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
+    let Ok(permit) = gate.slots.clone().try_acquire_owned() else {
         return ApiError::Overloaded.into_response();
     };
     let http1 = req.version() <= Version::HTTP_11;
+    req.extensions_mut().insert(Slot(Arc::new(permit)));
     let mut resp = next.run(req).await;
-    drop(permit);
     if http1 && gate.health.draining() {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

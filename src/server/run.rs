@@ -201,8 +201,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let config_paths = source.files();
     let config_bytes = reload::read_all(&config_paths).await;
     let cfg = source.load_from(&config_bytes)?;
-    let mut state = AppState::new(Plan::from_config(&cfg));
-    state.guards = opts.guards;
+    let mut state = AppState::with_guards(Plan::from_config(&cfg), opts.guards);
     state.health = Arc::new(super::Health::default());
     state.health.config_result(Ok(()));
     state.metrics.set_reload_result("config", true);

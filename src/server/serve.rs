@@ -30,10 +30,17 @@ pub struct Limits {
     /// A connection with no request in flight is closed after this long. Longer than the
     /// apiserver's own idle timeout (90 s), so the client closes pooled connections first.
     pub idle: Duration,
-    /// Open connections at most; past it new ones are closed at once. The default (1024, ≈ 40
-    /// KiB each after a request, ≈ 62 MiB at the cap) fits the Deployment's 128 MiB limit
-    /// (BENCHMARKS.md §5).
+    /// Open connections at most, lingering ones included; past it new ones are closed at once.
+    /// The default's share of the Deployment's 128 MiB is in README "Memory".
     pub max_connections: usize,
+    /// The request timeout (the guards'), for the watchdog's send deadline.
+    pub request: Duration,
+    /// A response not sent within `request + send` of its request's start closes its
+    /// connection: a peer that stops reading (an HTTP/2 window kept at zero) cannot keep the
+    /// request's slot and memory.
+    pub send: Duration,
+    /// HTTP/2 streams open at once on one connection.
+    pub max_streams: u32,
     /// Time in-flight requests get after the listener stops.
     pub grace: Duration,
     /// After the listener stops, connections keep being served normally this long (within
@@ -49,7 +56,10 @@ impl Limits {
         handshake: Duration::from_secs(10),
         header_read: Duration::from_secs(10),
         idle: Duration::from_secs(120),
-        max_connections: 1024,
+        max_connections: 512,
+        request: Duration::from_secs(10),
+        send: Duration::from_secs(10),
+        max_streams: 32,
         grace: Duration::from_secs(20),
         linger: Duration::from_secs(1),
     };
@@ -70,10 +80,12 @@ impl Limits {
         ConnLimits {
             header: self.header_read,
             idle: self.idle,
+            in_flight: self.request + self.send,
             // A client still sending a body we refused (413 is past 3 MiB) gets it read and
             // discarded for this long, so it reads our answer instead of a reset.
             linger_time: Duration::from_secs(2),
             linger_bytes: 8 * 1024 * 1024,
+            linger_buffer: 4 * 1024,
         }
     }
 }
@@ -102,21 +114,36 @@ impl TlsSide {
     }
 }
 
+/// Buffers per connection, small because every connection may fill them: HTTP/1.1's read
+/// buffer holds the request head (the apiserver's is ≈ 300 B); HTTP/2 windows bound the body
+/// bytes a peer may send ahead of the handler, and the send buffer what waits for its window.
+const H1_MAX_BUF: usize = 16 * 1024;
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+const H2_CONN_WINDOW: u32 = 256 * 1024;
+const H2_MAX_SEND_BUF: usize = 16 * 1024;
+const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
+
 /// The HTTP side: HTTP/1.1 and HTTP/2 as `only` says (from ALPN), or both (sniffed, plain
 /// listeners). Header and idle timeouts are the watchdog's, not hyper's: hyper's HTTP/1 header
 /// timer would also cut idle keep-alive connections.
-fn http_builder(only: Option<bool>) -> Arc<Builder<TokioExecutor>> {
+fn http_builder(only: Option<bool>, max_streams: u32) -> Arc<Builder<TokioExecutor>> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(None)
+        .max_buf_size(H1_MAX_BUF)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_PING_INTERVAL)
-        .keep_alive_timeout(H2_PING_TIMEOUT);
+        .keep_alive_timeout(H2_PING_TIMEOUT)
+        .max_concurrent_streams(max_streams.max(1))
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONN_WINDOW)
+        .max_send_buf_size(H2_MAX_SEND_BUF)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
     let builder = match only {
         Some(true) => builder.http1_only(),
         Some(false) => builder.http2_only(),
@@ -144,9 +171,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let builders = Arc::new(Builders {
-        any: http_builder(None),
-        h1: http_builder(Some(true)),
-        h2: http_builder(Some(false)),
+        any: http_builder(None, limits.max_streams),
+        h1: http_builder(Some(true), limits.max_streams),
+        h2: http_builder(Some(false), limits.max_streams),
     });
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut last_refusal_log: Option<tokio::time::Instant> = None;
@@ -185,12 +212,12 @@ pub async fn serve(
         let tls = tls.clone();
         let counters = counters.clone();
         tokio::spawn(async move {
-            let _slot = slot;
             let _open = counters
                 .as_ref()
                 .map(|c| c.metrics.connection_opened(c.listener));
             let activity = Activity::new();
-            let io = TrackedIo::new(tcp, activity.clone(), limits.conn());
+            // The socket keeps the connection's slot, through its lingering close if it has one.
+            let io = TrackedIo::new(tcp, activity.clone(), limits.conn(), slot);
             let served = match tls {
                 None => {
                     activity.set_http1(true);

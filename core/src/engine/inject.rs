@@ -69,7 +69,7 @@ pub(super) fn targets<'v, 'p, 'a>(
     let skip = skip_list(view);
     view.containers
         .iter()
-        .filter(|p| is_target(p, &plan.policy) && !skip.contains(&p.c.name.as_ref()))
+        .filter(|p| is_target(p, &plan.policy) && !skip.contains(&p.c.name))
         .collect()
 }
 
@@ -81,7 +81,7 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan, report: bool) 
         for p in &view.containers {
             let status = if !is_target(p, &plan.policy) {
                 ContainerStatus::NotTarget
-            } else if skip.contains(&p.c.name.as_ref()) {
+            } else if skip.contains(&p.c.name) {
                 ContainerStatus::SkippedByAnnotation
             } else {
                 continue;
@@ -170,6 +170,7 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan, report: bool) 
         }
     }
     for (p, appends) in committed {
+        b.next_scope();
         let idx = p.index.to_string();
         for a in appends {
             b.append(
@@ -284,6 +285,8 @@ fn unique_name(preferred: &str, taken: &[Cow<'_, str>]) -> String {
     if !taken.iter().any(|t| t == preferred) {
         return preferred.to_string();
     }
+    // Rare (the name is taken): a set, so that `name-2` … `name-N` already present cost N, not N².
+    let taken: std::collections::HashSet<&str> = taken.iter().map(|t| &**t).collect();
     (2u32..)
         .map(|n| {
             let suffix = format!("-{n}");
@@ -291,7 +294,7 @@ fn unique_name(preferred: &str, taken: &[Cow<'_, str>]) -> String {
             base.truncate(63 - suffix.len());
             format!("{}{suffix}", base.trim_end_matches('-'))
         })
-        .find(|cand| is_dns_label(cand) && !taken.iter().any(|t| t == cand))
+        .find(|cand| is_dns_label(cand) && !taken.contains(cand.as_str()))
         .unwrap_or_else(|| preferred.to_string())
 }
 

@@ -12,6 +12,7 @@ pub mod select;
 pub mod volumes;
 
 use crate::config::{NoMatch, RunFacts};
+use crate::limits::PodLimits;
 use crate::plan::{Plan, Route};
 use json_patch::PatchOperation;
 
@@ -228,15 +229,63 @@ pub enum Decoded<'a> {
     Malformed(pod::Malformed<'a>),
     /// The request carries no object.
     Missing,
+    /// More than [`PodLimits`] lets the webhook read: what was over, in words.
+    OverLimit(String),
 }
 
 /// Read a pod from its JSON text in one pass (every field the engine does not need is skipped),
-/// or say which field is wrong.
+/// or say which field is wrong, within the default [`PodLimits`].
 pub fn decode(text: &str) -> Decoded<'_> {
-    match pod::decode(text) {
-        Ok(p) => Decoded::Pod(p),
+    decode_with(text, &PodLimits::DEFAULT)
+}
+
+/// [`decode`] within `limits`: the one-pass reader builds at most `limits.entries` entries, and
+/// the serde fallback runs only on texts of at most `limits.values` values, so reading a pod
+/// costs memory bounded by the limits, not by what a client sends.
+pub fn decode_with<'a>(text: &'a str, limits: &PodLimits) -> Decoded<'a> {
+    let over_budget = match pod_scan::pod_text(text, limits.entries) {
+        Ok(p) => return Decoded::Pod(p),
+        Err(over_budget) => over_budget,
+    };
+    if over_budget {
+        return Decoded::OverLimit(over_entries(limits));
+    }
+    if let Some(why) = over_values(text, limits) {
+        return Decoded::OverLimit(why);
+    }
+    match pod::decode_serde(text) {
+        Ok(p) => checked_entries(p, limits),
         Err(m) => Decoded::Malformed(m),
     }
+}
+
+/// A pod the serde reader built, held to the entry budget the one-pass reader applies.
+pub fn checked_entries<'a>(pod: pod::Pod<'a>, limits: &PodLimits) -> Decoded<'a> {
+    if pod.entries() > limits.entries {
+        Decoded::OverLimit(over_entries(limits))
+    } else {
+        Decoded::Pod(pod)
+    }
+}
+
+/// Why a text is too large for the serde fallback, if it is.
+pub fn over_values(text: &str, limits: &PodLimits) -> Option<String> {
+    let n = crate::limits::count_values(text);
+    (n > limits.values).then(|| {
+        format!(
+            "it holds about {n} JSON values, more than the {} this webhook reads",
+            limits.values
+        )
+    })
+}
+
+/// Why a pod is over the entry budget, in words.
+pub fn over_entries(limits: &PodLimits) -> String {
+    format!(
+        "it has more than {} entries in its lists and maps (containers, volumes, volumeMounts, env, \
+         envFrom, secret items, labels and annotations together), more than this webhook reads",
+        limits.entries
+    )
 }
 
 /// Decide and build the patch for one request: the one way through the engine (the server, the
@@ -250,6 +299,8 @@ pub fn mutate(pod: &Decoded<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
         Decoded::Missing => Outcome::denied(
             "plx-store-webhook: request.object is missing; cannot read the Pod".into(),
         ),
+        // Fail closed: a pod this large is refused, never admitted unchecked.
+        Decoded::OverLimit(why) => Outcome::denied(too_large(why)),
         // Not ours unless it is a run: only a malformed *run* pod is refused.
         Decoded::Malformed(m) => {
             let labels = m.meta.as_ref().and_then(|meta| meta.labels.as_ref());
@@ -285,8 +336,11 @@ fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
     if !select::namespace_allowed(namespace, &plan.policy) {
         return Outcome::ignored(IgnoreReason::NamespaceExcluded);
     }
-    let view = match pod::PodView::new(pod) {
+    let view = match pod::PodView::new(pod, &plan.limits) {
         Ok(view) => view,
+        Err(e @ pod::NotInjectable::TooManyContainers { .. }) => {
+            return Outcome::denied(too_large(&e.to_string()))
+        }
         Err(e) => return Outcome::denied(not_a_pod(&e.to_string())),
     };
     let facts = run_facts(&view, namespace);
@@ -341,6 +395,13 @@ fn unmatched(how: NoMatch, f: &RunFacts<'_>) -> Outcome {
             out
         }
     }
+}
+
+fn too_large(detail: &str) -> String {
+    format!(
+        "plx-store-webhook: this pod is too large to check: {detail}. The webhook refuses it rather \
+         than admit it unchecked (README: Limits)"
+    )
 }
 
 fn not_a_pod(detail: &str) -> String {

@@ -10,6 +10,7 @@ use serde_json::Value;
 #[derive(Debug, Default)]
 pub struct PatchBuilder {
     ops: Vec<PatchOperation>,
+    /// Arrays created in the current scope (see [`PatchBuilder::next_scope`]).
     created: Vec<PointerBuf>,
 }
 
@@ -39,6 +40,13 @@ impl PatchBuilder {
             self.created.push(array.clone());
             self.add(array, Value::Array(vec![value]));
         }
+    }
+
+    /// Start appending to other arrays (the next container's): the ones created so far are not
+    /// appended to again, so they are forgotten. Keeps the lookup in [`PatchBuilder::append`] to
+    /// one container's few arrays; a pod with N containers would otherwise make it quadratic.
+    pub fn next_scope(&mut self) {
+        self.created.clear();
     }
 
     /// Set an object member (RFC 6902 `add` replaces an existing member).

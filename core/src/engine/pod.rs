@@ -2,6 +2,7 @@
 //! `serde_json::Value`) with borrowed strings; every other field is skipped without being built.
 //! A pod that does not fit fails with the path of the offending field.
 
+use crate::limits::PodLimits;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -279,7 +280,7 @@ impl Malformed<'_> {
 /// Read a pod from JSON text: the one-pass reader of [`super::pod_scan`], and only when it is
 /// unsure the serde reader, which decides and, for a bad pod, names the offending field.
 pub fn decode(text: &str) -> Result<Pod<'_>, Malformed<'_>> {
-    super::pod_scan::pod_text(text).or_else(|_| decode_serde(text))
+    super::pod_scan::pod_text(text, usize::MAX).or_else(|_| decode_serde(text))
 }
 
 /// The serde reader alone: the definition of a pod that the one-pass reader must agree with.
@@ -349,13 +350,65 @@ impl<'a> Container<'a> {
     }
 }
 
-/// A pod that reads fine but has nothing to inject into.
+impl Pod<'_> {
+    /// The list elements and map entries read into this pod: what the one-pass reader counts
+    /// against [`crate::PodLimits::entries`], so both readers refuse the same pods.
+    pub fn entries(&self) -> usize {
+        fn len<T>(v: &Option<Vec<T>>) -> usize {
+            v.as_ref().map_or(0, Vec::len)
+        }
+        let meta = self.metadata.as_ref().map_or(0, |m| {
+            m.labels.as_ref().map_or(0, StrMap::len) + m.annotations.as_ref().map_or(0, StrMap::len)
+        });
+        let spec = self.spec.as_ref().map_or(0, |s| {
+            let volumes = s.volumes.as_deref().unwrap_or_default();
+            let items: usize = volumes
+                .iter()
+                .map(|v| v.secret.as_ref().map_or(0, |s| len(&s.items)))
+                .sum();
+            let containers = [&s.containers, &s.init_containers]
+                .into_iter()
+                .flat_map(|l| l.as_deref().unwrap_or_default())
+                .map(|c| 1 + len(&c.volume_mounts) + len(&c.env) + len(&c.env_from))
+                .sum::<usize>();
+            volumes.len() + items + containers
+        });
+        meta + spec
+    }
+}
+
+/// A pod that reads fine but has nothing to inject into, or more than the webhook serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NotInjectable {
     #[error("spec is missing")]
     NoSpec,
     #[error("spec.containers must list at least one container")]
     NoContainers,
+    #[error(
+        "the pod has {count} containers and init containers, more than the {limit} this webhook \
+         serves in one pod"
+    )]
+    TooManyContainers { count: usize, limit: usize },
+}
+
+/// Volumes by name, for pods with more than a few: every mount of every container looks its
+/// volume up, which a scan would make quadratic. Small pods (nearly all) scan, with no hashing.
+#[derive(Debug)]
+struct VolumeIndex<'p>(Option<std::collections::HashMap<&'p str, usize>>);
+
+impl<'p> VolumeIndex<'p> {
+    const FROM: usize = 16;
+
+    fn new(volumes: &'p [Volume<'_>]) -> Self {
+        if volumes.len() <= Self::FROM {
+            return VolumeIndex(None);
+        }
+        let mut index = std::collections::HashMap::with_capacity(volumes.len());
+        for (i, v) in volumes.iter().enumerate() {
+            index.entry(&*v.name).or_insert(i);
+        }
+        VolumeIndex(Some(index))
+    }
 }
 
 /// The checked pod the engine works on.
@@ -363,6 +416,7 @@ pub enum NotInjectable {
 pub struct PodView<'p, 'a> {
     pub meta: Option<&'p Meta<'a>>,
     pub volumes: &'p [Volume<'a>],
+    by_name: VolumeIndex<'p>,
     /// Whether `spec.volumes` is an array in the original document.
     pub has_volumes: bool,
     pub containers: Vec<Placed<'p, 'a>>,
@@ -373,12 +427,22 @@ pub struct PodView<'p, 'a> {
 
 impl<'p, 'a> PodView<'p, 'a> {
     /// Check what injection needs beyond types: a spec with at least one container.
-    pub fn new(pod: &'p Pod<'a>) -> Result<Self, NotInjectable> {
+    pub fn new(pod: &'p Pod<'a>, limits: &PodLimits) -> Result<Self, NotInjectable> {
         let spec = pod.spec.as_ref().ok_or(NotInjectable::NoSpec)?;
         if spec.containers.as_ref().is_none_or(Vec::is_empty) {
             return Err(NotInjectable::NoContainers);
         }
-        let mut containers = Vec::new();
+        let count = [&spec.containers, &spec.init_containers]
+            .into_iter()
+            .map(|l| l.as_ref().map_or(0, Vec::len))
+            .sum::<usize>();
+        if count > limits.containers {
+            return Err(NotInjectable::TooManyContainers {
+                count,
+                limit: limits.containers,
+            });
+        }
+        let mut containers = Vec::with_capacity(count);
         for (list, items) in [
             (ListKind::InitContainers, &spec.init_containers),
             (ListKind::Containers, &spec.containers),
@@ -387,9 +451,11 @@ impl<'p, 'a> PodView<'p, 'a> {
                 containers.push(Placed { list, index, c });
             }
         }
+        let volumes = spec.volumes.as_deref().unwrap_or_default();
         Ok(PodView {
             meta: pod.metadata.as_ref(),
-            volumes: spec.volumes.as_deref().unwrap_or_default(),
+            volumes,
+            by_name: VolumeIndex::new(volumes),
             has_volumes: spec.volumes.is_some(),
             containers,
             security: spec.security_context.as_ref(),
@@ -398,8 +464,12 @@ impl<'p, 'a> PodView<'p, 'a> {
         })
     }
 
+    /// The first volume named `name` (the one the apiserver would resolve a mount to).
     pub fn volume(&self, name: &str) -> Option<&'p Volume<'a>> {
-        self.volumes.iter().find(|v| v.name == name)
+        match &self.by_name.0 {
+            Some(index) => index.get(name).map(|&i| &self.volumes[i]),
+            None => self.volumes.iter().find(|v| v.name == name),
+        }
     }
 
     pub fn annotations(&self) -> Option<&'p StrMap<'a>> {

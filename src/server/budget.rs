@@ -1,0 +1,238 @@
+//! The memory model, enforced: request bodies, the work on them and the responses not yet sent
+//! are charged to one byte budget. A request takes its share before its body is read (from
+//! `Content-Length`, or as bytes arrive) and gives it back only when its response has been
+//! handed to the socket, so what clients hold in flight can never add up past the budget;
+//! past it a request is refused at once with a 503, never buffered.
+
+use super::ApiError;
+use axum::body::{Body, Bytes};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// Bytes requests may hold at once. One permit is one byte.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    bytes: usize,
+    sem: Arc<Semaphore>,
+}
+
+/// A share of the budget, given back when dropped.
+pub type Charge = OwnedSemaphorePermit;
+
+impl Budget {
+    pub fn new(bytes: usize) -> Self {
+        Budget {
+            bytes,
+            sem: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// `n` bytes now, or `None` (never waits: waiting would queue memory behind memory).
+    pub fn try_take(&self, n: usize) -> Option<Charge> {
+        let n = u32::try_from(n.max(1)).ok()?;
+        self.sem.clone().try_acquire_many_owned(n).ok()
+    }
+
+    /// Bytes not held by any request.
+    pub fn available(&self) -> usize {
+        self.sem.available_permits()
+    }
+
+    pub fn total(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// What one request is charged beyond its body while it is worked on: the decoded pod, the patch
+/// and the response being built. The pod reader's entry limit bounds the decoded pod (≈ 160 B an
+/// entry), so the reserve grows with the body up to that bound.
+pub fn work_reserve(body: usize) -> usize {
+    body.saturating_mul(4).clamp(64 * 1024, 4 * 1024 * 1024)
+}
+
+/// A request body must keep arriving at this rate (after a first second), so that slow senders
+/// cannot hold request slots and budget for the whole request timeout.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyRate {
+    pub grace: Duration,
+    pub bytes_per_second: u64,
+}
+
+impl BodyRate {
+    pub const DEFAULT: BodyRate = BodyRate {
+        grace: Duration::from_secs(1),
+        bytes_per_second: 64 * 1024,
+    };
+
+    /// When `bytes` must have arrived, for a body that started at `start`.
+    fn deadline(&self, start: Instant, bytes: usize) -> Instant {
+        let rate = self.bytes_per_second.max(1);
+        start + self.grace + Duration::from_millis((bytes as u64).saturating_mul(1000) / rate)
+    }
+}
+
+/// Read a request body of at most `limit` bytes, charged to `budget` with its work reserve: the
+/// whole declared length up front, else as it arrives. Too slow (below `rate`) is a 408, over the
+/// limit a 413, over the budget a 503.
+pub async fn read(
+    body: Body,
+    declared: Option<usize>,
+    limit: usize,
+    budget: &Budget,
+    rate: BodyRate,
+) -> Result<(Bytes, Charge), ApiError> {
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let expected = declared.unwrap_or(0);
+    let mut charge = budget
+        .try_take(expected + work_reserve(expected))
+        .ok_or(ApiError::MemoryBudget)?;
+    let mut held = expected;
+    let start = Instant::now();
+    let mut buf = Vec::with_capacity(expected);
+    let mut body = body;
+    loop {
+        // A declared body must be complete by its deadline; an undeclared one must keep coming.
+        let due = rate.deadline(start, declared.unwrap_or(buf.len() + 64 * 1024));
+        let frame = match tokio::time::timeout_at(due, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::SlowBody {
+                    bytes_per_second: rate.bytes_per_second,
+                })
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(ApiError::BadRequest(format!("reading the body: {e}"))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+        if buf.len() + data.len() > held {
+            // Undeclared length: charge what arrived (and the reserve it brings) before keeping it.
+            let grown = buf.len() + data.len();
+            let more = grown + work_reserve(grown) - held - work_reserve(held);
+            charge.merge(budget.try_take(more).ok_or(ApiError::MemoryBudget)?);
+            held = grown;
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok((Bytes::from(buf), charge))
+}
+
+/// A response that keeps its request's charge (and whatever else it is given to hold, like the
+/// request slot) until its last byte is handed to the connection, in pieces of at most
+/// [`HeldBody::CHUNK`] so that an HTTP/2 peer that stops reading leaves the rest here, counted.
+pub struct HeldBody<H> {
+    data: Bytes,
+    held: Option<H>,
+}
+
+impl<H> HeldBody<H> {
+    pub const CHUNK: usize = 16 * 1024;
+}
+
+impl<H: Send + Unpin + 'static> HeldBody<H> {
+    pub fn new(data: Bytes, held: H) -> Self {
+        HeldBody {
+            data,
+            held: Some(held),
+        }
+    }
+
+    pub fn into_body(self) -> Body {
+        Body::new(self)
+    }
+}
+
+impl<H: Unpin> http_body::Body for HeldBody<H> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let n = self.data.len().min(HeldBody::<H>::CHUNK);
+        if n == 0 {
+            self.held = None;
+            return Poll::Ready(None);
+        }
+        let chunk = self.data.split_to(n);
+        if self.data.is_empty() {
+            self.held = None;
+        }
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_is_charged_until_its_response_is_sent() {
+        let budget = Budget::new(1 << 20);
+        let body = Body::from(vec![b'x'; 1000]);
+        let (bytes, charge) = read(body, Some(1000), 4096, &budget, BodyRate::DEFAULT)
+            .await
+            .unwrap();
+        assert_eq!(bytes.len(), 1000);
+        assert_eq!(budget.available(), (1 << 20) - 1000 - work_reserve(1000));
+        let mut out = HeldBody::new(Bytes::from(vec![0u8; 40_000]), charge);
+        let mut sizes = Vec::new();
+        while let Some(frame) = out.frame().await {
+            sizes.push(frame.unwrap().into_data().unwrap().len());
+            if sizes.len() < 3 {
+                assert!(
+                    budget.available() < 1 << 20,
+                    "released before the last chunk"
+                );
+            }
+        }
+        assert_eq!(sizes, [16384, 16384, 7232]);
+        assert_eq!(budget.available(), 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn over_the_budget_or_the_limit_is_refused_before_reading() {
+        let budget = Budget::new(100_000);
+        let r = read(
+            Body::empty(),
+            Some(50_000),
+            1 << 20,
+            &budget,
+            BodyRate::DEFAULT,
+        )
+        .await;
+        assert!(matches!(r, Err(ApiError::MemoryBudget)), "{r:?}");
+        let r = read(
+            Body::empty(),
+            Some(2 << 20),
+            1 << 20,
+            &budget,
+            BodyRate::DEFAULT,
+        )
+        .await;
+        assert!(matches!(r, Err(ApiError::TooLarge { .. })), "{r:?}");
+        assert_eq!(budget.available(), 100_000);
+    }
+}
