@@ -59,7 +59,7 @@ impl Limits {
         max_connections: 512,
         request: Duration::from_secs(10),
         send: Duration::from_secs(10),
-        max_streams: 32,
+        max_streams: 8,
         grace: Duration::from_secs(20),
         linger: Duration::from_secs(1),
     };
