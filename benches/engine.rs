@@ -1,6 +1,6 @@
 //! Engine benchmarks: the pure engine and the whole request path (body bytes → response bytes)
-//! on the Polyaxon fixture pods, a pod with 1,500 env vars, a pod with 100 target containers, and
-//! a size sweep. Baseline measured in the same run: parsing the same body into JSON, which any
+//! on the Polyaxon fixture pods, a pod with 1,500 env vars, a pod with 100 target containers, a
+//! size sweep, and a container-count sweep (10 → 10,000) that shows the work linear. Baseline measured in the same run: parsing the same body into JSON, which any
 //! webhook must do at least.
 //!
 //! cargo bench --bench engine
@@ -130,6 +130,27 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_with_input(BenchmarkId::new("review-env", n), &body, |b, body| {
             b.iter(|| admission::review(black_box(body), &default).unwrap().2)
+        });
+    }
+    g.finish();
+
+    // Issue #22's shape: N bare `polyaxon-main` containers, the limits raised out of the way, so
+    // the engine's own work is measured: time per container must stay flat from 10 to 10,000
+    // (it was quadratic: 0.65 s at 10,000).
+    let mut unbounded = plan("injection: {containers: [\"*\"]}\n");
+    unbounded.limits = plx_store_webhook::PodLimits {
+        containers: usize::MAX,
+        entries: usize::MAX,
+        values: usize::MAX,
+    };
+    let mut g = c.benchmark_group("containers");
+    for n in [10usize, 100, 1000, 10_000] {
+        let mut pod = fixture("job.gcs-ctxdir.json");
+        pod["spec"]["containers"] = json!(vec![json!({"name": "polyaxon-main"}); n]);
+        let body = review_bytes(&pod);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("review", n), &body, |b, body| {
+            b.iter(|| admission::review(black_box(body), &unbounded).unwrap().2)
         });
     }
     g.finish();

@@ -6,6 +6,7 @@
 //! TLS reload, limits), [`cli`], [`metrics`], [`telemetry`] (lines written by [`log_buffer`]), [`certs`] and the [`offline`]
 //! commands.
 
+pub mod allocator;
 pub mod certs;
 pub mod cli;
 pub mod log_buffer;

@@ -125,7 +125,10 @@ fn the_serde_fallback_is_bounded_too_and_agrees() {
         .to_string()
         .replacen("\"SURROGATE\"", r#""\ud83d\ude00""#, 1);
     assert!(text.contains(r#"\ud83d"#));
-    assert_eq!(engine::pod_scan::pod_text(&text, usize::MAX).err(), Some(false));
+    assert_eq!(
+        engine::pod_scan::pod_text(&text, usize::MAX).err(),
+        Some(false)
+    );
     assert!(matches!(engine::decode(&text), Decoded::OverLimit(_)));
     assert!(matches!(
         engine::decode_with(&text, &limits),

@@ -97,11 +97,15 @@ pub async fn read(
         .ok_or(ApiError::MemoryBudget)?;
     let mut held = expected;
     let start = Instant::now();
-    let mut buf = Vec::with_capacity(expected);
+    // The first frame is kept as it is: a body that arrives in one piece (the apiserver's,
+    // nearly always) is never copied.
+    let mut first: Option<Bytes> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut len = 0;
     let mut body = body;
     loop {
         // A declared body must be complete by its deadline; an undeclared one must keep coming.
-        let due = rate.deadline(start, declared.unwrap_or(buf.len() + 64 * 1024));
+        let due = rate.deadline(start, declared.unwrap_or(len + 64 * 1024));
         let frame = match tokio::time::timeout_at(due, body.frame()).await {
             Err(_) => {
                 return Err(ApiError::SlowBody {
@@ -115,19 +119,33 @@ pub async fn read(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if buf.len() + data.len() > limit {
+        if len + data.len() > limit {
             return Err(ApiError::TooLarge { limit });
         }
-        if buf.len() + data.len() > held {
+        if len + data.len() > held {
             // Undeclared length: charge what arrived (and the reserve it brings) before keeping it.
-            let grown = buf.len() + data.len();
+            let grown = len + data.len();
             let more = grown + work_reserve(grown) - held - work_reserve(held);
             charge.merge(budget.try_take(more).ok_or(ApiError::MemoryBudget)?);
             held = grown;
         }
-        buf.extend_from_slice(&data);
+        len += data.len();
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            taken => {
+                if let Some(f) = taken {
+                    buf.reserve_exact(expected.max(len) - buf.len());
+                    buf.extend_from_slice(&f);
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
     }
-    Ok((Bytes::from(buf), charge))
+    let bytes = match first {
+        Some(f) => f,
+        None => Bytes::from(buf),
+    };
+    Ok((bytes, charge))
 }
 
 /// A response that keeps its request's charge (and whatever else it is given to hold, like the

@@ -214,7 +214,9 @@ async fn mutate(State(state): State<AppState>, mut req: Request) -> Result<Respo
         };
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            work()
+            let done = work();
+            crate::allocator::release_free_memory();
+            done
         })
         .await
         .map_err(|e| fail(ApiError::Internal(format!("the engine failed: {e}"))))?

@@ -1,0 +1,545 @@
+//! Issue #22's attacks, each against the real release binary on loopback with its default flags
+//! (only addresses are given): a pod with very many containers, bodies held in flight, HTTP/2
+//! responses behind a zero window, slow HTTP/2 bodies holding request slots, and a flood of
+//! connections that fail their handshake. Throughout each, a normal review and `/healthz` must
+//! keep being answered, every hostile request must get its answer, and the peak RSS read from
+//! `/proc/<pid>/status` must stay under the memory model's bound (README "Memory and limits").
+//!
+//! Run by `tests/attacks/run.sh`, which builds the release binary and sets `PLX_WEBHOOK_BIN`;
+//! a plain `cargo test` lists them as ignored.
+
+mod common;
+
+use common::client::*;
+use common::*;
+use hyper::body::Bytes;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The Deployment's memory limit less a margin: what the model promises to stay under.
+const PEAK_RSS_BOUND_KIB: u64 = 100 * 1024;
+
+struct Server {
+    child: Child,
+    tls: SocketAddr,
+    admin: SocketAddr,
+    ca: String,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+impl Server {
+    fn start() -> Server {
+        let bin = std::env::var("PLX_WEBHOOK_BIN")
+            .expect("PLX_WEBHOOK_BIN: the release binary (tests/attacks/run.sh sets it)");
+        let dir = tempfile::tempdir().unwrap();
+        let (tls, admin) = (free_port(), free_port());
+        let ca_path = dir.path().join("ca.crt");
+        let log = std::fs::File::create(dir.path().join("webhook.log")).unwrap();
+        let child = Command::new(bin)
+            .args(["serve", "--config", "examples/helm-values.yaml"])
+            .arg(format!("--listen={tls}"))
+            .arg(format!("--admin-listen={admin}"))
+            .arg("--dev-ca-out")
+            .arg(&ca_path)
+            .current_dir(root())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let mut server = Server {
+            child,
+            tls,
+            admin,
+            ca: String::new(),
+            _dir: dir,
+        };
+        for _ in 0..200 {
+            if let Ok(ca) = std::fs::read_to_string(&ca_path) {
+                if std::net::TcpStream::connect(admin).is_ok() {
+                    server.ca = ca;
+                    return server;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the webhook did not start");
+    }
+
+    /// A field of `/proc/<pid>/status` in KiB (VmRSS, VmHWM).
+    fn status_kib(&self, field: &str) -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap()
+    }
+
+    fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    fn h1(&self) -> Arc<rustls::ClientConfig> {
+        client_config(&self.ca, None)
+    }
+
+    fn h2(&self) -> Arc<rustls::ClientConfig> {
+        let mut cfg = (*client_config(&self.ca, None)).clone();
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        Arc::new(cfg)
+    }
+
+    /// A normal review on a fresh connection gets its patch, and `/healthz` answers on both
+    /// ports; `Err` says what failed.
+    async fn probe(&self) -> Result<(), String> {
+        let run = async {
+            let (mut s, _) = http1(self.tls, self.h1())
+                .await
+                .map_err(|e| e.to_string())?;
+            let body = std::fs::read(root().join("examples/review-run-pod.json")).unwrap();
+            let (status, _, v) = send(&mut s, post("/mutate?timeout=10s", body)).await?;
+            if status != 200 || v["response"]["allowed"] != true || v["response"]["patch"].is_null()
+            {
+                return Err(format!("normal review: {status} {v}"));
+            }
+            let req = hyper::Request::get("/healthz")
+                .header("host", "localhost")
+                .body(http_body_util::Full::new(Bytes::new()))
+                .unwrap();
+            let (status, _, _) = send(&mut s, req).await?;
+            if status != 200 {
+                return Err(format!("/healthz on the TLS port: {status}"));
+            }
+            let (status, _) = admin_get(self.admin, "/healthz").await;
+            if status != 200 {
+                return Err(format!("/healthz on the admin port: {status}"));
+            }
+            Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .unwrap_or_else(|_| Err("no answer within 5 s".into()))
+    }
+
+    /// Probe every 250 ms until `stop` is set; the failures seen.
+    fn watch(self: &Arc<Self>, stop: Arc<AtomicUsize>) -> tokio::task::JoinHandle<Vec<String>> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut probes = 0;
+            while stop.load(Ordering::Relaxed) == 0 {
+                probes += 1;
+                if let Err(e) = me.probe().await {
+                    failures.push(e);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            assert!(probes >= 1, "the watch did not run");
+            failures
+        })
+    }
+
+    async fn metric(&self, name_and_labels: &str) -> f64 {
+        metric(&admin_get(self.admin, "/metrics").await.1, name_and_labels)
+    }
+
+    fn check_peak(&self) -> u64 {
+        let peak = self.status_kib("VmHWM");
+        eprintln!("peak RSS {} MiB", peak / 1024);
+        assert!(
+            peak < PEAK_RSS_BOUND_KIB,
+            "peak RSS {peak} KiB over {PEAK_RSS_BOUND_KIB} KiB"
+        );
+        peak
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `attack` while probing; assert every probe passed.
+async fn under_attack<F: std::future::Future>(server: &Arc<Server>, attack: F) -> F::Output {
+    server.probe().await.expect("before the attack");
+    let stop = Arc::new(AtomicUsize::new(0));
+    let watch = server.watch(stop.clone());
+    let out = attack.await;
+    stop.store(1, Ordering::Relaxed);
+    let failures = watch.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "probes failed during the attack: {failures:?}"
+    );
+    server.probe().await.expect("after the attack");
+    out
+}
+
+fn review_with_containers(uid: &str, containers: Value) -> Vec<u8> {
+    let mut r = read_json("examples/review-run-pod.json");
+    r["request"]["uid"] = uid.into();
+    if let Some(list) = containers.get("initContainers") {
+        r["request"]["object"]["spec"]["initContainers"] = list.clone();
+    } else {
+        r["request"]["object"]["spec"]["containers"] = containers;
+    }
+    serde_json::to_vec(&r).unwrap()
+}
+
+/// POST a body on a fresh HTTP/1.1 connection; the status and JSON answer.
+async fn post_once(server: &Server, body: Vec<u8>) -> Result<(u16, Value), String> {
+    let (mut s, _) = http1(server.tls, server.h1())
+        .await
+        .map_err(|e| e.to_string())?;
+    let (status, _, v) = send(&mut s, post("/mutate", body)).await?;
+    Ok((status, v))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by tests/attacks/run.sh against the release binary"]
+async fn a_pod_with_very_many_containers_is_denied_and_freezes_nothing() {
+    let server = Arc::new(Server::start());
+    let many = |n: usize| json!(vec![json!({"name": "polyaxon-main"}); n]);
+    let distinct: Value = json!({"initContainers": (0..20_000)
+        .map(|i| json!({"name": format!("polyaxon-init-artifacts-{i}")}))
+        .collect::<Vec<_>>()});
+    let hostile = vec![
+        ("c100k", review_with_containers("c100k", many(100_000))),
+        ("c50k-a", review_with_containers("c50k-a", many(50_000))),
+        ("c50k-b", review_with_containers("c50k-b", many(50_000))),
+        ("init20k", review_with_containers("init20k", distinct)),
+    ];
+    assert!(hostile[0].1.len() > 2_000_000 && hostile[0].1.len() < 3 * 1024 * 1024);
+    let answers = under_attack(&server, async {
+        // Rounds of all four at once, for at least 3 s of probing.
+        let started = Instant::now();
+        let mut out = Vec::new();
+        let mut round = 0;
+        while round < 3 || started.elapsed() < Duration::from_secs(3) {
+            let mut tasks = Vec::new();
+            for (uid, body) in &hostile {
+                let (server, uid, body) = (server.clone(), uid.to_string(), body.clone());
+                tasks.push(tokio::spawn(async move {
+                    (uid, round, post_once(&server, body).await)
+                }));
+            }
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            round += 1;
+        }
+        eprintln!("{round} rounds of four hostile reviews");
+        out
+    })
+    .await;
+    for (uid, round, answer) in answers {
+        let (status, v) = answer.unwrap_or_else(|e| panic!("{uid} round {round}: {e}"));
+        assert_eq!(status, 200, "{uid}: {v}");
+        assert_eq!(v["response"]["uid"], uid.as_str());
+        assert_eq!(v["response"]["allowed"], false, "{uid}");
+        let msg = v["response"]["status"]["message"].as_str().unwrap();
+        assert!(msg.contains("too large to check"), "{uid}: {msg}");
+    }
+    // At the limit it is served.
+    let (status, v) = post_once(&server, review_with_containers("c128", many(126)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, &v["response"]["allowed"]),
+        (200, &json!(true)),
+        "{v}"
+    );
+    assert!(!base64_patch(&v["response"]).is_empty());
+    server.check_peak();
+}
+
+/// 100 HTTP/1.1 POSTs declaring 3 MiB each, all but the last byte sent, then held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by tests/attacks/run.sh against the release binary"]
+async fn bodies_held_in_flight_stay_within_the_memory_budget() {
+    let server = Arc::new(Server::start());
+    let len = 3 * 1024 * 1024;
+    let statuses = under_attack(&server, async {
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let server = server.clone();
+            tasks.push(tokio::spawn(async move {
+                let (tls, _) = tls_connect(server.tls, server.h1()).await.unwrap();
+                let (mut rd, mut wr) = tokio::io::split(tls);
+                let writer = tokio::spawn(async move {
+                    let head = format!(
+                        "POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+                    );
+                    let _ = wr.write_all(head.as_bytes()).await;
+                    let chunk = vec![b' '; 64 * 1024];
+                    let mut left = len - 1;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        if wr.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                    // Hold the last byte back, and the connection open.
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    drop(wr);
+                });
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                let status = tokio::time::timeout(Duration::from_secs(20), async {
+                    loop {
+                        match rd.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                        if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                            break;
+                        }
+                    }
+                    String::from_utf8_lossy(&got).chars().skip(9).take(3).collect::<String>()
+                })
+                .await
+                .unwrap_or_default();
+                writer.abort();
+                status
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    })
+    .await;
+    let refused = statuses.iter().filter(|s| *s == "503").count();
+    let timed_out = statuses.iter().filter(|s| *s == "408").count();
+    eprintln!("{refused} refused (503), {timed_out} timed out (408)");
+    assert_eq!(refused + timed_out, 100, "{statuses:?}");
+    assert!(
+        refused > 50,
+        "the budget should refuse most at once: {statuses:?}"
+    );
+    server.check_peak();
+}
+
+/// An HTTP/2 client that sends requests but never opens its window: the responses wait, counted
+/// against the budget and the slots, until the send timeout closes the connection.
+async fn zero_window_connection(server: &Server, body: Bytes, streams: usize) -> Duration {
+    let started = Instant::now();
+    let (tls, _) = tls_connect(server.tls, server.h2()).await.unwrap();
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tls)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let mut held = Vec::new();
+    for _ in 0..streams {
+        let Ok(mut c) = client.clone().ready().await else {
+            break;
+        };
+        let req = hyper::Request::post("https://localhost/mutate")
+            .header("content-type", "application/json")
+            .header("content-length", body.len())
+            .body(())
+            .unwrap();
+        let Ok((resp, mut send)) = c.send_request(req, false) else {
+            break;
+        };
+        if send.send_data(body.clone(), true).is_err() {
+            break;
+        }
+        // Keep the response (and its unread body) alive.
+        held.push(tokio::spawn(async move {
+            let resp = resp.await;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(resp);
+        }));
+    }
+    // The server closes the connection once the oldest response is past its send deadline.
+    let _ = tokio::time::timeout(Duration::from_secs(40), conn).await;
+    for h in held {
+        h.abort();
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by tests/attacks/run.sh against the release binary"]
+async fn responses_behind_a_zero_window_are_bounded_by_the_send_timeout() {
+    let server = Arc::new(Server::start());
+    let big = Bytes::from(review_with_containers(
+        "big",
+        json!(vec![json!({"name": "polyaxon-main"}); 126]),
+    ));
+    let normal = Bytes::from(std::fs::read(root().join("examples/review-run-pod.json")).unwrap());
+    let closed_after = under_attack(&server, async {
+        let mut tasks = vec![{
+            let (server, big) = (server.clone(), big.clone());
+            tokio::spawn(async move { zero_window_connection(&server, big, 200).await })
+        }];
+        for _ in 0..40 {
+            let (server, normal) = (server.clone(), normal.clone());
+            tasks.push(tokio::spawn(async move {
+                zero_window_connection(&server, normal, 200).await
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    })
+    .await;
+    for d in &closed_after {
+        assert!(
+            *d < Duration::from_secs(35),
+            "a connection outlived the send timeout: {d:?}"
+        );
+    }
+    let closed = server
+        .metric(
+            "plx_webhook_connections_closed_total{listener=\"webhook\",reason=\"send_timeout\"}",
+        )
+        .await;
+    assert!(closed >= 41.0, "send_timeout closes: {closed}");
+    server.check_peak();
+}
+
+/// 3 HTTP/2 connections × 171 streams, each declaring 100,000 bytes and sending one a second,
+/// reopening after each answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by tests/attacks/run.sh against the release binary"]
+async fn slow_bodies_cannot_hold_the_slots_others_need() {
+    let server = Arc::new(Server::start());
+    let answers = Arc::new(std::sync::Mutex::new(Vec::<u16>::new()));
+    under_attack(&server, async {
+        let deadline = Instant::now() + Duration::from_secs(8);
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            let (server, answers) = (server.clone(), answers.clone());
+            conns.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let Ok((tls, _)) = tls_connect(server.tls, server.h2()).await else {
+                        continue;
+                    };
+                    let Ok((client, conn)) = h2::client::handshake(tls).await else {
+                        continue;
+                    };
+                    let conn = tokio::spawn(conn);
+                    let mut streams = Vec::new();
+                    for _ in 0..171 {
+                        let client = client.clone();
+                        let answers = answers.clone();
+                        streams.push(tokio::spawn(async move {
+                            let Ok(mut c) = client.ready().await else {
+                                return;
+                            };
+                            let req = hyper::Request::post("https://localhost/mutate")
+                                .header("content-length", "100000")
+                                .body(())
+                                .unwrap();
+                            let Ok((resp, mut send)) = c.send_request(req, false) else {
+                                return;
+                            };
+                            let dripping = tokio::spawn(async move {
+                                for _ in 0..100 {
+                                    if send.send_data(Bytes::from_static(b" "), false).is_err() {
+                                        return;
+                                    }
+                                    tokio::time::sleep(Duration::from_secs(1)).await;
+                                }
+                            });
+                            if let Ok(Ok(r)) =
+                                tokio::time::timeout(Duration::from_secs(15), resp).await
+                            {
+                                answers.lock().unwrap().push(r.status().as_u16());
+                            }
+                            dripping.abort();
+                        }));
+                    }
+                    let until = tokio::time::sleep_until(deadline.into());
+                    tokio::select! {
+                        _ = until => {}
+                        _ = async { for s in streams { let _ = s.await; } } => {}
+                    }
+                    conn.abort();
+                }
+            }));
+        }
+        for c in conns {
+            c.await.unwrap();
+        }
+    })
+    .await;
+    let answers = answers.lock().unwrap().clone();
+    eprintln!("{} slow streams answered", answers.len());
+    assert!(answers.len() >= 24, "{answers:?}");
+    assert!(answers.iter().all(|&s| s == 408 || s == 503), "{answers:?}");
+    server.check_peak();
+}
+
+/// 6,000 plaintext `GET /` connections to the TLS port: each fails its handshake and closes at
+/// once, inside the connection cap (no lingering close without a response).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by tests/attacks/run.sh against the release binary"]
+async fn failed_handshakes_stay_inside_the_connection_cap() {
+    let server = Arc::new(Server::start());
+    let max_fds = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (server, max_fds) = (server.clone(), max_fds.clone());
+        let stop = Arc::new(AtomicUsize::new(0));
+        let s2 = stop.clone();
+        let h = tokio::spawn(async move {
+            while s2.load(Ordering::Relaxed) == 0 {
+                max_fds.fetch_max(server.fds(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        (stop, h)
+    };
+    under_attack(&server, async {
+        // 6,000 in about 5 s, each holding its socket open (unread) for 3 s after its request.
+        let mut tasks = Vec::new();
+        for batch in 0..10 {
+            for _ in 0..600 {
+                let addr = server.tls;
+                tasks.push(tokio::spawn(async move {
+                    if let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await {
+                        let _ = tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                    }
+                }));
+            }
+            if batch < 9 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    })
+    .await;
+    sampler.0.store(1, Ordering::Relaxed);
+    sampler.1.await.unwrap();
+    let fds = max_fds.load(Ordering::Relaxed);
+    eprintln!("at most {fds} fds open");
+    // The cap (512) plus the admin port's and the process's own.
+    assert!(fds < 512 + 64 + 32, "{fds} fds");
+    server.check_peak();
+}
