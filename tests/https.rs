@@ -199,6 +199,12 @@ async fn http2_multiplexes_concurrent_reviews() {
         .await
         .unwrap();
     tokio::spawn(conn);
+    // One exchange first, so the client knows the server's stream limit (8) before it opens
+    // 32 streams: it then queues what is over the limit instead of having it refused.
+    let mut first = post("/mutate", review("h2-first", &pod, "admission.k8s.io/v1"));
+    *first.uri_mut() = "https://localhost/mutate".parse().unwrap();
+    let (status, _) = body_json(send.clone().send_request(first).await.unwrap()).await;
+    assert_eq!(status, 200);
     let mut tasks = Vec::new();
     for i in 0..32 {
         let mut send = send.clone();
