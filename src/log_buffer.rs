@@ -1,8 +1,9 @@
-//! Where log lines go: gathered in memory and written out by a background thread every
-//! [`FLUSH_INTERVAL`], so an admission request never waits on a `write(2)` to stderr, nor on the
-//! container runtime reading the other end of that pipe (each write there also wakes the
-//! reader on another core). Nothing is dropped: past [`BACKLOG_LIMIT`] the writing thread
-//! writes the backlog out itself (the back-pressure a plain blocking writer applies), and
+//! Where log lines go: gathered in memory and written out by a background thread at most
+//! [`FLUSH_INTERVAL`] after the first line of a batch, so an admission request never waits on a
+//! `write(2)` to stderr, nor on the container runtime reading the other end of that pipe (each
+//! write there also wakes the reader on another core). The thread sleeps until a line arrives:
+//! an idle replica costs no CPU here. Nothing is dropped: past [`BACKLOG_LIMIT`] the writing
+//! thread writes the backlog out itself (the back-pressure a plain blocking writer applies), and
 //! [`LogBuffer::flush`] runs at shutdown and before a panic message. A process killed outright
 //! (SIGKILL, OOM) loses at most one interval of lines.
 
@@ -12,7 +13,8 @@ use std::thread;
 use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// How long a line may wait in memory before it is written.
+/// How long a line may wait in memory before it is written (counted from the first line of a
+/// batch, so one wakeup writes everything logged in that time).
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 /// Backlog size at which the thread logging writes it out itself instead of waiting.
 pub const BACKLOG_LIMIT: usize = 1 << 20;
@@ -24,13 +26,19 @@ pub struct LogBuffer {
 }
 
 struct Shared {
-    pending: Mutex<Vec<u8>>,
+    pending: Mutex<Pending>,
     /// Held while bytes go out, so lines leave in the order they were logged.
     out: Mutex<Box<dyn Write + Send>>,
-    stop: Mutex<bool>,
+    /// Signalled when a batch starts (the first line into an empty buffer) and at stop.
     wake: Condvar,
     /// No flushing thread: each line is written as it comes.
     immediate: bool,
+}
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    stop: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -42,25 +50,18 @@ impl LogBuffer {
     /// A buffer writing to `out`, flushed by its own thread every `interval`.
     pub fn start(out: Box<dyn Write + Send>, interval: Duration) -> io::Result<Self> {
         let shared = Arc::new(Shared {
-            pending: Mutex::new(Vec::with_capacity(64 * 1024)),
+            pending: Mutex::new(Pending {
+                bytes: Vec::with_capacity(64 * 1024),
+                stop: false,
+            }),
             out: Mutex::new(out),
-            stop: Mutex::new(false),
             wake: Condvar::new(),
             immediate: false,
         });
         let flusher = Arc::clone(&shared);
         thread::Builder::new()
             .name("plx-log-flush".into())
-            .spawn(move || {
-                let mut stopped = lock(&flusher.stop);
-                while !*stopped {
-                    stopped = match flusher.wake.wait_timeout(stopped, interval) {
-                        Ok((guard, _)) => guard,
-                        Err(poisoned) => poisoned.into_inner().0,
-                    };
-                    flusher.write_out();
-                }
-            })?;
+            .spawn(move || flusher.run(interval))?;
         Ok(LogBuffer { shared })
     }
 
@@ -68,9 +69,11 @@ impl LogBuffer {
     pub fn unbuffered(out: Box<dyn Write + Send>) -> Self {
         LogBuffer {
             shared: Arc::new(Shared {
-                pending: Mutex::new(Vec::new()),
+                pending: Mutex::new(Pending {
+                    bytes: Vec::new(),
+                    stop: true,
+                }),
                 out: Mutex::new(out),
-                stop: Mutex::new(true),
                 wake: Condvar::new(),
                 immediate: true,
             }),
@@ -86,23 +89,40 @@ impl LogBuffer {
     /// which may run on a thread that is itself in the middle of writing.
     pub fn flush_if_idle(&self) {
         if let Ok(mut out) = self.shared.out.try_lock() {
-            let batch = std::mem::take(&mut *lock(&self.shared.pending));
+            let batch = std::mem::take(&mut lock(&self.shared.pending).bytes);
             let _ = out.write_all(&batch).and_then(|()| out.flush());
         }
     }
 
     /// Stop the flushing thread after a last flush.
     pub fn stop(&self) {
-        *lock(&self.shared.stop) = true;
+        lock(&self.shared.pending).stop = true;
         self.shared.wake.notify_all();
         self.flush();
     }
 }
 
 impl Shared {
+    /// The flushing thread: asleep until a batch starts, then writes it `interval` later.
+    fn run(&self, interval: Duration) {
+        let mut pending = lock(&self.pending);
+        loop {
+            while pending.bytes.is_empty() && !pending.stop {
+                pending = self.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
+            }
+            if pending.stop {
+                return;
+            }
+            drop(pending);
+            thread::sleep(interval);
+            self.write_out();
+            pending = lock(&self.pending);
+        }
+    }
+
     fn write_out(&self) {
         let mut out = lock(&self.out);
-        let batch = std::mem::take(&mut *lock(&self.pending));
+        let batch = std::mem::take(&mut lock(&self.pending).bytes);
         if batch.is_empty() {
             return;
         }
@@ -110,10 +130,10 @@ impl Shared {
         let _ = out.write_all(&batch).and_then(|()| out.flush());
         // Hand the allocation back so the next interval does not grow a new one.
         let mut pending = lock(&self.pending);
-        if pending.is_empty() && batch.capacity() <= 4 * BACKLOG_LIMIT {
+        if pending.bytes.is_empty() && batch.capacity() <= 4 * BACKLOG_LIMIT {
             let mut batch = batch;
             batch.clear();
-            *pending = batch;
+            pending.bytes = batch;
         }
     }
 }
@@ -123,11 +143,15 @@ pub struct Line<'a>(&'a Shared);
 
 impl Write for Line<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let backlog = {
+        let (backlog, first) = {
             let mut pending = lock(&self.0.pending);
-            pending.extend_from_slice(bytes);
-            pending.len()
+            let first = pending.bytes.is_empty();
+            pending.bytes.extend_from_slice(bytes);
+            (pending.bytes.len(), first)
         };
+        if first && !self.0.immediate {
+            self.0.wake.notify_one();
+        }
         if backlog > BACKLOG_LIMIT || self.0.immediate {
             self.0.write_out();
         }

@@ -2,7 +2,8 @@
 //! updated by swapping the `..data` symlink in its directory, not by writing the file, so the
 //! *directory* is watched (a watch on the file dies after the first swap), events are debounced,
 //! and a periodic poll comparing contents is the safety net. The callback decides what a change
-//! means; it never sees the same contents twice in a row.
+//! means; it never sees the same contents twice in a row. Access events are ignored: they are our
+//! own reads, and an idle replica must not wake for them.
 
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
@@ -55,7 +56,12 @@ where
 {
     tokio::spawn(async move {
         let (tx, mut rx) = mpsc::channel::<()>(1);
-        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            // Our own reads (the poll, the re-read after an event) open and close the files:
+            // reacting to those access events made every read schedule the next one, forever.
+            if res.is_ok_and(|e| e.kind.is_access()) {
+                return;
+            }
             let _ = tx.try_send(());
         });
         let _watcher = match watcher {
