@@ -9,6 +9,7 @@
 pub mod allocator;
 pub mod certs;
 pub mod cli;
+pub mod decision_log;
 pub mod log_buffer;
 pub mod metrics;
 pub mod offline;

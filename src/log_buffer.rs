@@ -80,6 +80,12 @@ impl LogBuffer {
         }
     }
 
+    /// A writer for one line (what tracing-subscriber gets per event, for callers that format
+    /// their own lines).
+    pub fn line(&self) -> Line<'_> {
+        Line(&self.shared)
+    }
+
     /// Write everything logged so far (shutdown, panic).
     pub fn flush(&self) {
         self.shared.write_out();

@@ -112,8 +112,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let logs = telemetry::init(args.log_format == LogFormat::Json);
-    let opts = args.options();
+    let json = args.log_format == LogFormat::Json;
+    let logs = telemetry::init(json);
+    let mut opts = args.options();
+    if json {
+        opts.decision_log = plx_store_webhook::decision_log::DecisionLog::json(logs.clone());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

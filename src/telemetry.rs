@@ -139,33 +139,51 @@ fn quoted(w: &mut Writer<'_>, args: fmt::Arguments<'_>) -> fmt::Result {
     w.write_str("\"")
 }
 
-/// Escapes what it is given as the inside of a JSON string (RFC 8259 §7).
+/// Escapes what it is given as the inside of a JSON string.
 struct Escaped<'w, 'b>(&'w mut Writer<'b>);
 
 impl fmt::Write for Escaped<'_, '_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let bytes = s.as_bytes();
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let esc: &str = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0..=0x1f => "",
-                _ => continue,
-            };
-            self.0.write_str(&s[start..i])?;
-            if esc.is_empty() {
-                write!(self.0, "\\u{b:04x}")?;
-            } else {
-                self.0.write_str(esc)?;
-            }
-            start = i + 1;
-        }
-        self.0.write_str(&s[start..])
+        escape_json(s, |piece| self.0.write_str(piece))
     }
+}
+
+/// Hands `out` the pieces of `s` escaped as the inside of a JSON string (RFC 8259 §7): runs of
+/// plain text as they are, and each quote, backslash or control character as its escape.
+pub fn escape_json<E>(s: &str, mut out: impl FnMut(&str) -> Result<(), E>) -> Result<(), E> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let mut unicode = [b'\\', b'u', b'0', b'0', 0, 0];
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => {
+                unicode[4] = HEX[usize::from(b >> 4)];
+                unicode[5] = HEX[usize::from(b & 15)];
+                std::str::from_utf8(&unicode).unwrap_or_default()
+            }
+            _ => continue,
+        };
+        out(&s[start..i])?;
+        out(esc)?;
+        start = i + 1;
+    }
+    out(&s[start..])
+}
+
+/// `s` as a JSON string literal, appended to `out`.
+pub fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let _ = escape_json(s, |piece| {
+        out.extend_from_slice(piece.as_bytes());
+        Ok::<(), std::convert::Infallible>(())
+    });
+    out.push(b'"');
 }
 
 #[cfg(test)]

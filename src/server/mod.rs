@@ -15,6 +15,7 @@ pub use error::ApiError;
 pub use health::Health;
 
 use crate::admission;
+use crate::decision_log::{Decision, DecisionLog};
 use crate::metrics::Metrics;
 use crate::plan::Plan;
 use arc_swap::ArcSwap;
@@ -79,6 +80,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub guards: Guards,
     pub budget: Budget,
+    /// Where each review's decision line goes.
+    pub decision_log: DecisionLog,
     /// Large reviews decided at once on the blocking pool (one per core): the rest wait, within
     /// their request timeout.
     pub heavy: Arc<Semaphore>,
@@ -99,6 +102,7 @@ impl AppState {
             metrics: Arc::new(metrics),
             guards,
             budget: Budget::new(guards.memory_budget),
+            decision_log: DecisionLog::tracing(),
             heavy: Arc::new(Semaphore::new(cores)),
         }
     }
@@ -200,8 +204,9 @@ async fn mutate(State(state): State<AppState>, mut req: Request) -> Result<Respo
     let inline = body.len() <= INLINE_BODY_MAX;
     let plan = state.plan.load_full();
     let metrics = state.metrics.clone();
+    let log = state.decision_log.clone();
     let work = move || {
-        let answer = answer(&body, &plan, &metrics, started);
+        let answer = answer(&body, &plan, &metrics, &log, started);
         (answer, charge)
     };
     let (answer, mut charge) = if inline {
@@ -242,6 +247,7 @@ fn answer(
     body: &[u8],
     plan: &Plan,
     metrics: &Metrics,
+    log: &DecisionLog,
     started: Instant,
 ) -> Result<Vec<u8>, ApiError> {
     let (review, outcome, bytes) = admission::review(body, plan).map_err(|e| {
@@ -250,28 +256,27 @@ fn answer(
     })?;
     let elapsed = started.elapsed();
     metrics.observe(&outcome, review.api_version.label(), elapsed.as_secs_f64());
-    tracing::info!(
-        uid = review.uid.as_ref(),
-        namespace = review.namespace.as_ref(),
-        pod = outcome.pod_name.as_str(),
-        operation = review.operation.as_ref(),
-        dry_run = review.dry_run,
-        api_version = review.api_version.label(),
-        store = outcome.store.as_str(),
-        rule = outcome.rule.as_str(),
-        identity = outcome.identity.as_str(),
-        config_hash = plan.config_hash.as_str(),
-        decision = outcome.decision.label(),
-        reason = match &outcome.decision {
+    log.write(&Decision {
+        uid: &review.uid,
+        namespace: &review.namespace,
+        pod: &outcome.pod_name,
+        operation: &review.operation,
+        dry_run: review.dry_run,
+        api_version: review.api_version.label(),
+        store: &outcome.store,
+        rule: &outcome.rule,
+        identity: &outcome.identity,
+        config_hash: &plan.config_hash,
+        decision: outcome.decision.label(),
+        reason: match &outcome.decision {
             crate::Decision::Ignored(r) => r.as_str(),
             crate::Decision::Denied(m) => m.as_str(),
             _ => "",
         },
-        warnings = ?outcome.warnings,
-        patch_ops = outcome.patch.len(),
-        duration_us = elapsed.as_micros() as u64,
-        "admission decision"
-    );
+        warnings: &outcome.warnings,
+        patch_ops: outcome.patch.len(),
+        duration_us: elapsed.as_micros() as u64,
+    });
     // An answer that cannot be encoded is a 500 with a message, never an empty 200.
     bytes.map_err(|e| ApiError::Internal(e.to_string()))
 }

@@ -47,6 +47,8 @@ pub struct Options {
     pub drain: Duration,
     /// Backstop poll of watched files.
     pub reload_poll: Duration,
+    /// Where decision lines go (the JSON log's buffer, or tracing).
+    pub decision_log: crate::decision_log::DecisionLog,
 }
 
 impl Options {
@@ -70,6 +72,7 @@ impl Options {
             limits: Limits::default(),
             drain: Self::DEFAULT_DRAIN,
             reload_poll: Self::DEFAULT_RELOAD_POLL,
+            decision_log: Default::default(),
         }
     }
 }
@@ -202,6 +205,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let config_bytes = reload::read_all(&config_paths).await;
     let cfg = source.load_from(&config_bytes)?;
     let mut state = AppState::with_guards(Plan::from_config(&cfg), opts.guards);
+    state.decision_log = opts.decision_log.clone();
     state.health = Arc::new(super::Health::default());
     state.health.config_result(Ok(()));
     state.metrics.set_reload_result("config", true);
