@@ -263,7 +263,7 @@ mod tests {
     /// fields, fields to escape and warnings; only the timestamp's instant differs.
     #[test]
     fn the_direct_line_is_the_tracing_line() {
-        let warnings = vec!["container \"a\": x\ny".to_string(), "é \u{1}".to_string()];
+        let warnings = ["container \"a\": x\ny".to_string(), "é \u{1}".to_string()];
         for (nasty, warnings) in [("plain", &[][..]), ("q\"uo\\te\n\t\u{7}é", &warnings[..])] {
             let d = Decision {
                 uid: nasty,
