@@ -623,6 +623,17 @@ fn the_binary_drains_and_exits_0_on_sigterm() {
     assert_eq!(logged["message"], "serving", "{line}");
     assert_eq!(logged["level"], "INFO", "{line}");
     assert!(logged["config_hash"].is_string(), "{line}");
+    // One review just before SIGTERM: its decision line (written straight into the log buffer)
+    // must still come out, whole, before the process exits.
+    let listen: std::net::SocketAddr = logged["listen"].as_str().unwrap().parse().unwrap();
+    let pod = read_json("tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json");
+    let answer = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let (mut s, _) = http1(listen, client_config(&f.ca.pem, None)).await.unwrap();
+        send(&mut s, post("/mutate", review("last-words", &pod)))
+            .await
+            .unwrap()
+    });
+    assert_eq!(answer.0, 200);
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -633,8 +644,37 @@ fn the_binary_drains_and_exits_0_on_sigterm() {
     let exit = child.wait().unwrap();
     assert_eq!(exit.code(), Some(0), "{rest}");
     assert!(rest.contains("shutdown complete"), "{rest}");
+    let mut decisions = Vec::new();
     for line in rest.lines() {
-        serde_json::from_str::<serde_json::Value>(line).expect("every log line is JSON");
+        let v = serde_json::from_str::<serde_json::Value>(line).expect("every log line is JSON");
+        if v["message"] == "admission decision" {
+            decisions.push(v);
+        }
+    }
+    let [d] = decisions.as_slice() else {
+        panic!("one decision line: {rest}")
+    };
+    assert_eq!(d["uid"], "last-words");
+    assert_eq!(d["level"], "INFO");
+    assert_eq!(d["target"], "plx_store_webhook::server");
+    assert_eq!(d["decision"], "mutated");
+    for key in [
+        "timestamp",
+        "namespace",
+        "pod",
+        "operation",
+        "dry_run",
+        "api_version",
+        "store",
+        "rule",
+        "identity",
+        "config_hash",
+        "reason",
+        "warnings",
+        "patch_ops",
+        "duration_us",
+    ] {
+        assert!(d.get(key).is_some(), "{key} missing: {d}");
     }
 }
 
