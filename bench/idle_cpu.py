@@ -13,13 +13,15 @@ with its reason, are listed in README "Observability" (the backstop poll of watc
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import load  # noqa: E402  (free ports, waiting for one)
+
+ROOT = load.ROOT
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -41,14 +43,6 @@ def threads(pid):
     return out
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
@@ -59,22 +53,14 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([args.binary, "certs", "--out-dir", tmp, "--dns", "localhost", "--force"],
                        check=True, stdout=subprocess.DEVNULL)
-        tls, admin = free_port(), free_port()
+        tls, admin = load.free_port(), load.free_port()
         p = subprocess.Popen(
             [args.binary, "serve", "--config", os.path.join(ROOT, "examples/helm-values.yaml"),
              "--listen", f"127.0.0.1:{tls}", "--admin-listen", f"127.0.0.1:{admin}",
              "--tls-cert", os.path.join(tmp, "tls.crt"), "--tls-key", os.path.join(tmp, "tls.key")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.time() + 20
-            while time.time() < deadline:
-                try:
-                    socket.create_connection(("127.0.0.1", admin), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            else:
-                sys.exit("the webhook did not start")
+            load.wait_port(admin)
             time.sleep(args.settle)
             before, per_before = ticks(f"/proc/{p.pid}/stat"), threads(p.pid)
             time.sleep(args.seconds)
