@@ -56,6 +56,16 @@ pub fn describe(config: &Config, plan: &Plan) -> String {
         globs(&inj.init_containers)
     );
     let _ = writeln!(out, "on conflict: {}", inj.on_conflict.as_str());
+    let _ = writeln!(
+        out,
+        "mode: {}{}",
+        inj.mode.as_str(),
+        if inj.mode == crate::config::Mode::Audit {
+            " (runs get annotations only; warnings, logs and metrics say what would be added)"
+        } else {
+            ""
+        }
+    );
     out.push_str(&rule_table(config));
     let default_label = match config.no_match {
         NoMatch::Default if config.rules.is_empty() => "every run",
@@ -93,6 +103,7 @@ pub fn rule_table(config: &Config) -> String {
         "match".to_string(),
         "store".to_string(),
         "connections".to_string(),
+        "mode".to_string(),
         "identity".to_string(),
     ]];
     for (i, r) in config.rules.iter().enumerate() {
@@ -122,12 +133,13 @@ pub fn rule_table(config: &Config) -> String {
             } else {
                 conns.join(", ")
             },
+            r.mode.unwrap_or(config.injection.mode).as_str().to_string(),
             r.identity.as_ref().map_or("key".to_string(), |i| {
                 format!("serviceAccount {}", i.service_account)
             }),
         ]);
     }
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..6)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     for row in &rows {
@@ -241,6 +253,14 @@ fn describe_store(out: &mut String, s: &Store, plan: &StorePlan) {
     );
     if !plan.connections.is_empty() {
         let _ = writeln!(out, "connections: {}", plan.connections.join(", "));
+    }
+    if plan.mode == crate::config::Mode::Audit {
+        let _ = writeln!(
+            out,
+            "mode: audit — these runs are admitted with annotations only ({}: audit); the warnings, \
+             the decision log and plx_webhook_admission_requests_total{{result=\"audit\"}} say what would be added",
+            crate::engine::ANNOTATION_MODE
+        );
     }
     if let Some(id) = &plan.identity {
         let globs: Vec<&str> = plan

@@ -2,12 +2,11 @@
 //! off the engine's own per-container report (`Request::report`), so the explanation can never
 //! disagree with what the engine did, and the server (which does not ask for it) pays nothing.
 
-use crate::clients::GOOGLE_APPLICATION_CREDENTIALS;
 use crate::describe::explain_route;
 use crate::engine::pod::PodView;
-use crate::engine::report::{ContainerStatus, Piece, PieceKind, PieceState};
+use crate::engine::report::{describe, state, ContainerStatus};
 use crate::engine::{run_facts, Decision, Decoded, IgnoreReason, Outcome};
-use crate::plan::{Plan, Route, StorePlan, ANNOTATION_SKIP_CONTAINERS, GC_KEY_PATH};
+use crate::plan::{Plan, Route, ANNOTATION_SKIP_CONTAINERS};
 use std::fmt::Write as _;
 
 /// Explain `outcome`, the engine's answer for `pod` in `namespace` under `plan`, computed with
@@ -51,6 +50,12 @@ pub fn explain(pod: &Decoded<'_>, plan: &Plan, namespace: &str, outcome: &Outcom
         let _ = writeln!(out, "denied: {m}");
         return out;
     }
+    if sp.mode == crate::config::Mode::Audit {
+        let _ = writeln!(
+            out,
+            "mode: audit (the pod gets annotations only; below is what inject mode would do)"
+        );
+    }
     for c in &outcome.report {
         let name = &c.name;
         match c.status {
@@ -74,7 +79,7 @@ pub fn explain(pod: &Decoded<'_>, plan: &Plan, namespace: &str, outcome: &Outcom
                 };
                 let _ = writeln!(out, "container {name}:{suffix}");
                 for p in &c.pieces {
-                    let _ = writeln!(out, "  {}", piece(sp, p));
+                    let _ = writeln!(out, "  {}", describe(sp, p));
                 }
             }
         }
@@ -108,58 +113,11 @@ pub fn explain(pod: &Decoded<'_>, plan: &Plan, namespace: &str, outcome: &Outcom
     out
 }
 
-/// One planned piece and what the engine did with it.
-fn piece(sp: &StorePlan, p: &Piece) -> String {
-    let detail = if p.detail.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", p.detail)
-    };
-    let what = match p.kind {
-        PieceKind::Mount(i) => format!("mount of {}", sp.mounts[i].what),
-        PieceKind::EnvFrom(i) => {
-            let r = &sp.env_from[i];
-            format!("envFrom {} {}", r.kind.fields().0, r.name)
-        }
-        PieceKind::Env(i) => {
-            let e = &sp.env_items[i];
-            format!("env {} (key {} of {})", e.env_name, e.key, e.resource)
-        }
-        PieceKind::ClientEnv(i) => {
-            let e = &sp.client_env[i];
-            format!(
-                "env {} (standard client name, key {} of {}, optional)",
-                e.env_name, e.key, e.resource
-            )
-        }
-        PieceKind::GcKeyPath => format!("env {GC_KEY_PATH}"),
-        PieceKind::GoogleApplicationCredentials => format!("env {GOOGLE_APPLICATION_CREDENTIALS}"),
-    };
-    let st = match (p.kind, p.state) {
-        (PieceKind::GcKeyPath | PieceKind::GoogleApplicationCredentials, PieceState::Added) => {
-            "added: the file where the kubelet puts the key"
-        }
-        (
-            PieceKind::GcKeyPath | PieceKind::GoogleApplicationCredentials,
-            PieceState::AlreadyThere,
-        ) => "already set, kept",
-        (_, s) => state(s),
-    };
-    format!("{what}: {st}{detail}")
-}
-
-fn state(s: PieceState) -> &'static str {
-    match s {
-        PieceState::AlreadyThere => "already there",
-        PieceState::Added => "added",
-        PieceState::NotAdded => "NOT added (see the warnings)",
-    }
-}
-
 fn decision(o: &Outcome) -> String {
     match &o.decision {
         Decision::Ignored(r) => format!("ignored: {}", r.as_str()),
         Decision::Denied(m) => format!("denied: {m}"),
+        Decision::Audited(w) => format!("audit (would {})", w.as_str()),
         d => d.label().to_string(),
     }
 }

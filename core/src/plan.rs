@@ -4,8 +4,8 @@
 
 use crate::clients;
 use crate::config::{
-    gcs_key, Config, Identity, Injection, KeyToPath, NoMatch, Resource, RuleMatch, RunFacts, Store,
-    StoreKind, VolumeStoreSource,
+    gcs_key, Config, Identity, Injection, KeyToPath, Mode, NoMatch, Resource, RuleMatch, RunFacts,
+    Store, StoreKind, VolumeStoreSource,
 };
 use crate::k8s_names::to_dns_label;
 use crate::limits::PodLimits;
@@ -90,7 +90,10 @@ impl Plan {
                 .map(|r| RulePlan {
                     name: r.name.clone(),
                     matcher: r.matcher.clone(),
-                    plan: build(&r.store, &r.connections, &r.identity),
+                    plan: StorePlan {
+                        mode: r.mode.unwrap_or(config.injection.mode),
+                        ..build(&r.store, &r.connections, &r.identity)
+                    },
                 })
                 .collect(),
             no_match: config.no_match,
@@ -158,6 +161,8 @@ pub struct StorePlan {
     pub notes: Vec<String>,
     /// Keyless: the run's ServiceAccount (its cloud identity) instead of a key.
     pub identity: Option<Identity>,
+    /// Give the store, or only say what would be given (`rules[].mode`, else `injection.mode`).
+    pub mode: Mode,
 }
 
 #[derive(Debug, Clone)]
@@ -317,6 +322,7 @@ impl StorePlan {
             connections: Vec::new(),
             notes: clients::notes(store),
             identity: None,
+            mode: policy.mode,
         };
         plan.mounts.extend(volume_mount(store, "store"));
         if let Some(s) = &store.secret {

@@ -129,6 +129,9 @@ pub struct Rule {
     /// Keyless: the run gets this ServiceAccount (and so its cloud identity), no key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
+    /// This rule's mode, when it differs from `injection.mode`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
 }
 
 /// A keyless store's identity: clouds map a pod's ServiceAccount to a cloud identity (GKE
@@ -235,6 +238,31 @@ impl NoMatch {
     }
 }
 
+/// What the webhook does to a run routed to a store: give it the store (`inject`), or only
+/// record on the pod and in warnings, logs and metrics what it would have done (`audit`), so a
+/// platform team can roll out one team at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Inject,
+    Audit,
+}
+
+impl Mode {
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Inject => "inject",
+            Mode::Audit => "audit",
+        }
+    }
+
+    fn is_inject(&self) -> bool {
+        *self == Mode::Inject
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnConflict {
@@ -261,6 +289,9 @@ pub struct Injection {
     pub containers: Vec<Glob>,
     pub init_containers: Vec<Glob>,
     pub on_conflict: OnConflict,
+    /// Left out of the hash when `inject` (the default), so earlier configs keep their hash.
+    #[serde(skip_serializing_if = "Mode::is_inject")]
+    pub mode: Mode,
     /// Also give the variables standard cloud clients read (google-auth, boto3, adlfs), pointing
     /// at the same credentials. Left out of the hash when on (the default), so configs written
     /// before the switch existed keep their hash.
@@ -314,6 +345,7 @@ impl Default for Injection {
                 .map(|s| Glob::new(*s))
                 .collect(),
             on_conflict: OnConflict::Deny,
+            mode: Mode::Inject,
             standard_client_env: true,
             runs_service_accounts: DEFAULT_RUNS_SERVICE_ACCOUNTS
                 .iter()

@@ -116,6 +116,8 @@ pub struct RawInjection {
     pub containers: Option<Vec<String>>,
     pub init_containers: Option<Vec<String>>,
     pub on_conflict: Option<String>,
+    /// `inject` (default) or `audit`: what routed runs get.
+    pub mode: Option<String>,
     /// Names from `connections:` that every run pod gets besides the artifacts store.
     pub connections: Option<Vec<String>>,
     /// Per-team store rules, first match wins.
@@ -152,6 +154,9 @@ pub struct RawRule {
     /// Keyless: the ServiceAccount whose cloud identity this rule's runs get.
     #[serde(default)]
     pub identity: Option<RawIdentity>,
+    /// This rule's `inject` or `audit`, over `injection.mode`.
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// What a rule matches on; every list given must match (a list matches when any glob does).

@@ -273,6 +273,9 @@ pub(super) fn injection(raw: RawInjection) -> Result<Injection, Invalid> {
         }
         inj.runs_service_accounts = accounts.into_iter().map(Glob::new).collect();
     }
+    if let Some(m) = raw.mode {
+        inj.mode = mode(&m, "injection.mode")?;
+    }
     if let Some(oc) = raw.on_conflict {
         inj.on_conflict = match oc.as_str() {
             "deny" => OnConflict::Deny,
@@ -370,6 +373,16 @@ pub(super) fn mandated(
 
 /// Resolve `injection.rules`: each rule's store is the artifactsStore or a declared connection,
 /// its connections are the mandated ones then its own, and mounts must not clash.
+fn mode(text: &str, at: &str) -> Result<Mode, Invalid> {
+    match text {
+        "inject" => Ok(Mode::Inject),
+        "audit" => Ok(Mode::Audit),
+        other => Err(Invalid(format!(
+            "{at}: {other:?}; expected `inject` or `audit`"
+        ))),
+    }
+}
+
 pub(super) fn rules(
     store: &Store,
     declared: &[Store],
@@ -438,12 +451,17 @@ pub(super) fn rules(
             .identity
             .map(|i| identity(i, &rule_store, &format!("{at}.identity")))
             .transpose()?;
+        let mode = r
+            .mode
+            .map(|m| mode(&m, &format!("{at}.mode")))
+            .transpose()?;
         out.push(Rule {
             name,
             matcher,
             store: rule_store,
             connections,
             identity,
+            mode,
         });
     }
     Ok(out)

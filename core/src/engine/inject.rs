@@ -627,9 +627,14 @@ fn mount_conflict(
 
 /// Record which store and config produced the injection; `add` replaces a stale value.
 fn add_marker(view: &PodView<'_, '_>, plan: &StorePlan, b: &mut PatchBuilder) {
-    let missing: Vec<(&str, &str)> = plan
-        .marker()
-        .into_iter()
+    annotate(view, &plan.marker(), b);
+}
+
+/// Set the annotations `pairs` that the pod does not already carry with these values.
+pub(super) fn annotate(view: &PodView<'_, '_>, pairs: &[(&str, &str)], b: &mut PatchBuilder) {
+    let missing: Vec<(&str, &str)> = pairs
+        .iter()
+        .copied()
         .filter(|(k, v)| view.annotation(k) != Some(*v))
         .collect();
     if missing.is_empty() {

@@ -1,6 +1,8 @@
 //! The pure injection engine: (pod JSON, [`Plan`], request facts) → [`Outcome`]. No I/O, no clock,
 //! no globals; the server, the offline `mutate` command and the golden tests all call [`mutate`].
 
+mod audit;
+pub use audit::ANNOTATION_MODE;
 mod identity;
 mod inject;
 pub mod keypath;
@@ -11,7 +13,7 @@ pub mod report;
 pub mod select;
 pub mod volumes;
 
-use crate::config::{NoMatch, RunFacts};
+use crate::config::{Mode, NoMatch, RunFacts};
 use crate::limits::PodLimits;
 use crate::plan::{Plan, Route};
 use json_patch::PatchOperation;
@@ -112,6 +114,25 @@ pub enum Decision {
     Mutated,
     /// Refused, with a message for the user.
     Denied(String),
+    /// Routed to a store in audit mode: admitted with annotations only; the warnings say what
+    /// would have been added or why it would have been denied.
+    Audited(Would),
+}
+
+/// What an audit-mode decision would have been in inject mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Would {
+    Inject,
+    Deny,
+}
+
+impl Would {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Would::Inject => "inject",
+            Would::Deny => "deny",
+        }
+    }
 }
 
 impl Decision {
@@ -121,6 +142,7 @@ impl Decision {
             Decision::Unchanged => "unchanged",
             Decision::Mutated => "mutated",
             Decision::Denied(_) => "denied",
+            Decision::Audited(_) => "audit",
         }
     }
 }
@@ -349,12 +371,17 @@ fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
         Route::Default(p) => (p, ""),
         Route::Unmatched(how) => return unmatched(how, &facts),
     };
-    let mut out = inject::reconcile(&view, store_plan, req.report);
+    let audit = store_plan.mode == Mode::Audit;
+    // Audit mode words what would be added from the per-container report.
+    let mut out = inject::reconcile(&view, store_plan, req.report || audit);
     if let (Some(id), true) = (&store_plan.identity, out.allowed()) {
         if !matches!(out.decision, Decision::Ignored(_)) {
             let targets = inject::targets(&view, store_plan);
             identity::apply(&view, plan, store_plan, id, &targets, &mut out);
         }
+    }
+    if audit {
+        audit::apply(&view, store_plan, &mut out, req.report);
     }
     out.store.clone_from(&store_plan.store_name);
     if !plan.rules.is_empty() {

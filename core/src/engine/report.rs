@@ -3,6 +3,8 @@
 //! explanations read it; they never re-derive a rule or parse patch paths.
 
 use super::pod::ListKind;
+use crate::clients::GOOGLE_APPLICATION_CREDENTIALS;
+use crate::plan::{StorePlan, GC_KEY_PATH};
 
 /// A marker annotation the engine records on served pods.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,4 +60,60 @@ pub struct Piece {
     pub state: PieceState,
     /// Where or what: `volume gcs-secret at /plx-context/.gc`, a variable's value, a reason.
     pub detail: String,
+}
+
+/// One planned piece and what the engine did with it, in words (`mutate --explain`, audit
+/// warnings).
+pub fn describe(sp: &StorePlan, p: &Piece) -> String {
+    let detail = if p.detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", p.detail)
+    };
+    format!("{}: {}{detail}", what(sp, p.kind), state_of(p))
+}
+
+/// The piece itself, in words: `mount of secret gcs-secret`, `env GC_KEY_PATH`.
+pub fn what(sp: &StorePlan, kind: PieceKind) -> String {
+    match kind {
+        PieceKind::Mount(i) => format!("mount of {}", sp.mounts[i].what),
+        PieceKind::EnvFrom(i) => {
+            let r = &sp.env_from[i];
+            format!("envFrom {} {}", r.kind.fields().0, r.name)
+        }
+        PieceKind::Env(i) => {
+            let e = &sp.env_items[i];
+            format!("env {} (key {} of {})", e.env_name, e.key, e.resource)
+        }
+        PieceKind::ClientEnv(i) => {
+            let e = &sp.client_env[i];
+            format!(
+                "env {} (standard client name, key {} of {}, optional)",
+                e.env_name, e.key, e.resource
+            )
+        }
+        PieceKind::GcKeyPath => format!("env {GC_KEY_PATH}"),
+        PieceKind::GoogleApplicationCredentials => format!("env {GOOGLE_APPLICATION_CREDENTIALS}"),
+    }
+}
+
+fn state_of(p: &Piece) -> &'static str {
+    match (p.kind, p.state) {
+        (PieceKind::GcKeyPath | PieceKind::GoogleApplicationCredentials, PieceState::Added) => {
+            "added: the file where the kubelet puts the key"
+        }
+        (
+            PieceKind::GcKeyPath | PieceKind::GoogleApplicationCredentials,
+            PieceState::AlreadyThere,
+        ) => "already set, kept",
+        (_, s) => state(s),
+    }
+}
+
+pub fn state(s: PieceState) -> &'static str {
+    match s {
+        PieceState::AlreadyThere => "already there",
+        PieceState::Added => "added",
+        PieceState::NotAdded => "NOT added (see the warnings)",
+    }
 }

@@ -1,0 +1,211 @@
+//! Audit mode (`injection.mode` / `rules[].mode`): a routed run is admitted with annotations only;
+//! the warnings say what inject mode would add or why it would deny; the audit annotations carry
+//! `mode` and `would`; running on its own output changes nothing; one team can be audited while
+//! the others are injected.
+
+mod common;
+
+use common::*;
+use plx_store_webhook::engine::{Would, ANNOTATION_MODE};
+use plx_store_webhook::{load_str, Decision, Outcome, Plan, Request};
+use serde_json::{json, Value};
+
+const GCS: &str = "name: gcs-artifacts\nkind: gcs\nschema: {bucket: gs://b}\nsecret: {name: gcs-secret, mountPath: /plx-context/.gc}\n";
+
+fn plan(yaml: &str) -> Plan {
+    Plan::from_config(&load_str(yaml, "test").unwrap())
+}
+
+fn audit_annotation(out: &Outcome, key: &str) -> Option<String> {
+    out.audit
+        .iter()
+        .rev()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.clone())
+}
+
+/// Only annotations, applied by both json-patch implementations, idempotent (`check_applied`).
+fn only_annotations(out: &Outcome) {
+    for op in serde_json::to_value(&out.patch)
+        .unwrap()
+        .as_array()
+        .unwrap()
+    {
+        assert!(
+            op["path"]
+                .as_str()
+                .unwrap()
+                .starts_with("/metadata/annotations"),
+            "{op}"
+        );
+    }
+}
+
+#[test]
+fn audit_mode_admits_with_annotations_and_says_what_it_would_add() {
+    let p = plan(&format!("{GCS}injection: {{mode: audit}}\n"));
+    for (name, pod) in fixture_pods() {
+        let pod = with_apiserver_additions(pod);
+        let (out, patched) = check_applied(&p, &pod, "polyaxon");
+        assert_eq!(out.decision, Decision::Audited(Would::Inject), "{name}");
+        only_annotations(&out);
+        assert_eq!(
+            patched["metadata"]["annotations"][ANNOTATION_MODE], "audit",
+            "{name}"
+        );
+        assert_eq!(
+            patched["metadata"]["annotations"]["plx-store-webhook.dev/store"],
+            "gcs-artifacts"
+        );
+        // The containers are exactly as they were.
+        assert_eq!(patched["spec"], pod["spec"], "{name}");
+        let would: Vec<&String> = out
+            .warnings
+            .iter()
+            .filter(|w| w.starts_with("audit: would add to container \"polyaxon-main\""))
+            .collect();
+        assert_eq!(would.len(), 1, "{name}: {:?}", out.warnings);
+        assert!(would[0].contains("env GC_KEY_PATH"), "{}", would[0]);
+        assert_eq!(audit_annotation(&out, "mode").as_deref(), Some("audit"));
+        assert_eq!(audit_annotation(&out, "would").as_deref(), Some("inject"));
+        assert_eq!(out.injected_containers, 0);
+    }
+}
+
+#[test]
+fn audit_mode_says_it_would_deny_and_admits() {
+    let p = plan(&format!("{GCS}injection: {{mode: audit}}\n"));
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "plx-operation-x-", "labels": {
+            "app.kubernetes.io/managed-by": "polyaxon", "app.kubernetes.io/part-of": "polyaxon-runs"}},
+        "spec": {"volumes": [{"name": "mine", "emptyDir": {}}],
+            "containers": [{"name": "polyaxon-main", "image": "x",
+                "volumeMounts": [{"name": "mine", "mountPath": "/plx-context/.gc"}]}]}});
+    let inject = mutate(&pod, &plan(GCS), &Request::pod_create("polyaxon"));
+    let Decision::Denied(message) = &inject.decision else {
+        panic!("inject mode should deny: {:?}", inject.decision)
+    };
+    let (out, _) = check_applied(&p, &pod, "polyaxon");
+    assert_eq!(out.decision, Decision::Audited(Would::Deny));
+    assert!(out.allowed());
+    only_annotations(&out);
+    assert_eq!(out.warnings[0], format!("audit: would deny: {message}"));
+    assert_eq!(audit_annotation(&out, "would").as_deref(), Some("deny"));
+}
+
+#[test]
+fn a_rule_in_audit_mode_audits_its_team_only() {
+    let yaml = std::fs::read_to_string(root().join("examples/teams.yaml"))
+        .unwrap()
+        .replace(
+            "      store: vision-s3\n    - name: acme-mnist",
+            "      store: vision-s3\n      mode: audit\n    - name: acme-mnist",
+        );
+    assert!(yaml.contains("mode: audit"));
+    let p = plan(&yaml);
+    let pod = with_apiserver_additions(read_json("tests/fixtures/polyaxon-pods/job.nostore.json"));
+    let (vision, _) = check_applied(&p, &pod, "team-vision");
+    assert_eq!(vision.decision, Decision::Audited(Would::Inject));
+    assert_eq!(vision.rule, "vision");
+    only_annotations(&vision);
+    let (other, _) = check_applied(&p, &pod, "polyaxon");
+    assert_eq!(
+        other.decision,
+        Decision::Mutated,
+        "other teams are injected"
+    );
+    assert!(audit_annotation(&other, "mode").is_none());
+}
+
+#[test]
+fn a_keyless_run_in_audit_mode_keeps_its_account() {
+    let yaml = std::fs::read_to_string(root().join("examples/keyless.yaml")).unwrap();
+    let audited = format!("{yaml}\n").replace("injection:\n", "injection:\n  mode: audit\n");
+    assert!(audited.contains("mode: audit"), "{audited}");
+    let p = plan(&audited);
+    let pod = with_apiserver_additions(read_json("tests/fixtures/polyaxon-pods/job.nostore.json"));
+    let keyed = |ns: &str| {
+        let (out, patched) = check_applied(&p, &pod, ns);
+        (out, patched["spec"]["serviceAccountName"].clone())
+    };
+    let inject = mutate(&pod, &plan(&yaml), &Request::pod_create("team-vision"));
+    assert_eq!(
+        inject.identity, "team-vision-runs",
+        "inject mode switches the account"
+    );
+    let (out, account) = keyed("team-vision");
+    assert_eq!(
+        account, pod["spec"]["serviceAccountName"],
+        "account unchanged"
+    );
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.starts_with("audit: would set serviceAccountName")),
+        "{:?}",
+        out.warnings
+    );
+    assert!(out.identity.is_empty());
+}
+
+#[test]
+fn modes_are_checked_and_inject_keeps_the_config_hash() {
+    let err = load_str(&format!("{GCS}injection: {{mode: enforce}}\n"), "t").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("injection.mode: \"enforce\"; expected `inject` or `audit`"),
+        "{err}"
+    );
+    let rule = "artifactsStore: {name: gcs-artifacts, kind: gcs, schema: {bucket: gs://b}, \
+                secret: {name: gcs-secret, mountPath: /plx-context/.gc}}\n\
+                injection:\n  rules:\n    - {name: a, store: gcs-artifacts, mode: loud}\n";
+    let err = load_str(rule, "t").unwrap_err();
+    assert!(err.to_string().contains("injection.rules[0].mode"), "{err}");
+    let plain = load_str(GCS, "t").unwrap().hash;
+    let inject = load_str(&format!("{GCS}injection: {{mode: inject}}\n"), "t")
+        .unwrap()
+        .hash;
+    let audit = load_str(&format!("{GCS}injection: {{mode: audit}}\n"), "t")
+        .unwrap()
+        .hash;
+    assert_eq!(plain, inject);
+    assert_ne!(plain, audit);
+}
+
+/// Through the server's router: the answer carries the warnings and audit annotations, and the
+/// metrics count `result="audit"`.
+#[tokio::test]
+async fn the_server_answers_and_counts_audit() {
+    use plx_store_webhook::server::{router, AppState};
+    use tower::ServiceExt;
+    let state = AppState::new(plan(&format!("{GCS}injection: {{mode: audit}}\n")));
+    let metrics = state.metrics.clone();
+    let pod = read_json("tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json");
+    let body = common::client::review("audit-1", &pod);
+    let req = axum::http::Request::post("/mutate")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let resp = router(state).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    let r = &v["response"];
+    assert_eq!(r["allowed"], true);
+    assert_eq!(r["auditAnnotations"]["mode"], "audit");
+    assert_eq!(r["auditAnnotations"]["would"], "inject");
+    assert!(r["warnings"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("audit: would add"));
+    assert!(common::client::base64_patch(r).contains("plx-store-webhook.dev~1mode"));
+    let text = metrics.encode();
+    assert!(
+        text.contains(
+            "plx_webhook_admission_requests_total{result=\"audit\",api_version=\"v1\"} 1"
+        ),
+        "{text}"
+    );
+}
