@@ -120,7 +120,7 @@ pub struct CertsArgs {
     /// Validity in days (CA and certificate).
     #[arg(long, default_value_t = 365)]
     pub days: u32,
-    /// Folder to write ca.crt, tls.crt, tls.key (mode 0600) and cabundle-patch.yaml into.
+    /// Folder to write ca.crt, tls.crt, tls.key (mode 0600), cabundle-patch.yaml and cabundle-patch-enforce.yaml into.
     #[arg(long, default_value = "certs/out")]
     pub out_dir: PathBuf,
     /// Overwrite existing files.

@@ -88,7 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let bundle = certs::generate(&args.service, &sans, args.days)?;
             certs::write_files(&args.out_dir, &bundle, args.force)?;
             let dir = args.out_dir.display();
-            println!("wrote {dir}/ca.crt, {dir}/tls.crt, {dir}/tls.key (0600), {dir}/cabundle-patch.yaml");
+            println!("wrote {dir}/ca.crt, {dir}/tls.crt, {dir}/tls.key (0600), {dir}/cabundle-patch.yaml, {dir}/cabundle-patch-enforce.yaml");
             let until = bundle
                 .not_after
                 .format(&time::format_description::well_known::Rfc3339)

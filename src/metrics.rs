@@ -78,6 +78,8 @@ pub struct Metrics {
     pub identities: Family<ResultLabels, Counter>,
     /// 1 while the last load of `what` (config, cert) failed and the last good one serves.
     pub reload_failing: Family<WhatLabels, Gauge>,
+    /// Reviews of the enforcing webhook (`/validate`) by result.
+    pub validations: Family<ResultLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -134,6 +136,7 @@ impl Metrics {
             ready: Gauge::default(),
             identities: Family::default(),
             reload_failing: Family::default(),
+            validations: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -212,6 +215,11 @@ impl Metrics {
             m.reload_failing.clone(),
         );
         registry.register(
+            "validations",
+            "Reviews of the enforcing webhook (/validate) by result: allowed, denied (a run lacking its store), audit (not enforced), ignored",
+            m.validations.clone(),
+        );
+        registry.register(
             "build",
             "Build information",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
@@ -256,6 +264,19 @@ impl Metrics {
                     .inc();
             }
         }
+    }
+
+    /// Count one review of the enforcing webhook.
+    pub fn observe_validation(&self, outcome: &Outcome) {
+        let result = match outcome.decision {
+            Decision::Denied(_) => "denied",
+            Decision::Audited(_) => "audit",
+            Decision::Ignored(_) => "ignored",
+            _ => "allowed",
+        };
+        self.validations
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// Count a request that could not be answered as a review (400/413…).

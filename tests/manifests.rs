@@ -62,7 +62,13 @@ fn render_static_certs_from(from: &Path, tmp: &Path) -> (String, Vec<Value>) {
 
 /// The files `certs --out-dir manifests/overlays/static-certs` writes (git-ignored): a scratch
 /// copy must not take them, or the test would trip on an operator's real certificates.
-const GENERATED: &[&str] = &["tls.crt", "tls.key", "ca.crt", "cabundle-patch.yaml"];
+const GENERATED: &[&str] = &[
+    "tls.crt",
+    "tls.key",
+    "ca.crt",
+    "cabundle-patch.yaml",
+    "cabundle-patch-enforce.yaml",
+];
 
 /// Copy the tracked manifests only (never the generated certificate files a user may have made
 /// by following the README), so the tests work on a scratch copy of what the repository ships.
@@ -92,15 +98,52 @@ fn all_rendered(tmp: &Path) -> Vec<(&'static str, String, Vec<Value>)> {
     let (text, docs) = render_static_certs(tmp);
     out.push(("overlays/static-certs", text, docs));
     // The monitoring component, added to an overlay as the README says.
-    let manifests = tmp.join("with-monitoring");
-    copy_dir(&root().join("manifests"), &manifests);
-    let overlay = manifests.join("overlays/cert-manager");
-    let k = overlay.join("kustomization.yaml");
-    let text = std::fs::read_to_string(&k).unwrap() + "components:\n  - ../../monitoring\n";
-    std::fs::write(&k, text).unwrap();
-    let (text, docs) = render(&overlay);
-    out.push(("overlays/cert-manager + monitoring", text, docs));
+    out.push(with_additions(
+        tmp,
+        "overlays/cert-manager + monitoring",
+        "overlays/cert-manager",
+        "components:\n  - ../../monitoring\n",
+    ));
+    // The enforce component, with each way of getting a caBundle (README "Enforce").
+    out.push(with_additions(
+        tmp,
+        "overlays/cert-manager + enforce",
+        "overlays/cert-manager",
+        "components:\n  - ../../enforce\n",
+    ));
+    out.push(with_additions(
+        tmp,
+        "overlays/static-certs + enforce",
+        "overlays/static-certs",
+        "  - path: cabundle-patch-enforce.yaml\ncomponents:\n  - ../../enforce\n",
+    ));
     out
+}
+
+/// `overlay` in a scratch copy of the manifests, with `text` appended to its kustomization (and
+/// certificates made first for the static-certs overlay), rendered.
+fn with_additions(
+    tmp: &Path,
+    label: &'static str,
+    overlay: &str,
+    text: &str,
+) -> (&'static str, String, Vec<Value>) {
+    let manifests = tmp.join(label.replace([' ', '+', '/'], "_"));
+    copy_dir(&root().join("manifests"), &manifests);
+    let dir = manifests.join(overlay);
+    if overlay.ends_with("static-certs") {
+        let out = Command::new(env!("CARGO_BIN_EXE_plx-store-webhook"))
+            .args(["certs", "--out-dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let k = dir.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&k).unwrap() + text;
+    std::fs::write(&k, text).unwrap();
+    let (text, docs) = render(&dir);
+    (label, text, docs)
 }
 
 fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
@@ -164,8 +207,13 @@ fn every_overlay_renders_and_validates_strictly() {
                 assert_eq!(ann["prometheus.io/port"], "8080", "{what}");
             }
             // Namespaced objects land in one namespace (components included).
-            if !["Namespace", "PriorityClass", "MutatingWebhookConfiguration"]
-                .contains(&d["kind"].as_str().unwrap())
+            if ![
+                "Namespace",
+                "PriorityClass",
+                "MutatingWebhookConfiguration",
+                "ValidatingWebhookConfiguration",
+            ]
+            .contains(&d["kind"].as_str().unwrap())
             {
                 assert!(
                     d["metadata"]["namespace"].is_string(),
@@ -384,6 +432,65 @@ fn webhook_configuration_selects_what_the_handler_checks() {
             _ => {}
         }
     }
+}
+
+/// The enforce component: a validating webhook on the same pods, calling `/validate`, failing
+/// closed, with its caBundle from cert-manager or from `certs`' second patch.
+#[test]
+fn the_enforce_component_validates_the_pods_the_mutating_webhook_mutates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    for (name, _, docs) in all_rendered(tmp.path()) {
+        let vwcs: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["kind"] == "ValidatingWebhookConfiguration")
+            .collect();
+        if !name.ends_with("+ enforce") {
+            assert!(vwcs.is_empty(), "{name}: enforce is opt-in");
+            continue;
+        }
+        seen += 1;
+        let vwc = vwcs[0];
+        assert_eq!(vwc["metadata"]["name"], certs::VWC_NAME);
+        let (w, m) = (
+            &vwc["webhooks"][0],
+            &find(&docs, "MutatingWebhookConfiguration")["webhooks"][0],
+        );
+        assert_eq!(w["name"], certs::ENFORCE_WEBHOOK_NAME);
+        assert_eq!(w["clientConfig"]["service"]["path"], "/validate");
+        for field in [
+            "objectSelector",
+            "namespaceSelector",
+            "rules",
+            "failurePolicy",
+            "sideEffects",
+            "admissionReviewVersions",
+        ] {
+            assert_eq!(
+                w[field], m[field],
+                "{name}: {field} as the mutating webhook's"
+            );
+        }
+        assert_eq!(
+            w["clientConfig"]["service"]["namespace"],
+            m["clientConfig"]["service"]["namespace"]
+        );
+        if name.starts_with("overlays/static-certs") {
+            assert_eq!(
+                w["clientConfig"]["caBundle"], m["clientConfig"]["caBundle"],
+                "{name}"
+            );
+            assert!(w["clientConfig"]["caBundle"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty()));
+        } else {
+            assert_eq!(
+                vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+                "plx-store-webhook/plx-store-webhook"
+            );
+        }
+    }
+    assert_eq!(seen, 2);
 }
 
 #[test]

@@ -317,6 +317,11 @@ impl<'a> Review<'a> {
     pub fn decide(&self, plan: &Plan) -> Outcome {
         engine::mutate(&self.object, plan, &self.facts())
     }
+
+    /// Run the engine as the enforcing (validating) webhook: never a patch.
+    pub fn validate(&self, plan: &Plan) -> Outcome {
+        engine::validate(&self.object, plan, &self.facts())
+    }
 }
 
 /// Why a body is not a review, field by field (the slow path, for bad input only).
@@ -491,8 +496,29 @@ pub fn review<'a>(
     body: &'a [u8],
     plan: &Plan,
 ) -> Result<(Review<'a>, Outcome, Result<Vec<u8>, EncodeError>), ReviewError> {
+    review_at(body, plan, Stage::Mutate)
+}
+
+/// Which webhook a review is for: the mutating one (`POST /mutate`) or the enforcing,
+/// validating one (`POST /validate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Mutate,
+    Validate,
+}
+
+/// [`review`] for either webhook.
+#[allow(clippy::type_complexity)]
+pub fn review_at<'a>(
+    body: &'a [u8],
+    plan: &Plan,
+    stage: Stage,
+) -> Result<(Review<'a>, Outcome, Result<Vec<u8>, EncodeError>), ReviewError> {
     let review = Review::parse_with(body, &plan.limits)?;
-    let outcome = review.decide(plan);
+    let outcome = match stage {
+        Stage::Mutate => review.decide(plan),
+        Stage::Validate => review.validate(plan),
+    };
     let bytes = response_body(&review, &outcome);
     Ok((review, outcome, bytes))
 }

@@ -14,7 +14,7 @@ pub mod tls;
 pub use error::ApiError;
 pub use health::Health;
 
-use crate::admission;
+use crate::admission::{self, Stage};
 use crate::decision_log::{Decision, DecisionLog};
 use crate::metrics::Metrics;
 use crate::plan::Plan;
@@ -113,6 +113,7 @@ pub fn router(state: AppState) -> Router {
     let guards = state.guards;
     let routes = Router::new()
         .route("/mutate", post(mutate).fallback(method_not_allowed))
+        .route("/validate", post(validate).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/readyz", get(readyz).fallback(method_not_allowed))
         .fallback(not_found)
@@ -179,7 +180,16 @@ async fn bound_time(State(limit): State<Duration>, req: Request, next: Next) -> 
     resp
 }
 
-async fn mutate(State(state): State<AppState>, mut req: Request) -> Result<Response, ApiError> {
+async fn mutate(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    review(state, req, Stage::Mutate).await
+}
+
+/// The enforcing webhook (a ValidatingWebhookConfiguration, `manifests/enforce`).
+async fn validate(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    review(state, req, Stage::Validate).await
+}
+
+async fn review(state: AppState, mut req: Request, stage: Stage) -> Result<Response, ApiError> {
     let started = Instant::now();
     let fail = |e: ApiError| {
         state.metrics.observe_error(started.elapsed().as_secs_f64());
@@ -206,7 +216,7 @@ async fn mutate(State(state): State<AppState>, mut req: Request) -> Result<Respo
     let metrics = state.metrics.clone();
     let log = state.decision_log.clone();
     let work = move || {
-        let answer = answer(&body, &plan, &metrics, &log, started);
+        let answer = answer(&body, &plan, stage, &metrics, &log, started);
         (answer, charge)
     };
     let (answer, mut charge) = if inline {
@@ -246,16 +256,22 @@ async fn mutate(State(state): State<AppState>, mut req: Request) -> Result<Respo
 fn answer(
     body: &[u8],
     plan: &Plan,
+    stage: Stage,
     metrics: &Metrics,
     log: &DecisionLog,
     started: Instant,
 ) -> Result<Vec<u8>, ApiError> {
-    let (review, outcome, bytes) = admission::review(body, plan).map_err(|e| {
+    let (review, outcome, bytes) = admission::review_at(body, plan, stage).map_err(|e| {
         tracing::warn!(error = %e, "rejected a malformed AdmissionReview");
         ApiError::BadRequest(e.to_string())
     })?;
     let elapsed = started.elapsed();
-    metrics.observe(&outcome, review.api_version.label(), elapsed.as_secs_f64());
+    match stage {
+        Stage::Mutate => {
+            metrics.observe(&outcome, review.api_version.label(), elapsed.as_secs_f64())
+        }
+        Stage::Validate => metrics.observe_validation(&outcome),
+    }
     log.write(&Decision {
         uid: &review.uid,
         namespace: &review.namespace,

@@ -3,6 +3,8 @@
 
 mod audit;
 pub use audit::ANNOTATION_MODE;
+mod enforce;
+pub use enforce::validate;
 mod identity;
 mod inject;
 pub mod keypath;
