@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use plx_store_webhook::engine::{Would, ANNOTATION_MODE};
 use plx_store_webhook::{load_str, Decision, Outcome, Plan, Request};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const GCS: &str = "name: gcs-artifacts\nkind: gcs\nschema: {bucket: gs://b}\nsecret: {name: gcs-secret, mountPath: /plx-context/.gc}\n";
 
@@ -175,23 +175,14 @@ fn modes_are_checked_and_inject_keeps_the_config_hash() {
 /// metrics count `result="audit"`.
 #[tokio::test]
 async fn the_server_answers_and_counts_audit() {
-    use plx_store_webhook::server::{router, AppState};
-    use tower::ServiceExt;
-    let state = AppState::new(plan(&format!("{GCS}injection: {{mode: audit}}\n")));
+    let state = plx_store_webhook::server::AppState::new(plan(&format!(
+        "{GCS}injection: {{mode: audit}}\n"
+    )));
     let metrics = state.metrics.clone();
     let pod = read_json("tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json");
     let body = common::client::review("audit-1", &pod);
-    let req = axum::http::Request::post("/mutate")
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(body))
-        .unwrap();
-    let resp = router(state).oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    let (status, v) = common::client::via_router(state, "/mutate", body).await;
+    assert_eq!(status, 200);
     let r = &v["response"];
     assert_eq!(r["allowed"], true);
     assert_eq!(r["auditAnnotations"]["mode"], "audit");

@@ -138,22 +138,12 @@ fn a_keyless_run_not_switched_to_its_account_is_refused() {
 /// `plx_webhook_validations_total`.
 #[tokio::test]
 async fn the_server_validates_and_counts() {
-    use plx_store_webhook::server::{router, AppState};
-    use tower::ServiceExt;
-    let state = AppState::new(plan_for("examples/helm-values.yaml"));
+    let state = plx_store_webhook::server::AppState::new(plan_for("examples/helm-values.yaml"));
     let metrics = state.metrics.clone();
     let pod = read_json("tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json");
-    let req = axum::http::Request::post("/validate")
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(common::client::review("v-1", &pod)))
-        .unwrap();
-    let resp = router(state).oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    let body = common::client::review("v-1", &pod);
+    let (status, v) = common::client::via_router(state, "/validate", body).await;
+    assert_eq!(status, 200);
     let r = &v["response"];
     assert_eq!(r["uid"], "v-1");
     assert_eq!(r["allowed"], false);

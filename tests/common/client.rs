@@ -153,3 +153,26 @@ pub fn base64_patch(response: &Value) -> String {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
 }
+
+/// POST `body` to `path` through the server's router (no sockets): the status and JSON answer.
+pub async fn via_router(
+    state: plx_store_webhook::server::AppState,
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    use tower::ServiceExt;
+    let req = Request::post(path)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let resp = plx_store_webhook::server::router(state)
+        .oneshot(req)
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}

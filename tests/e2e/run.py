@@ -20,7 +20,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-APISERVER, WEBHOOK, ADD_INIT, OBSERVER = sys.argv[1:5]
+APISERVER, WEBHOOK, ADD_INIT, OBSERVER, STRIP = sys.argv[1:6]
 T = tempfile.mkdtemp(prefix="plx-e2e-")
 PROCS = {}
 RESULTS = []
@@ -210,11 +210,16 @@ current-context: e2e
 
 def ensure_namespace(ns, *accounts):
     """A namespace with `default`, Polyaxon's runs account and `accounts`."""
+    def create_once(*args):
+        # The apiserver's own bootstrap may create `default` between the look and the create.
+        r = kubectl("create", *args, check=False)
+        if r.returncode != 0 and "AlreadyExists" not in r.stderr:
+            raise AssertionError(f"kubectl create {' '.join(args)} failed: {r.stderr.strip()}")
     if kubectl("get", "namespace", ns, check=False).returncode != 0:
-        kubectl("create", "namespace", ns)
+        create_once("namespace", ns)
     for sa in ("default", "polyaxon-polyaxon-runs-sa") + accounts:
         if kubectl("-n", ns, "get", "serviceaccount", sa, check=False).returncode != 0:
-            kubectl("-n", ns, "create", "serviceaccount", sa)
+            create_once("-n", ns, "serviceaccount", sa)
 
 
 SETS = 4
@@ -385,18 +390,24 @@ def warnings_reach_kubectl():
     check_injected(stored, [t for t in TARGETS if t != "polyaxon-main"])
 
 
-def reinvocation_covers_a_later_init_container():
-    port = free_port()
-    start("add-init", [ADD_INIT, f"127.0.0.1:{port}", f"{T}/wh-0/tls.crt", f"{T}/wh-0/tls.key"])
-    second = {
+def stand_in_mwc(name, webhook, port):
+    """A MutatingWebhookConfiguration for a stand-in webhook on `port` (sorted by `name` among
+    the others), reinvoked like ours, for run pods."""
+    return {
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": "zz-e2e-add-init"},
-        "webhooks": [{"name": "add-init.e2e.plx-store-webhook.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+        "metadata": {"name": name},
+        "webhooks": [{"name": f"{webhook}.e2e.plx-store-webhook.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
                       "failurePolicy": "Fail", "reinvocationPolicy": "IfNeeded", "timeoutSeconds": 5,
                       "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate", "caBundle": CA_BUNDLE},
                       "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
                       "objectSelector": {"matchLabels": {"app.kubernetes.io/part-of": "polyaxon-runs"}}}],
     }
+
+
+def reinvocation_covers_a_later_init_container():
+    port = free_port()
+    start("add-init", [ADD_INIT, f"127.0.0.1:{port}", f"{T}/wh-0/tls.crt", f"{T}/wh-0/tls.key"])
+    second = stand_in_mwc("zz-e2e-add-init", "add-init", port)
     kubectl("apply", "-f", "-", input=json.dumps(second))
     try:
         wait_for("the second webhook", lambda: any(c["name"] == "polyaxon-init-artifacts-e2e0000001" for c in
@@ -409,6 +420,62 @@ def reinvocation_covers_a_later_init_container():
         stop("add-init")
         wait_for("the second webhook to be gone", lambda: not any(c["name"] == "polyaxon-init-artifacts-e2e0000001" for c in
                  create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")[0]["spec"]["initContainers"]))
+
+
+def enforce_refuses_runs_without_their_store():
+    """The enforce component's ValidatingWebhookConfiguration, as shipped: a later mutating webhook
+    that strips our mount makes the run refused; with the mutating configuration removed, run pods
+    (no credentials) are refused while other pods pass."""
+    rendered = run(["kubectl", "kustomize", os.path.join(ROOT, "manifests", "enforce")], check=False)
+    src = rendered.stdout if rendered.returncode == 0 else open(os.path.join(ROOT, "manifests", "enforce", "validatingwebhookconfiguration.yaml")).read()
+    doc = next(d for d in src.split("\n---\n") if "\nkind: ValidatingWebhookConfiguration" in "\n" + d)
+    vwc = json.loads(kubectl("create", "--dry-run=client", "--validate=false", "-o", "json", "-f", "-", input=doc).stdout)
+    vwc["metadata"].pop("annotations", None)
+    vwc["webhooks"][0]["clientConfig"] = {"url": f"https://127.0.0.1:{WEBHOOK_PORT}/validate", "caBundle": CA_BUNDLE}
+    port = free_port()
+    start("strip", [STRIP, f"127.0.0.1:{port}", f"{T}/wh-0/tls.crt", f"{T}/wh-0/tls.key"])
+    strip = stand_in_mwc("zz-e2e-strip", "strip", port)
+    plain = json.load(open(os.path.join(FIXTURES, "apiserver", "review-v1-generatename.json")))["request"]["object"]
+    plain["metadata"].pop("managedFields", None)
+    kubectl("apply", "-f", "-", input=json.dumps(vwc))
+    try:
+        # In place with the mutating webhook: runs are stored with their store.
+        def enforced_and_passing():
+            pod, _ = create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")
+            return pod is not None
+        wait_for("the enforcing webhook", enforced_and_passing)
+        pod, _ = create(fixture("job.gcs-ctxdir.json"))
+        check_injected(pod)
+        # A later webhook that strips our mount, reinvoked too: in the apiserver's one reinvocation
+        # pass ours re-adds the mount and then it strips it again, so the final pod lacks it.
+        # Refused, naming what is missing.
+        kubectl("apply", "-f", "-", input=json.dumps(strip))
+        def refused():
+            stored, r = create(fixture("job.gcs-ctxdir.json"), check=False)
+            if r.returncode == 0:
+                main = container(stored, "polyaxon-main")
+                raise AssertionError(f"stored, polyaxon-main mounts {main.get('volumeMounts')}")
+            if "lacks mount of" not in r.stderr:
+                raise AssertionError(r.stderr.strip())
+            return "plx-store-webhook (enforce)" in r.stderr
+        wait_for("the strip webhook to make runs refused", refused)
+        kubectl("delete", "mutatingwebhookconfiguration", "zz-e2e-strip")
+        wait_for("the strip webhook to be gone", lambda: create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")[0] is not None)
+        # The mutating configuration removed: runs without credentials refused, other pods pass.
+        kubectl("delete", "mutatingwebhookconfiguration", BASE_MWC["metadata"]["name"])
+        def bypass_refused():
+            _, r = create(fixture("job.gcs-ctxdir.json"), check=False)
+            return r.returncode != 0 and "plx-store-webhook (enforce)" in r.stderr
+        wait_for("runs without the mutating webhook to be refused", bypass_refused)
+        other, _ = create(plain)
+        assert other["metadata"]["name"].startswith("e2e-nolabels-"), other["metadata"]
+    finally:
+        kubectl("delete", "mutatingwebhookconfiguration", "zz-e2e-strip", check=False)
+        kubectl("delete", "validatingwebhookconfiguration", vwc["metadata"]["name"], check=False)
+        kubectl("apply", "-f", "-", input=json.dumps(BASE_MWC))
+        stop("strip")
+        wait_for("the mutating webhook to be back", lambda: "plx-store-webhook.dev/store" in
+                 json.dumps(create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")[0]["metadata"]), 60)
 
 
 def keyless_identities():
@@ -547,7 +614,7 @@ def main():
         setup_apiserver()
         setup_webhook()
         for s in [layouts, team_rules_route_by_namespace_and_owner, not_runs_stored_unchanged, server_dry_run_mutates_and_stores_nothing, conflict_is_refused_with_our_message,
-                  warnings_reach_kubectl, reinvocation_covers_a_later_init_container, keyless_identities, cert_rotation_while_creating_pods,
+                  warnings_reach_kubectl, reinvocation_covers_a_later_init_container, enforce_refuses_runs_without_their_store, keyless_identities, cert_rotation_while_creating_pods,
                   webhook_down_refuses_runs_only]:
             scenario(s)
     except Exception as e:
