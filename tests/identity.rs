@@ -265,3 +265,99 @@ fn identities_are_checked_when_the_config_loads() {
     );
     assert!(load_str(&same, "k").is_ok());
 }
+
+/// Issue #23's keyless bypasses that this build closes (the others are listed in its note).
+mod bypasses {
+    use super::*;
+
+    fn add_env(pod: &mut Value, container: &str, env: Value) {
+        for list in ["initContainers", "containers"] {
+            for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+                if c["name"] == container {
+                    match c["env"].as_array_mut() {
+                        Some(e) => e.push(env.clone()),
+                        None => c["env"] = json!([env.clone()]),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_in_a_container_the_pod_skips_still_counts() {
+        let p = plan();
+        let mut pod = run_pod(None);
+        add_env(
+            &mut pod,
+            "polyaxon-sidecar",
+            json!({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/keys/k.json"}),
+        );
+        pod["metadata"]["annotations"]["plx-store-webhook.dev/skip-containers"] =
+            json!("polyaxon-sidecar");
+        let (out, _) = check(&p, &pod, "team-vision");
+        let Decision::Denied(m) = &out.decision else {
+            panic!("{:?}", out.decision)
+        };
+        assert!(
+            m.contains("\"polyaxon-sidecar\" (listed in plx-store-webhook.dev/skip-containers) carries a key"),
+            "{m}"
+        );
+        assert!(out.conflicts.contains(&ConflictKind::KeyOverIdentity));
+    }
+
+    #[test]
+    fn env_from_a_secret_is_warned_about() {
+        let p = plan();
+        let mut pod = run_pod(None);
+        for c in pod["spec"]["containers"].as_array_mut().unwrap() {
+            if c["name"] == "polyaxon-main" {
+                c["envFrom"] = json!([{"secretRef": {"name": "my-creds"}}]);
+            }
+        }
+        let (out, stored) = check(&p, &pod, "team-vision");
+        assert_eq!(stored["spec"]["serviceAccountName"], "team-vision-runs");
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w
+                    .contains("\"polyaxon-main\" takes its environment from secret \"my-creds\"")),
+            "{:?}",
+            out.warnings
+        );
+    }
+
+    #[test]
+    fn a_key_store_run_asking_for_a_teams_identity_is_refused() {
+        let teams = "artifactsStore: {name: shared, kind: gcs, schema: {bucket: gs://s}, \
+                     secret: {name: shared-key, mountPath: /plx-context/.gc}}\n\
+                     connections:\n  - {name: vision-gcs, kind: gcs, schema: {bucket: gs://v}}\n\
+                     injection:\n  rules:\n    - name: vision\n      match: {namespaces: [team-vision]}\n      \
+                     store: vision-gcs\n      identity: {serviceAccountName: team-vision-runs}\n";
+        let p = Plan::from_config(&load_str(teams, "t").unwrap());
+        // In another namespace the run is routed to the shared store, which has a key.
+        let (out, _) = check(&p, &run_pod(Some("team-vision-runs")), "team-nlp");
+        let Decision::Denied(m) = &out.decision else {
+            panic!("{:?}", out.decision)
+        };
+        assert!(m.contains("the cloud identity of rule vision"), "{m}");
+        assert!(m.contains("which has a key"), "{m}");
+        // Its own account, or the default, is fine.
+        let (ok, _) = check(&p, &run_pod(None), "team-nlp");
+        assert_eq!(ok.decision, Decision::Mutated);
+    }
+
+    #[test]
+    fn the_default_account_is_not_an_identity() {
+        let yaml = std::fs::read_to_string(root().join("examples/keyless.yaml"))
+            .unwrap()
+            .replace(
+                "serviceAccountName: team-vision-runs",
+                "serviceAccountName: default",
+            );
+        let err = load_str(&yaml, "t").unwrap_err().to_string();
+        assert!(
+            err.contains("\"default\" is every namespace's default account"),
+            "{err}"
+        );
+    }
+}

@@ -525,6 +525,12 @@ pub(super) fn check_identities(
         }));
     for (id, store, at) in all {
         let account = id.service_account.as_str();
+        if account == "default" {
+            return Err(Invalid(format!(
+                "{at}: \"default\" is every namespace's default account: every pod in the namespace, not only \
+                 this store's runs, would get its cloud identity; give the store an account of its own"
+            )));
+        }
         if crate::glob::any_match(&injection.runs_service_accounts, account) {
             return Err(Invalid(format!(
                 "{at}: {account:?} is one of Polyaxon's shared runs accounts (injection.runsServiceAccounts); \

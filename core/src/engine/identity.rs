@@ -4,7 +4,7 @@
 //! then requests a token for the new account (facts: shared/docs/identity-facts.md).
 
 use super::patch::pointer;
-use super::pod::{Container, Placed, PodView};
+use super::pod::{Container, PodView};
 use super::{ConflictKind, Decision, Outcome};
 use crate::config::{Identity, OnConflict, StoreKind};
 use crate::plan::{Plan, StorePlan};
@@ -87,7 +87,6 @@ pub(super) fn apply(
     plan: &Plan,
     sp: &StorePlan,
     id: &Identity,
-    targets: &[&Placed<'_, '_>],
     out: &mut Outcome,
 ) {
     let target = id.service_account.as_str();
@@ -98,11 +97,31 @@ pub(super) fn apply(
         out.conflicts = conflicts;
         out.report = report;
     };
-    // A key anywhere in a target container would be used before the identity.
-    for p in targets {
+    // A key anywhere in a target container would be used before the identity — a container the
+    // pod's skip annotation lists included: the run's identity is the pod's, for every container.
+    let skip = super::select::skip_list(view);
+    for p in view
+        .containers
+        .iter()
+        .filter(|p| super::select::is_target(p, &sp.policy))
+    {
+        let skipped = if skip.contains(&p.c.name) {
+            format!(" (listed in {})", crate::plan::ANNOTATION_SKIP_CONTAINERS)
+        } else {
+            String::new()
+        };
+        for e in p.c.env_from() {
+            if let Some(secret) = e.secret_ref.as_ref().and_then(|r| r.name.as_deref()) {
+                out.warnings.push(format!(
+                    "container {:?}{skipped} takes its environment from secret {secret:?} (envFrom), whose keys the \
+                     webhook cannot see: if it holds a key variable, the clients use that key, not the identity {target:?}",
+                    p.c.name.as_ref()
+                ));
+            }
+        }
         if let Some(key) = carried_key(view, p.c, sp.store_kind) {
             let msg = format!(
-                "container {:?} carries a key ({key}); Polyaxon's SDK and the cloud clients use a key before the \
+                "container {:?}{skipped} carries a key ({key}); Polyaxon's SDK and the cloud clients use a key before the \
                  pod's identity, so this run would not use the keyless store {:?} as service account {target:?}",
                 p.c.name.as_ref(),
                 sp.store_name
@@ -177,6 +196,33 @@ pub(super) fn apply(
         out.decision = Decision::Mutated;
     }
     out.audit.push(("identity", target.to_string()));
+}
+
+/// A run routed to a store with a key must not run as another route's keyless identity: it would
+/// have that team's cloud access besides its own key. Refused whatever `onConflict` says.
+pub(super) fn refuse_foreign_account(
+    view: &PodView<'_, '_>,
+    plan: &Plan,
+    sp: &StorePlan,
+    out: &mut Outcome,
+) {
+    let Some(current) = view
+        .service_account_name
+        .or(view.service_account)
+        .filter(|a| !a.is_empty())
+    else {
+        return;
+    };
+    if let Some((_, owner)) = plan.identity_owners.iter().find(|(a, _)| a == current) {
+        let conflicts = std::mem::take(&mut out.conflicts);
+        *out = Outcome::denied(format!(
+            "plx-store-webhook: the pod asks for service account {current:?}, the cloud identity of {owner}; this run \
+             is routed to store {:?}, which has a key. A run may not use another team's identity: remove \
+             serviceAccountName from the run (environment.serviceAccountName)",
+            sp.store_name
+        ));
+        out.conflicts = conflicts;
+    }
 }
 
 fn add(path: json_patch::jsonptr::PointerBuf, value: &str) -> PatchOperation {

@@ -62,10 +62,7 @@ impl ContainerWork {
 }
 
 /// The containers that get the store: targets by the policy's globs, minus the pod's skip list.
-pub(super) fn targets<'v, 'p, 'a>(
-    view: &'v PodView<'p, 'a>,
-    plan: &StorePlan,
-) -> Vec<&'v Placed<'p, 'a>> {
+fn targets<'v, 'p, 'a>(view: &'v PodView<'p, 'a>, plan: &StorePlan) -> Vec<&'v Placed<'p, 'a>> {
     let skip = skip_list(view);
     view.containers
         .iter()

@@ -376,10 +376,10 @@ fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
     let audit = store_plan.mode == Mode::Audit;
     // Audit mode words what would be added from the per-container report.
     let mut out = inject::reconcile(&view, store_plan, req.report || audit);
-    if let (Some(id), true) = (&store_plan.identity, out.allowed()) {
-        if !matches!(out.decision, Decision::Ignored(_)) {
-            let targets = inject::targets(&view, store_plan);
-            identity::apply(&view, plan, store_plan, id, &targets, &mut out);
+    if out.allowed() && !matches!(out.decision, Decision::Ignored(_)) {
+        match &store_plan.identity {
+            Some(id) => identity::apply(&view, plan, store_plan, id, &mut out),
+            None => identity::refuse_foreign_account(&view, plan, store_plan, &mut out),
         }
     }
     if audit {
