@@ -360,4 +360,97 @@ mod bypasses {
             "{err}"
         );
     }
+
+    /// A Secret that puts a file at the SDK's default key path, however it gets there.
+    #[test]
+    fn every_way_a_secret_reaches_the_sdk_key_path_is_a_key() {
+        let p = plan();
+        let cases: [(&str, Value, Value); 4] = [
+            (
+                "subPath file",
+                json!({"name": "k", "secret": {"secretName": "s"}}),
+                json!({"name": "k", "mountPath": "/plx-context/.gc/gc-secret.json", "subPath": "gc-secret.json"}),
+            ),
+            (
+                "file-like directory",
+                json!({"name": "k", "secret": {"secretName": "s"}}),
+                json!({"name": "k", "mountPath": "/plx-context/.gc/gc-secret.json"}),
+            ),
+            (
+                "items into place",
+                json!({"name": "k", "secret": {"secretName": "s", "items": [{"key": "x", "path": ".gc/gc-secret.json"}]}}),
+                json!({"name": "k", "mountPath": "/plx-context"}),
+            ),
+            (
+                "directory",
+                json!({"name": "k", "secret": {"secretName": "s"}}),
+                json!({"name": "k", "mountPath": "/plx-context/.gc/"}),
+            ),
+        ];
+        for (what, volume, mount) in cases {
+            let mut pod = run_pod(None);
+            pod["spec"]["volumes"].as_array_mut().unwrap().push(volume);
+            for c in pod["spec"]["containers"].as_array_mut().unwrap() {
+                if c["name"] == "polyaxon-main" {
+                    c["volumeMounts"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(mount.clone());
+                }
+            }
+            let (out, _) = check(&p, &pod, "team-vision");
+            let Decision::Denied(m) = &out.decision else {
+                panic!("{what}: {:?}", out.decision)
+            };
+            assert!(
+                m.contains("puts a file at /plx-context/.gc/gc-secret.json"),
+                "{what}: {m}"
+            );
+        }
+        // A Secret at the context directory whose items land elsewhere is no key there.
+        let mut pod = run_pod(None);
+        pod["spec"]["volumes"].as_array_mut().unwrap().push(
+            json!({"name": "k", "secret": {"secretName": "s", "items": [{"key": "x", "path": "other.json"}]}}),
+        );
+        for c in pod["spec"]["containers"].as_array_mut().unwrap() {
+            if c["name"] == "polyaxon-main" {
+                c["volumeMounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "k", "mountPath": "/plx-context/.gc"}));
+            }
+        }
+        let (out, _) = check(&p, &pod, "team-vision");
+        assert!(out.allowed(), "{:?}", out.decision);
+    }
+
+    /// Polyaxon's own pod for a store with a key (the seed's file-like mounts on the init and
+    /// sidecar containers), created in a keyless team's namespace, keeps its key: refused.
+    #[test]
+    fn polyaxons_own_key_mounts_are_keys() {
+        let pod = read_json("examples/run-pod.json");
+        let (out, _) = check(&plan(), &pod, "team-vision");
+        let Decision::Denied(m) = &out.decision else {
+            panic!("{:?}", out.decision)
+        };
+        assert!(m.contains("gc-secret.json"), "{m}");
+    }
+
+    #[test]
+    fn a_legacy_token_through_a_sub_path_is_refused() {
+        let mut pod = run_pod(None);
+        pod["spec"]["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "old-token", "secret": {"secretName": "default-token-abcde"}}));
+        for c in pod["spec"]["containers"].as_array_mut().unwrap() {
+            c["volumeMounts"].as_array_mut().unwrap().push(json!({"name": "old-token",
+                "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount/token", "subPath": "token"}));
+        }
+        let (out, _) = check(&plan(), &pod, "team-vision");
+        let Decision::Denied(m) = &out.decision else {
+            panic!("{:?}", out.decision)
+        };
+        assert!(m.contains("legacy tokens"), "{m}");
+    }
 }

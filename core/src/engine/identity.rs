@@ -3,6 +3,7 @@
 //! account at CREATE, and with bound tokens the token volume names no account, so the kubelet
 //! then requests a token for the new account (facts: shared/docs/identity-facts.md).
 
+use super::keypath::{reaches, Layout};
 use super::patch::pointer;
 use super::pod::{Container, PodView};
 use super::{ConflictKind, Decision, Outcome};
@@ -50,15 +51,13 @@ fn carried_key(view: &PodView<'_, '_>, c: &Container<'_>, kind: StoreKind) -> Op
     if let Some(v) = key_variables(kind).iter().find(|v| c.env_var(v).is_some()) {
         return Some(format!("env {v}"));
     }
-    // The SDK's default key file: `<context>/.gc/gc-secret.json`.
+    // The SDK's default key file: `<context>/.gc/gc-secret.json`, however a Secret gets there.
     if kind == StoreKind::Gcs {
-        let gc = c.mounts().iter().find(|m| {
-            super::keypath::clean(&m.mount_path) == "/plx-context/.gc"
-                && view.volume(&m.name).is_some_and(|v| v.secret.is_some())
-        });
-        if let Some(m) = gc {
+        if let Some(m) = secret_reaching(view, c, SDK_KEY_FILE) {
             return Some(format!(
-                "a Secret mounted at /plx-context/.gc (volume {:?}), where Polyaxon's SDK looks for gc-secret.json",
+                "a Secret mounted at {} (volume {:?}) that puts a file at {SDK_KEY_FILE}, where Polyaxon's SDK looks for \
+                 its key",
+                m.mount_path.as_ref(),
                 m.name.as_ref()
             ));
         }
@@ -66,17 +65,34 @@ fn carried_key(view: &PodView<'_, '_>, c: &Container<'_>, kind: StoreKind) -> Op
     None
 }
 
-/// Whether a container mounts its token from a Secret (legacy, non-expiring tokens).
-fn legacy_token(view: &PodView<'_, '_>) -> Option<String> {
-    view.containers.iter().find_map(|p| {
-        p.c.mounts()
-            .iter()
-            .find(|m| {
-                super::keypath::clean(&m.mount_path) == TOKEN_MOUNT
-                    && view.volume(&m.name).is_some_and(|v| v.secret.is_some())
-            })
-            .map(|m| m.name.to_string())
+/// Where Polyaxon's SDK reads a GCS key when no variable names one.
+const SDK_KEY_FILE: &str = "/plx-context/.gc/gc-secret.json";
+
+/// A mount of `c` through which a Secret volume puts something at `path`.
+fn secret_reaching<'p, 'a>(
+    view: &PodView<'p, 'a>,
+    c: &'p Container<'a>,
+    path: &str,
+) -> Option<&'p super::pod::Mount<'a>> {
+    c.mounts().iter().find(|m| {
+        view.volume(&m.name).is_some_and(|v| {
+            reaches(
+                &Layout::of_volume(v),
+                &m.mount_path,
+                m.sub_path.as_deref().filter(|s| !s.is_empty()),
+                path,
+            )
+        })
     })
+}
+
+/// Whether a container gets its token from a Secret (legacy, non-expiring tokens), at the token
+/// directory or, through `subPath` or `items`, at the token file.
+fn legacy_token(view: &PodView<'_, '_>) -> Option<String> {
+    let token = format!("{TOKEN_MOUNT}/token");
+    view.containers
+        .iter()
+        .find_map(|p| secret_reaching(view, p.c, &token).map(|m| m.name.to_string()))
 }
 
 /// Apply `id` to the run: set its account (when it is `default` or a Polyaxon runs account),

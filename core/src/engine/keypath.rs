@@ -63,6 +63,44 @@ pub fn key_file_path(
     }
 }
 
+/// Whether something of a secret volume with `layout`, mounted at `mount_path` (optionally with
+/// `sub_path`), appears at `target` — a file there, or a directory the runtime puts there. The one
+/// notion of "where a key lands" for every way a Secret reaches a path: a directory mount
+/// (every key, whose names cannot be seen here, may be the file), `items` that rename a key into
+/// place, and `subPath` mounts of one entry.
+pub fn reaches(
+    layout: &Layout<'_>,
+    mount_path: &str,
+    sub_path: Option<&str>,
+    target: &str,
+) -> bool {
+    if matches!(layout, Layout::NotSecret) {
+        return false;
+    }
+    let mount = clean(mount_path);
+    if same_path(&mount, target) {
+        return true;
+    }
+    if !is_strictly_under(target, &mount) {
+        return false;
+    }
+    let rel = target[mount.trim_end_matches('/').len()..].trim_start_matches('/');
+    let inside = match sub_path.map(|s| clean(s)).filter(|s| s.as_ref() != "/") {
+        Some(sp) => format!("{}/{rel}", sp.trim_start_matches('/')),
+        None => rel.to_string(),
+    };
+    match layout {
+        // Keys are flat names; any of them may be this one.
+        Layout::AllKeys => !inside.contains('/'),
+        Layout::Items(items) => items.iter().any(|(_, p)| {
+            let p = clean(p);
+            let p = p.trim_start_matches('/');
+            p == inside || is_strictly_under(&format!("/{p}"), &format!("/{inside}"))
+        }),
+        Layout::NotSecret => false,
+    }
+}
+
 /// A mount path as the container runtime sees it: cleaned lexically like Go's `path.Clean` on a
 /// rooted path (runc resolves a mount destination with `SecureJoin`, which does the same):
 /// repeated `/` and `.` segments dropped, `..` removes the previous segment and never goes above
@@ -113,6 +151,38 @@ pub fn same_path(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_reaches_a_path_through_a_directory_items_or_a_sub_path() {
+        let key = "/plx-context/.gc/gc-secret.json";
+        let renamed = Layout::Items(vec![("k", ".gc/gc-secret.json")]);
+        let elsewhere = Layout::Items(vec![("k", "other.json")]);
+        for (layout, mount, sub, want) in [
+            (&Layout::AllKeys, "/plx-context/.gc", None, true),
+            (&Layout::AllKeys, "/plx-context/.gc/", None, true),
+            (
+                &Layout::AllKeys,
+                "/plx-context/.gc/gc-secret.json",
+                None,
+                true,
+            ),
+            (
+                &Layout::AllKeys,
+                "/plx-context/.gc/gc-secret.json",
+                Some("gc-secret.json"),
+                true,
+            ),
+            (&Layout::AllKeys, "/plx-context", None, false),
+            (&renamed, "/plx-context", None, true),
+            (&renamed, "/plx-context", Some(".gc"), false),
+            (&renamed, "/plx-context/.gc", Some(".gc"), true),
+            (&elsewhere, "/plx-context/.gc", None, false),
+            (&Layout::AllKeys, "/etc/gcs", None, false),
+            (&Layout::NotSecret, "/plx-context/.gc", None, false),
+        ] {
+            assert_eq!(reaches(layout, mount, sub, key), want, "{mount} {sub:?}");
+        }
+    }
 
     #[test]
     fn directory_mount_puts_key_inside() {
