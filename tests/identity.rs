@@ -453,4 +453,47 @@ mod bypasses {
         };
         assert!(m.contains("legacy tokens"), "{m}");
     }
+
+    /// Projected volumes: a Secret source reaching the SDK's key path is a key, one reaching the
+    /// token file is a legacy token; the apiserver's own bound-token volume is neither.
+    #[test]
+    fn projected_secrets_are_seen_too() {
+        let p = plan();
+        let mut pod = run_pod(None);
+        pod["spec"]["volumes"].as_array_mut().unwrap().push(
+            json!({"name": "proj", "projected": {"sources": [
+            {"secret": {"name": "s", "items": [{"key": "k", "path": "gc-secret.json"}]}},
+            {"configMap": {"name": "c"}}]}}),
+        );
+        for c in pod["spec"]["containers"].as_array_mut().unwrap() {
+            if c["name"] == "polyaxon-main" {
+                c["volumeMounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "proj", "mountPath": "/plx-context/.gc"}));
+            }
+        }
+        let (out, _) = check(&p, &pod, "team-vision");
+        let Decision::Denied(m) = &out.decision else {
+            panic!("{:?}", out.decision)
+        };
+        assert!(
+            m.contains("puts a file at /plx-context/.gc/gc-secret.json"),
+            "{m}"
+        );
+
+        let mut pod = run_pod(None);
+        pod["spec"]["volumes"].as_array_mut().unwrap().push(
+            json!({"name": "tok", "projected": {"sources": [{"secret": {"name": "default-token-abcde"}}]}}),
+        );
+        for c in pod["spec"]["containers"].as_array_mut().unwrap() {
+            c["volumeMounts"].as_array_mut().unwrap().push(json!({"name": "tok",
+                "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount/token", "subPath": "token"}));
+        }
+        let (out, _) = check(&p, &pod, "team-vision");
+        let Decision::Denied(m) = &out.decision else {
+            panic!("{:?}", out.decision)
+        };
+        assert!(m.contains("legacy tokens"), "{m}");
+    }
 }

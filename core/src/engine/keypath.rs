@@ -13,8 +13,34 @@ pub enum Layout<'x> {
 }
 
 impl<'x> Layout<'x> {
-    /// The layout of a pod's volume.
+    /// The layout of a pod's volume; a projected volume's Secret sources together (every key of
+    /// a source without `items`, whose names cannot be seen here, may be any file).
     pub fn of_volume(v: &'x super::pod::Volume<'_>) -> Self {
+        if let Some(p) = &v.projected {
+            let secrets: Vec<_> = p
+                .sources
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| s.secret.as_ref())
+                .collect();
+            if secrets.is_empty() {
+                return Layout::NotSecret;
+            }
+            if secrets
+                .iter()
+                .any(|s| s.items.as_ref().is_none_or(Vec::is_empty))
+            {
+                return Layout::AllKeys;
+            }
+            return Layout::Items(
+                secrets
+                    .iter()
+                    .flat_map(|s| s.items.as_deref().unwrap_or_default())
+                    .map(|i| (i.key.as_ref(), i.path.as_ref()))
+                    .collect(),
+            );
+        }
         match &v.secret {
             None => Layout::NotSecret,
             Some(s) => match s.items.as_deref() {

@@ -139,7 +139,29 @@ pub struct Volume<'a> {
     pub host_path: Option<HostPathSource<'a>>,
     #[serde(rename = "downwardAPI")]
     pub downward_api: Option<IgnoredAny>,
-    pub projected: Option<IgnoredAny>,
+    #[serde(borrow)]
+    pub projected: Option<Projected<'a>>,
+}
+
+/// A projected volume: only its Secret sources matter here (where a key or a token may land).
+#[derive(Debug, Deserialize)]
+pub struct Projected<'a> {
+    #[serde(borrow)]
+    pub sources: Option<Vec<Projection<'a>>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Projection<'a> {
+    #[serde(borrow)]
+    pub secret: Option<SecretProjection<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SecretProjection<'a> {
+    #[serde(borrow, default, deserialize_with = "borrowed::opt")]
+    pub name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub items: Option<Vec<KeyPath<'a>>>,
 }
 
 impl Volume<'_> {
@@ -364,7 +386,16 @@ impl Pod<'_> {
             let volumes = s.volumes.as_deref().unwrap_or_default();
             let items: usize = volumes
                 .iter()
-                .map(|v| v.secret.as_ref().map_or(0, |s| len(&s.items)))
+                .map(|v| {
+                    let sources = v.projected.as_ref().and_then(|p| p.sources.as_deref());
+                    let projected = sources.map_or(0, |s| {
+                        s.len()
+                            + s.iter()
+                                .map(|p| p.secret.as_ref().map_or(0, |s| len(&s.items)))
+                                .sum::<usize>()
+                    });
+                    v.secret.as_ref().map_or(0, |s| len(&s.items)) + projected
+                })
                 .sum();
             let containers = [&s.containers, &s.init_containers]
                 .into_iter()

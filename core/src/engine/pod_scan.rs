@@ -5,7 +5,8 @@
 
 use super::pod::{
     ClaimSource, Container, ContainerSecurity, Env, EnvFrom, HostPathSource, KeyPath, KeyRef, Meta,
-    Mount, NameRef, Pod, PodSecurity, SecretSource, Spec, StrMap, ValueFrom, Volume,
+    Mount, NameRef, Pod, PodSecurity, Projected, Projection, SecretProjection, SecretSource, Spec,
+    StrMap, ValueFrom, Volume,
 };
 use crate::json_scan::{field, Cursor, Scan, Seen, Unsure};
 use serde::de::IgnoredAny;
@@ -145,7 +146,7 @@ fn volume<'a>(c: &mut Cursor<'a>) -> Scan<Volume<'a>> {
         "persistentVolumeClaim" => field!(seen, 3, claim, c.opt(claim_source)?),
         "hostPath" => field!(seen, 4, host_path, c.opt(host_path_source)?),
         "downwardAPI" => field!(seen, 5, downward_api, c.opt(ignored)?),
-        "projected" => field!(seen, 6, projected, c.opt(ignored)?),
+        "projected" => field!(seen, 6, projected, c.opt(projected_source)?),
         _ => c.skip(),
     })?;
     Ok(Volume {
@@ -173,6 +174,37 @@ fn secret_source<'a>(c: &mut Cursor<'a>) -> Scan<SecretSource<'a>> {
         items,
         default_mode,
     })
+}
+
+fn projected_source<'a>(c: &mut Cursor<'a>) -> Scan<Projected<'a>> {
+    let mut sources = None;
+    let mut seen = Seen::default();
+    c.object(|c, key| match &*key {
+        "sources" => field!(seen, 0, sources, c.opt(|c| c.list(projection))?),
+        _ => c.skip(),
+    })?;
+    Ok(Projected { sources })
+}
+
+fn projection<'a>(c: &mut Cursor<'a>) -> Scan<Projection<'a>> {
+    let mut secret = None;
+    let mut seen = Seen::default();
+    c.object(|c, key| match &*key {
+        "secret" => field!(seen, 0, secret, c.opt(secret_projection)?),
+        _ => c.skip(),
+    })?;
+    Ok(Projection { secret })
+}
+
+fn secret_projection<'a>(c: &mut Cursor<'a>) -> Scan<SecretProjection<'a>> {
+    let (mut name, mut items) = (None, None);
+    let mut seen = Seen::default();
+    c.object(|c, key| match &*key {
+        "name" => field!(seen, 0, name, c.opt(Cursor::str)?),
+        "items" => field!(seen, 1, items, c.opt(|c| c.list(key_path))?),
+        _ => c.skip(),
+    })?;
+    Ok(SecretProjection { name, items })
 }
 
 fn key_path<'a>(c: &mut Cursor<'a>) -> Scan<KeyPath<'a>> {
@@ -401,6 +433,9 @@ mod tests {
             r#"[{"name": "x"}, null]"#,
             r#"{"spec": {"containers": [{"volumeMounts": [{"name": "m"}]}]}}"#,
             r#"{"spec": {"initContainers": [{"name": "i", "volumeMounts": [{"name": "m", "mountPath": "/p", "subPathExpr": "$(X)"}]}]}}"#,
+            r#"{"spec": {"volumes": [{"name": "p", "projected": {"defaultMode": 420, "sources": [{"serviceAccountToken": {"path": "token"}},
+                {"secret": {"name": "s", "items": [{"key": "k", "path": ".gc/gc-secret.json"}]}}, {"secret": null}, {"configMap": {"name": "c"}}]}},
+                {"name": "q", "projected": {"sources": null}}, {"name": "r", "projected": {}}]}}"#,
         ];
         for text in cases {
             let serde = decode_serde(text);
@@ -410,7 +445,7 @@ mod tests {
             }
         }
         // The valid ones among them stay on the fast path.
-        for text in &cases[..5] {
+        for text in cases[..5].iter().chain(&cases[cases.len() - 1..]) {
             assert!(pod_text(text, usize::MAX).is_ok(), "{text}");
         }
     }
