@@ -215,15 +215,20 @@ fn fixtures_times_layouts() {
 
 /// Compare a patch with its golden file (`UPDATE_GOLDEN=1` rewrites it).
 fn golden(stem: &str, patch: &[json_patch::PatchOperation]) {
-    let file = root().join(format!("tests/golden/{stem}.patch.json"));
-    let text = serde_json::to_string_pretty(patch).unwrap() + "\n";
+    golden_json(&format!("{stem}.patch.json"), patch);
+}
+
+/// Compare `value` as pretty JSON with `tests/golden/<name>` (`UPDATE_GOLDEN=1` rewrites it).
+fn golden_json(name: &str, value: &(impl serde::Serialize + ?Sized)) {
+    let file = root().join(format!("tests/golden/{name}"));
+    let text = serde_json::to_string_pretty(value).unwrap() + "\n";
     if std::env::var("UPDATE_GOLDEN").is_ok() {
         std::fs::write(&file, &text).unwrap();
         return;
     }
     let want = std::fs::read_to_string(&file)
         .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", file.display()));
-    assert_eq!(text, want, "{stem}: patch differs from {}", file.display());
+    assert_eq!(text, want, "{name} differs from {}", file.display());
 }
 
 const S3: Expect = Expect {
@@ -545,4 +550,24 @@ fn store_not_yet_in_pod_gets_volume_created() {
         container(&p, "polyaxon-init-auth"),
         container(&pod, "polyaxon-init-auth")
     );
+}
+
+/// Audit mode on the converter's pods: the patch (annotations only) and the warnings that say
+/// what inject mode would add, as golden files.
+#[test]
+fn audit_mode_times_fixtures() {
+    let yaml = std::fs::read_to_string(root().join("examples/helm-values.yaml"))
+        .unwrap()
+        .replace("  onConflict: deny", "  mode: audit\n  onConflict: deny");
+    assert!(yaml.contains("mode: audit"));
+    let plan =
+        plx_store_webhook::Plan::from_config(&plx_store_webhook::load_str(&yaml, "audit").unwrap());
+    let mut n = 0;
+    for (fname, pod) in fixture_pods() {
+        let out = mutate(&pod, &plan, &Request::pod_create("polyaxon"));
+        golden(&format!("{fname}.audit"), &out.patch);
+        golden_json(&format!("{fname}.audit.warnings.json"), &out.warnings);
+        n += 1;
+    }
+    assert_eq!(n, 4);
 }
