@@ -496,4 +496,71 @@ mod bypasses {
         };
         assert!(m.contains("legacy tokens"), "{m}");
     }
+
+    /// With `onConflict: skip` each of these refusals is a warning naming the container (the
+    /// run then keeps what it had); another team's identity stays refused.
+    #[test]
+    fn on_conflict_skip_turns_the_refusals_into_warnings() {
+        let yaml = std::fs::read_to_string(root().join("examples/keyless.yaml"))
+            .unwrap()
+            .replace("injection:\n", "injection:\n  onConflict: skip\n");
+        assert!(yaml.contains("onConflict: skip"));
+        let p = Plan::from_config(&load_str(&yaml, "t").unwrap());
+        // A legacy token: the account is kept, with a warning naming the container.
+        let mut pod = run_pod(None);
+        pod["spec"]["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "old-token", "secret": {"secretName": "default-token-abcde"}}));
+        for c in pod["spec"]["containers"].as_array_mut().unwrap() {
+            if c["name"] == "polyaxon-main" {
+                // A legacy pod: the token file from the Secret, no bound-token mount around it.
+                let mounts = c["volumeMounts"].as_array_mut().unwrap();
+                mounts.retain(|m| m["name"] != "kube-api-access-x1y2z");
+                mounts.push(json!({"name": "old-token",
+                    "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount/token", "subPath": "token"}));
+            }
+        }
+        let (out, stored) = check(&p, &pod, "team-vision");
+        assert!(out.allowed(), "{:?}", out.decision);
+        assert_eq!(
+            stored["spec"]["serviceAccountName"],
+            pod["spec"]["serviceAccountName"]
+        );
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w
+                    .starts_with("container \"polyaxon-main\" mounts its service account token")),
+            "{:?}",
+            out.warnings
+        );
+        // A key file by subPath: warned, naming the container.
+        let mut pod = run_pod(None);
+        pod["spec"]["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "k", "secret": {"secretName": "s"}}));
+        for c in pod["spec"]["containers"].as_array_mut().unwrap() {
+            if c["name"] == "polyaxon-main" {
+                c["volumeMounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "k",
+                    "mountPath": "/plx-context/.gc/gc-secret.json", "subPath": "gc-secret.json"}));
+            }
+        }
+        let (out, _) = check(&p, &pod, "team-vision");
+        assert!(out.allowed(), "{:?}", out.decision);
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w.starts_with("container \"polyaxon-main\" carries a key")),
+            "{:?}",
+            out.warnings
+        );
+        // Another team's identity: still refused.
+        let (out, _) = check(&p, &run_pod(Some("team-nlp-runs")), "team-vision");
+        assert!(!out.allowed());
+    }
 }

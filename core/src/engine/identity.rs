@@ -88,11 +88,12 @@ fn secret_reaching<'p, 'a>(
 
 /// Whether a container gets its token from a Secret (legacy, non-expiring tokens), at the token
 /// directory or, through `subPath` or `items`, at the token file.
-fn legacy_token(view: &PodView<'_, '_>) -> Option<String> {
+/// Returns the container and the volume.
+fn legacy_token<'p>(view: &PodView<'p, '_>) -> Option<(&'p str, &'p str)> {
     let token = format!("{TOKEN_MOUNT}/token");
-    view.containers
-        .iter()
-        .find_map(|p| secret_reaching(view, p.c, &token).map(|m| m.name.to_string()))
+    view.containers.iter().find_map(|p| {
+        secret_reaching(view, p.c, &token).map(|m| (p.c.name.as_ref(), m.name.as_ref()))
+    })
 }
 
 /// Apply `id` to the run: set its account (when it is `default` or a Polyaxon runs account),
@@ -187,14 +188,28 @@ pub(super) fn apply(
             out.identity_kept_user = true;
             return;
         }
-        if let Some(volume) = legacy_token(view) {
+        if let Some((container, volume)) = legacy_token(view) {
+            let msg = format!(
+                "container {container:?} mounts its service account token from a Secret (volume {volume:?}, legacy \
+                 tokens), so giving the pod service account {target:?} would leave {current:?}'s token mounted"
+            );
+            out.conflicts.push(ConflictKind::KeyOverIdentity);
+            if plan.policy.on_conflict == OnConflict::Skip {
+                // The run keeps its account (and so no team identity), said in a warning.
+                out.warnings.push(format!(
+                    "{msg}; the account was kept (injection.onConflict: skip), so the run does not get the keyless \
+                     store {:?}'s identity",
+                    sp.store_name
+                ));
+                out.identity = current.to_string();
+                out.identity_kept_user = true;
+                return;
+            }
             return fail(
                 out,
                 format!(
-                    "plx-store-webhook: the pod mounts its service account token from a Secret (volume {volume:?}, \
-                     legacy tokens), so giving it service account {target:?} would leave {current:?}'s token \
-                     mounted. Keyless stores need bound service account tokens: Kubernetes 1.22 or later (1.21 \
-                     with the BoundServiceAccountTokenVolume feature on, its default)"
+                    "plx-store-webhook: {msg}. Keyless stores need bound service account tokens: Kubernetes 1.22 or \
+                     later (1.21 with the BoundServiceAccountTokenVolume feature on, its default)"
                 ),
             );
         }
