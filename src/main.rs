@@ -120,6 +120,10 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // The backstop poll reads the watched files on the blocking pool every 10 s; with the
+        // default 10 s keep-alive each poll started (and a new mimalloc heap warmed) a fresh
+        // thread: most of an idle replica's CPU (BENCHMARKS.md §11). Idle threads cost nothing.
+        .thread_keep_alive(std::time::Duration::from_secs(300))
         .build()?;
     let served = rt.block_on(async move {
         let running = run::start(opts).await?;
