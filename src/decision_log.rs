@@ -74,6 +74,8 @@ pub struct Decision<'a> {
     pub rule: &'a str,
     pub identity: &'a str,
     pub config_hash: &'a str,
+    /// The routed decision's fingerprint (the pod's `plx-store-webhook.dev/decision`).
+    pub fingerprint: &'a str,
     pub decision: &'a str,
     pub reason: &'a str,
     pub warnings: &'a [String],
@@ -95,6 +97,7 @@ impl Decision<'_> {
             rule = self.rule,
             identity = self.identity,
             config_hash = self.config_hash,
+            fingerprint = self.fingerprint,
             decision = self.decision,
             reason = self.reason,
             warnings = ?self.warnings,
@@ -130,6 +133,7 @@ impl Decision<'_> {
             ("rule", self.rule),
             ("identity", self.identity),
             ("config_hash", self.config_hash),
+            ("fingerprint", self.fingerprint),
             ("decision", self.decision),
             ("reason", self.reason),
         ] {
@@ -276,6 +280,7 @@ mod tests {
                 rule: nasty,
                 identity: "",
                 config_hash: "abc",
+                fingerprint: "def",
                 decision: "denied",
                 reason: nasty,
                 warnings,

@@ -446,7 +446,8 @@ fn a_pod_that_already_has_every_name_gets_an_empty_patch() {
     let mut pod = pod;
     pod["metadata"]["annotations"] = json!({
         "plx-store-webhook.dev/store": "s3-store",
-        "plx-store-webhook.dev/config-hash": plan(S3).config_hash});
+        "plx-store-webhook.dev/config-hash": plan(S3).config_hash,
+        "plx-store-webhook.dev/decision": plan(S3).default.fingerprint});
     let (out, _) = check(S3, &pod);
     assert_eq!(out.decision, Decision::Unchanged);
     assert!(out.patch.is_empty());
@@ -622,21 +623,27 @@ fn marker_and_audit_annotations() {
     let pod = run_pod(json!([{"name": "polyaxon-main", "image": "x"}]));
     let (out, p) = check(GCS, &pod);
     let hash = load_str(GCS, "t").unwrap().hash;
+    let fp = plan(GCS).default.fingerprint;
+    assert_eq!(fp.len(), 12);
     assert_eq!(
         p["metadata"]["annotations"],
-        json!({"plx-store-webhook.dev/store": "gcs-artifacts", "plx-store-webhook.dev/config-hash": hash})
+        json!({"plx-store-webhook.dev/store": "gcs-artifacts",
+               "plx-store-webhook.dev/config-hash": hash,
+               "plx-store-webhook.dev/decision": fp})
     );
     assert_eq!(
         out.audit,
         vec![
             ("store", "gcs-artifacts".to_string()),
-            ("config-hash", hash)
+            ("config-hash", hash),
+            ("decision", fp)
         ]
     );
-    // A changed config updates the marker (reinvocation after a reload), and only that.
+    // A changed config updates the markers (reinvocation after a reload), and only them: here
+    // the option shapes the patch, so the decision changes with the config hash.
     let other = format!("{GCS}injection: {{onConflict: skip}}\n");
     let (out2, _) = check(&other, &p);
-    assert_eq!(out2.patch.len(), 1, "{:?}", out2.patch);
+    assert_eq!(out2.patch.len(), 2, "{:?}", out2.patch);
 }
 
 #[test]
@@ -857,4 +864,69 @@ fn mount_paths_are_compared_as_the_runtime_sees_them() {
         env_value(main, "GC_KEY_PATH"),
         Some("/plx-context/.gc/gc-secret.json")
     );
+}
+
+/// The decision fingerprint follows what a route gives, not the whole config: the fleet view
+/// marks a run stale only when its own decision changed.
+#[test]
+fn the_decision_fingerprint_is_per_route() {
+    let teams = std::fs::read_to_string("examples/teams.yaml").unwrap();
+    let fp = |yaml: &str| -> Vec<(String, String)> {
+        let p = plx_store_core::plan::Plan::from_config(&load_str(yaml, "t").unwrap());
+        std::iter::once(("default".to_string(), p.default.fingerprint.clone()))
+            .chain(
+                p.rules
+                    .iter()
+                    .map(|r| (r.name.clone(), r.plan.fingerprint.clone())),
+            )
+            .collect()
+    };
+    let base = fp(&teams);
+    // Routes that give different things differ (same store, another connection included).
+    let of = |v: &[(String, String)], n: &str| v.iter().find(|(k, _)| k == n).unwrap().1.clone();
+    assert_ne!(of(&base, "vision"), of(&base, "acme-mnist"));
+    assert_ne!(of(&base, "nlp-services"), of(&base, "nlp"));
+    assert_ne!(of(&base, "vision"), of(&base, "default"));
+    // Two rules giving the same thing share one (the decision, not the rule, is fingerprinted).
+    let twin = teams.replace(
+        "  noMatch: default",
+        "    - name: vision-twin\n      match: {owners: [twin]}\n      store: vision-s3\n  noMatch: default",
+    );
+    assert_eq!(of(&fp(&twin), "vision-twin"), of(&base, "vision"));
+    // Team vision's matcher edited, moved to audit: nobody's decision changes.
+    let edited = teams
+        .replace("[\"team-vision\", \"team-vision-*\"]", "[\"team-vision*\"]")
+        .replace(
+            "      store: vision-s3\n    - name: acme",
+            "      store: vision-s3\n      mode: audit\n    - name: acme",
+        );
+    assert_ne!(edited, teams);
+    assert_ne!(
+        load_str(&edited, "t").unwrap().hash,
+        load_str(&teams, "t").unwrap().hash
+    );
+    assert_eq!(fp(&edited), base);
+    // Team nlp gets another connection: only the nlp rules change.
+    let edited = teams.replace(
+        "      store: nlp-gcs\n      connections: [scratch]",
+        "      store: nlp-gcs\n      connections: [scratch, vision-s3]",
+    );
+    let after = fp(&edited);
+    for ((name, a), (_, b)) in base.iter().zip(&after) {
+        assert_eq!(a == b, name != "nlp", "{name}");
+        assert_eq!(of(&after, "nlp-services"), of(&base, "nlp-services"));
+    }
+    // A store's Secret renamed: every route to that store changes, the others do not.
+    let edited = teams.replace("secret: {name: vision-aws}", "secret: {name: vision-aws-2}");
+    let after = fp(&edited);
+    for ((name, a), (_, b)) in base.iter().zip(&after) {
+        assert_eq!(
+            a == b,
+            !["vision", "acme-mnist"].contains(&name.as_str()),
+            "{name}"
+        );
+    }
+    // An option that shapes every patch changes every decision.
+    let after = fp(&teams.replace("injection:\n", "injection:\n  onConflict: skip\n"));
+    assert!(base.iter().zip(&after).all(|(a, b)| a.1 != b.1));
 }

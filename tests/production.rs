@@ -669,6 +669,7 @@ fn the_binary_drains_and_exits_0_on_sigterm() {
         "rule",
         "identity",
         "config_hash",
+        "fingerprint",
         "reason",
         "warnings",
         "patch_ops",

@@ -340,7 +340,12 @@ fn describe_store(out: &mut String, s: &Store, plan: &StorePlan) {
     for n in &plan.notes {
         let _ = writeln!(out, "  NOTE: {n}");
     }
-    let _ = writeln!(out, "  annotations plx-store-webhook.dev/store and plx-store-webhook.dev/config-hash on the pod");
+    let _ = writeln!(
+        out,
+        "  annotations plx-store-webhook.dev/store, plx-store-webhook.dev/config-hash and \
+         plx-store-webhook.dev/decision: {} (this decision's fingerprint) on the pod",
+        plan.fingerprint
+    );
     let _ = writeln!(out, "\non a run pod as Polyaxon builds it with this store:");
     let text = polyaxon_like_pod(plan).to_string();
     let only = Plan::single(plan.clone());

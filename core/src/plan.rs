@@ -4,8 +4,8 @@
 
 use crate::clients;
 use crate::config::{
-    gcs_key, Config, Identity, Injection, KeyToPath, Mode, NoMatch, Resource, RuleMatch, RunFacts,
-    Store, StoreKind, VolumeStoreSource,
+    decision_fingerprint, gcs_key, Config, Identity, Injection, KeyToPath, Mode, NoMatch, Resource,
+    RuleMatch, RunFacts, Store, StoreKind, VolumeStoreSource,
 };
 use crate::k8s_names::to_dns_label;
 use crate::limits::PodLimits;
@@ -15,6 +15,9 @@ use serde_json::{json, Map, Value};
 pub const ANNOTATION_STORE: &str = "plx-store-webhook.dev/store";
 /// Marker: the hash of the config that produced the injection.
 pub const ANNOTATION_CONFIG_HASH: &str = "plx-store-webhook.dev/config-hash";
+/// Marker: the fingerprint of the decision that produced the injection
+/// ([`crate::config::decision_fingerprint`]): the fleet view compares it with today's.
+pub const ANNOTATION_DECISION: &str = "plx-store-webhook.dev/decision";
 /// Pod annotation listing containers (comma-separated names) the webhook must leave alone.
 pub const ANNOTATION_SKIP_CONTAINERS: &str = "plx-store-webhook.dev/skip-containers";
 /// The env var the Polyaxon SDK reads first for the GCS key file.
@@ -69,6 +72,8 @@ impl Plan {
         let build = |store: &Store, conns: &[Store], identity: &Option<Identity>| {
             let mut p = StorePlan::build(store, conns, &config.injection, &config.hash);
             p.identity.clone_from(identity);
+            p.fingerprint =
+                decision_fingerprint(store, conns, identity.as_ref(), &config.injection);
             p
         };
         let mut identity_owners: Vec<(String, String)> = Vec::new();
@@ -141,6 +146,8 @@ pub struct StorePlan {
     pub store_name: String,
     pub store_kind: StoreKind,
     pub config_hash: String,
+    /// What this decision gives, hashed (`plx-store-webhook.dev/decision`).
+    pub fingerprint: String,
     pub policy: Injection,
     pub mounts: Vec<MountPlan>,
     pub env_from: Vec<EnvFromRef>,
@@ -306,6 +313,7 @@ impl StorePlan {
             store_name: store.name.clone(),
             store_kind: store.kind,
             config_hash: hash.to_string(),
+            fingerprint: decision_fingerprint(store, connections, None, policy),
             policy: policy.clone(),
             mounts: Vec::new(),
             env_from: Vec::new(),
@@ -437,10 +445,11 @@ impl StorePlan {
     }
 
     /// The marker annotations recorded on every injected pod.
-    pub fn marker(&self) -> [(&'static str, &str); 2] {
+    pub fn marker(&self) -> [(&'static str, &str); 3] {
         [
             (ANNOTATION_STORE, self.store_name.as_str()),
             (ANNOTATION_CONFIG_HASH, self.config_hash.as_str()),
+            (ANNOTATION_DECISION, self.fingerprint.as_str()),
         ]
     }
 }

@@ -283,6 +283,7 @@ fn answer(
         rule: &outcome.rule,
         identity: &outcome.identity,
         config_hash: &plan.config_hash,
+        fingerprint: &outcome.fingerprint,
         decision: outcome.decision.label(),
         reason: match &outcome.decision {
             crate::Decision::Ignored(r) => r.as_str(),

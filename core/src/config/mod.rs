@@ -375,8 +375,36 @@ fn finish(parts: Parts, source_name: &str) -> Result<Config, ConfigError> {
 fn hash(config: &Config) -> String {
     // A Config is plain data (strings, numbers, lists): it always serialises.
     let bytes = serde_json::to_vec(config).expect("a Config always serialises to JSON");
-    let digest = Sha256::digest(&bytes);
+    short_digest(&bytes)
+}
+
+fn short_digest(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The fingerprint of one decision: what a run routed to `store` is given (the store, its
+/// connections, its identity) and the options that shape that patch (which containers, conflict
+/// handling, client variables, the runs accounts an identity replaces). Not the rule's matcher,
+/// the run selector, the namespaces or the mode: editing another team's rule, or moving this one
+/// from audit to inject, leaves it unchanged, so a run is stale only when what it would get changed.
+pub fn decision_fingerprint(
+    store: &Store,
+    connections: &[Store],
+    identity: Option<&Identity>,
+    injection: &Injection,
+) -> String {
+    let shape = serde_json::json!({
+        "store": store,
+        "connections": connections,
+        "identity": identity,
+        "containers": injection.containers,
+        "initContainers": injection.init_containers,
+        "onConflict": injection.on_conflict,
+        "standardClientEnv": injection.standard_client_env,
+        "runsServiceAccounts": injection.runs_service_accounts,
+    });
+    short_digest(shape.to_string().as_bytes())
 }
 
 #[cfg(test)]

@@ -208,11 +208,13 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan, report: bool) 
         audit: vec![
             ("store", plan.store_name.clone()),
             ("config-hash", plan.config_hash.clone()),
+            ("decision", plan.fingerprint.clone()),
         ],
         conflicts,
         injected_containers,
         pod_name: String::new(),
         store: String::new(),
+        fingerprint: String::new(),
         rule: String::new(),
         identity: String::new(),
         identity_kept_user: false,

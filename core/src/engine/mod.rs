@@ -188,6 +188,8 @@ pub struct Outcome {
     pub pod_name: String,
     /// The store the run was routed to (empty when it was not).
     pub store: String,
+    /// The routed decision's fingerprint (`plx-store-webhook.dev/decision`; empty when not routed).
+    pub fingerprint: String,
     /// The rule that routed it (empty for the default store or when not routed).
     pub rule: String,
     /// Keyless stores: the run's ServiceAccount (empty when the store has a key or none ran).
@@ -211,6 +213,7 @@ impl Outcome {
             injected_containers: 0,
             pod_name: String::new(),
             store: String::new(),
+            fingerprint: String::new(),
             rule: String::new(),
             identity: String::new(),
             identity_kept_user: false,
@@ -386,6 +389,7 @@ fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
         audit::apply(&view, store_plan, &mut out, req.report);
     }
     out.store.clone_from(&store_plan.store_name);
+    out.fingerprint.clone_from(&store_plan.fingerprint);
     if !plan.rules.is_empty() {
         out.rule = rule.to_string();
         out.audit.push((
