@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use plx_store_webhook::admission::{review_at, Stage};
 use plx_store_webhook::{Decision, Request};
 use serde_json::{json, Value};
 
@@ -570,4 +571,198 @@ fn audit_mode_times_fixtures() {
         n += 1;
     }
     assert_eq!(n, 4);
+}
+
+/// The whole AdmissionReview response the server sends for `pod` at `stage`, as JSON (what the
+/// apiserver reads: allowed, status message, warnings, audit annotations, patch).
+fn answer(pod: &Value, namespace: &str, plan: &plx_store_webhook::Plan, stage: Stage) -> Value {
+    let body = serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "golden", "operation": "CREATE", "namespace": namespace,
+            "resource": {"group": "", "version": "v1", "resource": "pods"}, "object": pod}
+    }))
+    .unwrap();
+    let (_, _, bytes) = review_at(&body, plan, stage).unwrap();
+    serde_json::from_slice(&bytes.unwrap()).unwrap()
+}
+
+/// Enforce's answers on the converter's pods: refused as Polyaxon made them (the mutating
+/// webhook bypassed), allowed as the mutating webhook left them, refused again when a later
+/// webhook strips the store's mount from `polyaxon-main`.
+#[test]
+fn enforce_answers_times_fixtures() {
+    let plan = plan_for("examples/helm-values.yaml");
+    let mut n = 0;
+    for (fname, pod) in fixture_pods() {
+        let pod = with_apiserver_additions(pod);
+        let done = check_applied(&plan, &pod, "polyaxon").1;
+        let mut stripped = done.clone();
+        for c in stripped["spec"]["containers"].as_array_mut().unwrap() {
+            if c["name"] == "polyaxon-main" {
+                c["volumeMounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|m| m["name"] != "gcs-secret");
+            }
+        }
+        assert_ne!(stripped, done, "{fname}: nothing to strip");
+        let answers = json!({
+            "bypassed": answer(&pod, "polyaxon", &plan, Stage::Validate),
+            "mutated": answer(&done, "polyaxon", &plan, Stage::Validate),
+            "stripped": answer(&stripped, "polyaxon", &plan, Stage::Validate),
+        });
+        for (case, allowed) in [("bypassed", false), ("mutated", true), ("stripped", false)] {
+            let r = &answers[case]["response"];
+            assert_eq!(r["allowed"], allowed, "{fname} {case}: {r}");
+            assert!(
+                r.get("patch").is_none(),
+                "{fname} {case}: a validating answer patched"
+            );
+        }
+        golden_json(&format!("{fname}.enforce.json"), &answers);
+        n += 1;
+    }
+    assert_eq!(n, 4);
+}
+
+/// Every way a key could beat a keyless identity (tests/cases/keyless-bypasses.json, shared
+/// with the e2e): refused (or warned about) with the config as written, and with
+/// `onConflict: skip`; answers kept as golden files.
+#[test]
+fn keyless_bypasses_answers() {
+    let cases = read_json("tests/cases/keyless-bypasses.json");
+    let mut n = 0;
+    for case in cases["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let config = case["config"].as_str().unwrap_or("examples/keyless.yaml");
+        let yaml = std::fs::read_to_string(root().join(config)).unwrap();
+        let skip_yaml = yaml.replacen("injection:\n", "injection:\n  onConflict: skip\n", 1);
+        assert_ne!(skip_yaml, yaml, "{name}");
+        let ns = case["namespace"].as_str().unwrap_or("team-vision-9");
+        let mut pod = with_apiserver_additions(bypass_pod(case));
+        if case["no_bound_token"] == true {
+            drop_bound_token(&mut pod);
+        }
+        let mut answers = serde_json::Map::new();
+        for (variant, yaml) in [("as-written", &yaml), ("on-conflict-skip", &skip_yaml)] {
+            let plan = plx_store_webhook::Plan::from_config(
+                &plx_store_webhook::load_str(yaml, config).unwrap(),
+            );
+            let (out, stored) = check_applied(&plan, &pod, ns);
+            let (want, key) = match variant {
+                "as-written" if case.get("warn").is_some() => (&case["warn"], "warn"),
+                "as-written" => (&case["deny"], "deny"),
+                _ => (&case["skip"], "skip"),
+            };
+            let want = want.as_str().unwrap();
+            let text = match &out.decision {
+                Decision::Denied(m) => m.clone(),
+                _ => out.warnings.join("\n"),
+            };
+            assert!(text.contains(want), "{name} {variant}: {text}");
+            // Refused as written unless only warned about; with skip only another team's
+            // identity stays refused.
+            let always = want.contains("another team") || want.contains("cloud identity of rule");
+            let refused = matches!(out.decision, Decision::Denied(_));
+            assert_eq!(
+                refused,
+                key == "deny" || always,
+                "{name} {variant}: {:?}",
+                out.decision
+            );
+            if !refused {
+                // Admitted: the account is either the team's (no key stayed) or the run's own
+                // (skip kept it, and said so).
+                let account = stored["spec"]["serviceAccountName"].as_str().unwrap_or("");
+                assert!(
+                    account == "team-vision-runs" || key == "skip",
+                    "{name} {variant}: {account}"
+                );
+            }
+            answers.insert(variant.into(), answer(&pod, ns, &plan, Stage::Mutate));
+        }
+        golden_json(&format!("keyless-bypass.{name}.json"), &answers);
+        n += 1;
+    }
+    assert_eq!(n, 11);
+}
+
+/// A case's pod: its base (the converter's pod without a store unless named), in the case's
+/// account (none: the ServiceAccount plugin's `default`), with its volumes, mounts, env and
+/// annotations added (`"*"`: every container) and `drop_mounts` removed.
+pub fn bypass_pod(case: &Value) -> Value {
+    let base = case["base"]
+        .as_str()
+        .unwrap_or("tests/fixtures/polyaxon-pods/job.nostore.json");
+    let mut pod = read_json(base);
+    match case["account"].as_str() {
+        Some(a) => pod["spec"]["serviceAccountName"] = json!(a),
+        None if case.get("base").is_none() => {
+            pod["spec"]
+                .as_object_mut()
+                .unwrap()
+                .remove("serviceAccountName");
+        }
+        None => {}
+    }
+    if let Some(v) = case["volumes"].as_array() {
+        pod["spec"]["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .extend(v.iter().cloned());
+    }
+    for (a, v) in case["annotations"].as_object().into_iter().flatten() {
+        pod["metadata"]["annotations"][a] = v.clone();
+    }
+    // Mounts the case replaces (a read-only Secret cannot have mounts nested in it).
+    for (who, paths) in case["drop_mounts"].as_object().into_iter().flatten() {
+        for c in pod["spec"]["containers"].as_array_mut().unwrap() {
+            if c["name"] == who.as_str() {
+                c["volumeMounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|m| !paths.as_array().unwrap().contains(&m["mountPath"]));
+            }
+        }
+    }
+    for field in ["mounts", "env", "env_from"] {
+        let key = match field {
+            "mounts" => "volumeMounts",
+            "env_from" => "envFrom",
+            _ => "env",
+        };
+        for (who, items) in case[field].as_object().into_iter().flatten() {
+            for list in ["initContainers", "containers"] {
+                for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+                    if who == "*" || c["name"] == who.as_str() {
+                        let obj = c.as_object_mut().unwrap();
+                        let l = obj.entry(key).or_insert(json!([])).as_array_mut().unwrap();
+                        l.extend(items.as_array().unwrap().iter().cloned());
+                    }
+                }
+            }
+        }
+    }
+    pod
+}
+
+/// A legacy pod: without the bound-token volume the apiserver adds (the token comes from a Secret).
+fn drop_bound_token(pod: &mut Value) {
+    let bound = |v: &Value| {
+        v["name"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("kube-api-access-")
+    };
+    pod["spec"]["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|v| !bound(v));
+    for list in ["initContainers", "containers"] {
+        for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+            if let Some(m) = c["volumeMounts"].as_array_mut() {
+                m.retain(|m| !bound(m));
+            }
+        }
+    }
 }
