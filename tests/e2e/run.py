@@ -296,6 +296,66 @@ def use_layout(example):
              .get("annotations", {}).get("plx-store-webhook.dev/config-hash") == want)
 
 
+def metrics_text():
+    return urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORT}/metrics", timeout=2).read().decode()
+
+
+def series(name, **labels):
+    """The value of one labelled series (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in metrics_text().splitlines():
+        if line.startswith(name + "{") and line.split("{", 1)[1].split("}", 1)[0] == want:
+            return float(line.split()[-1])
+    return 0.0
+
+
+def use_config_text(text, name):
+    """Write `text` as a config under T, make it the webhook's and wait until it is in force."""
+    path = f"{T}/{name}"
+    with open(path, "w") as f:
+        f.write(text)
+    want = set_config(path)
+    wait_for(f"config {name}", lambda: f'hash="{want}"' in metrics_text())
+    return want
+
+
+def read(path):
+    with open(os.path.join(ROOT, path)) as f:
+        return f.read()
+
+
+def phrase_in(phrase, text):
+    """kubectl prints messages raw, but quotes may come escaped in a wrapped error."""
+    return phrase in text or phrase.replace('"', '\\"') in text
+
+
+def bypass_pod(case, namespace):
+    """tests/cases/keyless-bypasses.json's pod for `case` (the same edits tests/golden.rs makes;
+    the apiserver adds the bound-token volume itself)."""
+    base = case.get("base")
+    if base:
+        with open(os.path.join(ROOT, base)) as f:
+            pod = json.load(f)
+    else:
+        pod = fixture("job.nostore.json")
+        pod["spec"].pop("serviceAccountName", None)
+    pod["metadata"]["namespace"] = namespace
+    if case.get("account"):
+        pod["spec"]["serviceAccountName"] = case["account"]
+    pod["spec"]["volumes"].extend(case.get("volumes", []))
+    pod["metadata"].setdefault("annotations", {}).update(case.get("annotations", {}))
+    for who, paths in case.get("drop_mounts", {}).items():
+        for c in containers(pod):
+            if c["name"] == who:
+                c["volumeMounts"] = [m for m in c["volumeMounts"] if m["mountPath"] not in paths]
+    for field, key in (("mounts", "volumeMounts"), ("env", "env"), ("env_from", "envFrom")):
+        for who, items in case.get(field, {}).items():
+            for c in containers(pod):
+                if who in ("*", c["name"]):
+                    c.setdefault(key, []).extend(items)
+    return pod
+
+
 # ---------------------------------------------------------------- scenarios
 def layouts():
     for layout, example in [("filepath", "examples/store-seed-filepath.yaml"), ("ctxdir", "examples/store-ctxdir.yaml"), ("etc", "examples/store-etc-gcs.yaml")]:
@@ -422,16 +482,22 @@ def reinvocation_covers_a_later_init_container():
                  create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")[0]["spec"]["initContainers"]))
 
 
-def enforce_refuses_runs_without_their_store():
-    """The enforce component's ValidatingWebhookConfiguration, as shipped: a later mutating webhook
-    that strips our mount makes the run refused; with the mutating configuration removed, run pods
-    (no credentials) are refused while other pods pass."""
+def enforce_vwc():
+    """The enforce component's ValidatingWebhookConfiguration, as shipped, pointed at our webhook."""
     rendered = run(["kubectl", "kustomize", os.path.join(ROOT, "manifests", "enforce")], check=False)
-    src = rendered.stdout if rendered.returncode == 0 else open(os.path.join(ROOT, "manifests", "enforce", "validatingwebhookconfiguration.yaml")).read()
+    src = rendered.stdout if rendered.returncode == 0 else read("manifests/enforce/validatingwebhookconfiguration.yaml")
     doc = next(d for d in src.split("\n---\n") if "\nkind: ValidatingWebhookConfiguration" in "\n" + d)
     vwc = json.loads(kubectl("create", "--dry-run=client", "--validate=false", "-o", "json", "-f", "-", input=doc).stdout)
     vwc["metadata"].pop("annotations", None)
     vwc["webhooks"][0]["clientConfig"] = {"url": f"https://127.0.0.1:{WEBHOOK_PORT}/validate", "caBundle": CA_BUNDLE}
+    return vwc
+
+
+def enforce_refuses_runs_without_their_store():
+    """The enforce component's ValidatingWebhookConfiguration, as shipped: a later mutating webhook
+    that strips our mount makes the run refused; with the mutating configuration removed, run pods
+    (no credentials) are refused while other pods pass."""
+    vwc = enforce_vwc()
     port = free_port()
     start("strip", [STRIP, f"127.0.0.1:{port}", f"{T}/wh-0/tls.crt", f"{T}/wh-0/tls.key"])
     strip = stand_in_mwc("zz-e2e-strip", "strip", port)
@@ -572,6 +638,119 @@ def keyless_identities():
         use_layout("examples/store-ctxdir.yaml")
 
 
+def keyless_bypasses_refused():
+    """Every case of tests/cases/keyless-bypasses.json through the apiserver (its ServiceAccount
+    plugin, bound tokens): refused (or admitted with the warning) as written; with onConflict:
+    skip admitted with a warning naming the container, except another team's identity. Then
+    the runs account's imagePullSecrets, and a config giving runs `default` (refused at load)."""
+    with open(os.path.join(ROOT, "tests", "cases", "keyless-bypasses.json")) as f:
+        cases = json.load(f)["cases"]
+    ensure_namespace("team-vision-9", "team-vision-runs", "team-nlp-runs")
+    ensure_namespace("team-nlp-9", "team-vision-runs", "team-nlp-runs")
+    checked = 0
+    try:
+        for variant in ("as-written", "on-conflict-skip"):
+            for config in sorted({c.get("config", "examples/keyless.yaml") for c in cases}):
+                text = read(config)
+                if variant == "on-conflict-skip":
+                    text = text.replace("injection:\n", "injection:\n  onConflict: skip\n", 1)
+                use_config_text(text, f"{variant}-{os.path.basename(config)}")
+                for case in [c for c in cases if c.get("config", "examples/keyless.yaml") == config]:
+                    what = f"{case['name']} ({variant})"
+                    key = "skip" if variant == "on-conflict-skip" else ("warn" if "warn" in case else "deny")
+                    want = case[key]
+                    always = "another team" in want or "cloud identity of rule" in want
+                    stored, r = create(bypass_pod(case, case.get("namespace", "team-vision-9")), check=False)
+                    if key == "deny" or always:
+                        assert stored is None and r.returncode != 0, f"{what}: admitted as {stored['spec'].get('serviceAccountName')}"
+                        assert "plx-store-webhook" in r.stderr and phrase_in(want, r.stderr), f"{what}: {r.stderr.strip()}"
+                    else:
+                        assert stored is not None, f"{what}: {r.stderr.strip()}"
+                        assert "Warning:" in r.stderr and phrase_in(want, r.stderr), f"{what}: {r.stderr.strip()}"
+                        account = stored["spec"].get("serviceAccountName")
+                        # The team's account only when no key stayed; skip keeps the run's own.
+                        assert account == "team-vision-runs" or key == "skip", f"{what}: {account}"
+                    checked += 1
+        assert checked == 2 * len(cases), checked
+        use_config_text(read("examples/keyless.yaml"), "keyless.yaml")
+        # The ServiceAccount plugin copied the runs account's pull secrets before we switched
+        # the account: they stay (README: they give image pulls, no storage access).
+        kubectl("-n", "team-vision-9", "patch", "serviceaccount", "polyaxon-polyaxon-runs-sa", "--type=merge",
+                "-p", json.dumps({"imagePullSecrets": [{"name": "regcred"}]}))
+        pod = fixture("job.nostore.json")
+        pod["metadata"]["namespace"] = "team-vision-9"
+        stored, _ = create(pod)
+        assert stored["spec"]["serviceAccountName"] == "team-vision-runs", stored["spec"].get("serviceAccountName")
+        assert stored["spec"].get("imagePullSecrets") == [{"name": "regcred"}], stored["spec"].get("imagePullSecrets")
+        # `default` as an identity: the config is refused, the last good one stays in force.
+        failures = series("plx_webhook_config_reloads_total", result="failure")
+        bad = read("examples/keyless.yaml").replace("serviceAccountName: team-vision-runs", "serviceAccountName: default")
+        with open(f"{T}/cfg/config.yaml.tmp", "w") as f:
+            f.write(bad)
+        os.replace(f"{T}/cfg/config.yaml.tmp", f"{T}/cfg/config.yaml")
+        wait_for("the refused reload", lambda: series("plx_webhook_config_reloads_total", result="failure") > failures)
+        stored, _ = create(pod)
+        assert stored["spec"]["serviceAccountName"] == "team-vision-runs", stored["spec"].get("serviceAccountName")
+    finally:
+        use_layout("examples/store-ctxdir.yaml")
+
+
+def audit_mode_admits_with_annotations_only():
+    """One team in audit mode, the others injected: the audited run is stored with annotations
+    only, the warnings on kubectl's output say what would have been added or denied, the metrics
+    count it; the enforcing webhook lets it pass with a warning."""
+    teams = read("examples/teams.yaml").replace(
+        "      store: vision-s3\n    - name: acme", "      store: vision-s3\n      mode: audit\n    - name: acme")
+    assert "mode: audit" in teams
+    use_config_text(teams, "teams-audit.yaml")
+    ensure_namespace("team-vision-3")
+    ensure_namespace("team-nlp-3")
+    audited = series("plx_webhook_admission_requests_total", result="audit", api_version="v1")
+    try:
+        pod = fixture("job.nostore.json")
+        pod["metadata"]["namespace"] = "team-vision-3"
+        stored, r = create(pod)
+        ann = stored["metadata"]["annotations"]
+        assert ann.get("plx-store-webhook.dev/mode") == "audit" and ann.get("plx-store-webhook.dev/store") == "vision-s3", ann
+        assert len(ann.get("plx-store-webhook.dev/decision", "")) == 12, ann
+        # Nothing else changed: the pod as the apiserver stores it without any webhook.
+        for c in containers(stored):
+            assert "envFrom" not in c and not any(m["name"] == "datasets" for m in c.get("volumeMounts", [])), c
+        assert not any(v["name"] == "datasets" for v in stored["spec"]["volumes"]), stored["spec"]["volumes"]
+        assert 'audit: would add to container "polyaxon-main"' in r.stderr and "vision-aws" in r.stderr, r.stderr
+        # A conflict in audit mode: admitted unchanged, "would deny" said.
+        clash = fixture("job.nostore.json")
+        clash["metadata"]["namespace"] = "team-vision-3"
+        clash["spec"]["volumes"].append({"name": "scratch", "emptyDir": {}})
+        clash["spec"]["containers"][0]["volumeMounts"].append({"name": "scratch", "mountPath": "/datasets"})
+        stored, r = create(clash)
+        assert "audit: would deny" in r.stderr, r.stderr
+        assert stored["metadata"]["annotations"].get("plx-store-webhook.dev/mode") == "audit"
+        # Another team, inject mode: injected as before.
+        pod = fixture("job.nostore.json")
+        pod["metadata"]["namespace"] = "team-nlp-3"
+        pod["metadata"]["annotations"]["operation.polyaxon.com/owner"] = "globex"  # not acme-mnist's
+        stored, r = create(pod)
+        ann = stored["metadata"]["annotations"]
+        assert ann.get("plx-store-webhook.dev/store") == "nlp-gcs" and "plx-store-webhook.dev/mode" not in ann, ann
+        assert env(container(stored, "polyaxon-main"), "GC_KEY_PATH"), container(stored, "polyaxon-main").get("env")
+        assert series("plx_webhook_admission_requests_total", result="audit", api_version="v1") >= audited + 2
+        # Enforce: the audited run passes with a warning, not refused.
+        vwc = enforce_vwc()
+        kubectl("apply", "-f", "-", input=json.dumps(vwc))
+        try:
+            def passes_with_warning():
+                p = fixture("job.nostore.json")
+                p["metadata"]["namespace"] = "team-vision-3"
+                _, r = create(p, "--dry-run=server")
+                return "audit mode for this run: not enforced" in r.stderr
+            wait_for("the enforcing webhook on an audited run", passes_with_warning)
+        finally:
+            kubectl("delete", "validatingwebhookconfiguration", vwc["metadata"]["name"], check=False)
+    finally:
+        use_layout("examples/store-ctxdir.yaml")
+
+
 def cert_rotation_while_creating_pods():
     stop_flag, results = threading.Event(), []
 
@@ -614,7 +793,8 @@ def main():
         setup_apiserver()
         setup_webhook()
         for s in [layouts, team_rules_route_by_namespace_and_owner, not_runs_stored_unchanged, server_dry_run_mutates_and_stores_nothing, conflict_is_refused_with_our_message,
-                  warnings_reach_kubectl, reinvocation_covers_a_later_init_container, enforce_refuses_runs_without_their_store, keyless_identities, cert_rotation_while_creating_pods,
+                  warnings_reach_kubectl, reinvocation_covers_a_later_init_container, enforce_refuses_runs_without_their_store, keyless_identities, keyless_bypasses_refused,
+                  audit_mode_admits_with_annotations_only, cert_rotation_while_creating_pods,
                   webhook_down_refuses_runs_only]:
             scenario(s)
     except Exception as e:
