@@ -17,7 +17,8 @@ pub mod server;
 pub mod telemetry;
 
 pub use plx_store_core::{
-    admission, clients, config, describe, engine, explain, glob, json_scan, k8s_names, limits, plan,
+    admission, clients, config, describe, engine, explain, fleet, glob, json_scan, k8s_names,
+    limits, plan, references,
 };
 pub use plx_store_core::{
     load_file, load_str, mutate, Config, ConfigError, Decision, Outcome, Plan, PodLimits, Request,

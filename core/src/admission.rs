@@ -9,6 +9,7 @@ use crate::engine::{self, Decision, Decoded, Outcome, Request};
 use crate::json_scan::{field, Cursor, Scan, Seen};
 use crate::limits::PodLimits;
 use crate::plan::Plan;
+use crate::references::References;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -310,12 +311,20 @@ impl<'a> Review<'a> {
             resource: &self.resource,
             sub_resource: &self.sub_resource,
             report: false,
+            references: None,
         }
     }
 
     /// Run the engine on this review.
     pub fn decide(&self, plan: &Plan) -> Outcome {
-        engine::mutate(&self.object, plan, &self.facts())
+        self.decide_with(plan, None)
+    }
+
+    /// [`Review::decide`] knowing the cluster's objects (the fleet view).
+    pub fn decide_with(&self, plan: &Plan, references: Option<&dyn References>) -> Outcome {
+        let mut req = self.facts();
+        req.references = references;
+        engine::mutate(&self.object, plan, &req)
     }
 
     /// Run the engine as the enforcing (validating) webhook: never a patch.
@@ -514,9 +523,21 @@ pub fn review_at<'a>(
     plan: &Plan,
     stage: Stage,
 ) -> Result<(Review<'a>, Outcome, Result<Vec<u8>, EncodeError>), ReviewError> {
+    review_with(body, plan, stage, None)
+}
+
+/// [`review_at`] knowing the cluster's objects (the fleet view; only the mutating webhook
+/// warns about missing ones).
+#[allow(clippy::type_complexity)]
+pub fn review_with<'a>(
+    body: &'a [u8],
+    plan: &Plan,
+    stage: Stage,
+    references: Option<&dyn References>,
+) -> Result<(Review<'a>, Outcome, Result<Vec<u8>, EncodeError>), ReviewError> {
     let review = Review::parse_with(body, &plan.limits)?;
     let outcome = match stage {
-        Stage::Mutate => review.decide(plan),
+        Stage::Mutate => review.decide_with(plan, references),
         Stage::Validate => review.validate(plan),
     };
     let bytes = response_body(&review, &outcome);

@@ -18,11 +18,13 @@ pub mod config;
 pub mod describe;
 pub mod engine;
 pub mod explain;
+pub mod fleet;
 pub mod glob;
 pub mod json_scan;
 pub mod k8s_names;
 pub mod limits;
 pub mod plan;
+pub mod references;
 
 pub use config::{load_file, load_str, Config, ConfigError};
 pub use engine::{mutate, Decision, Outcome, Request};

@@ -9,6 +9,7 @@ use crate::config::{
 };
 use crate::k8s_names::to_dns_label;
 use crate::limits::PodLimits;
+use crate::references::{self, ObjectRef};
 use serde_json::{json, Map, Value};
 
 /// Marker: the store a pod was given.
@@ -74,6 +75,7 @@ impl Plan {
             p.identity.clone_from(identity);
             p.fingerprint =
                 decision_fingerprint(store, conns, identity.as_ref(), &config.injection);
+            p.references = references::of_store(&p);
             p
         };
         let mut identity_owners: Vec<(String, String)> = Vec::new();
@@ -170,6 +172,8 @@ pub struct StorePlan {
     pub identity: Option<Identity>,
     /// Give the store, or only say what would be given (`rules[].mode`, else `injection.mode`).
     pub mode: Mode,
+    /// The objects a run routed here needs in its namespace (`references::of_store`).
+    pub references: Vec<ObjectRef>,
 }
 
 #[derive(Debug, Clone)]
@@ -331,6 +335,7 @@ impl StorePlan {
             notes: clients::notes(store),
             identity: None,
             mode: policy.mode,
+            references: Vec::new(),
         };
         plan.mounts.extend(volume_mount(store, "store"));
         if let Some(s) = &store.secret {
@@ -358,6 +363,7 @@ impl StorePlan {
             plan.add_connection(conn);
             plan.connections.push(conn.name.clone());
         }
+        plan.references = references::of_store(&plan);
         plan
     }
 

@@ -263,6 +263,28 @@ impl Mode {
     }
 }
 
+/// What a run whose namespace lacks an object its decision needs gets (seen only with the fleet
+/// view on): a warning naming the object, or a denial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMissingReference {
+    Warn,
+    Deny,
+}
+
+impl OnMissingReference {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnMissingReference::Warn => "warn",
+            OnMissingReference::Deny => "deny",
+        }
+    }
+
+    fn is_warn(&self) -> bool {
+        *self == OnMissingReference::Warn
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnConflict {
@@ -289,6 +311,9 @@ pub struct Injection {
     pub containers: Vec<Glob>,
     pub init_containers: Vec<Glob>,
     pub on_conflict: OnConflict,
+    /// Left out of the hash when `warn` (the default), so earlier configs keep their hash.
+    #[serde(skip_serializing_if = "OnMissingReference::is_warn")]
+    pub on_missing_reference: OnMissingReference,
     /// Left out of the hash when `inject` (the default), so earlier configs keep their hash.
     #[serde(skip_serializing_if = "Mode::is_inject")]
     pub mode: Mode,
@@ -345,6 +370,7 @@ impl Default for Injection {
                 .map(|s| Glob::new(*s))
                 .collect(),
             on_conflict: OnConflict::Deny,
+            on_missing_reference: OnMissingReference::Warn,
             mode: Mode::Inject,
             standard_client_env: true,
             runs_service_accounts: DEFAULT_RUNS_SERVICE_ACCOUNTS

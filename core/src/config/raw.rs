@@ -116,6 +116,8 @@ pub struct RawInjection {
     pub containers: Option<Vec<String>>,
     pub init_containers: Option<Vec<String>>,
     pub on_conflict: Option<String>,
+    /// `warn` (default) or `deny`: a run whose namespace lacks an object its decision needs.
+    pub on_missing_reference: Option<String>,
     /// `inject` (default) or `audit`: what routed runs get.
     pub mode: Option<String>,
     /// Names from `connections:` that every run pod gets besides the artifacts store.

@@ -276,6 +276,17 @@ pub(super) fn injection(raw: RawInjection) -> Result<Injection, Invalid> {
     if let Some(m) = raw.mode {
         inj.mode = mode(&m, "injection.mode")?;
     }
+    if let Some(m) = raw.on_missing_reference {
+        inj.on_missing_reference = match m.as_str() {
+            "warn" => OnMissingReference::Warn,
+            "deny" => OnMissingReference::Deny,
+            other => {
+                return Err(Invalid(format!(
+                    "injection.onMissingReference: {other:?}; expected `warn` or `deny`"
+                )))
+            }
+        };
+    }
     if let Some(oc) = raw.on_conflict {
         inj.on_conflict = match oc.as_str() {
             "deny" => OnConflict::Deny,

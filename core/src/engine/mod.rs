@@ -1,7 +1,7 @@
 //! The pure injection engine: (pod JSON, [`Plan`], request facts) → [`Outcome`]. No I/O, no clock,
 //! no globals; the server, the offline `mutate` command and the golden tests all call [`mutate`].
 
-mod audit;
+pub mod audit;
 pub use audit::ANNOTATION_MODE;
 mod enforce;
 pub use enforce::validate;
@@ -15,9 +15,10 @@ pub mod report;
 pub mod select;
 pub mod volumes;
 
-use crate::config::{Mode, NoMatch, RunFacts};
+use crate::config::{Mode, NoMatch, OnMissingReference, RunFacts};
 use crate::limits::PodLimits;
-use crate::plan::{Plan, Route};
+use crate::plan::{Plan, Route, StorePlan};
+use crate::references::{self, References};
 use json_patch::PatchOperation;
 
 /// Polyaxon's annotation naming the run's owner (organisation).
@@ -38,6 +39,8 @@ pub struct Request<'a> {
     pub sub_resource: &'a str,
     /// Also fill `Outcome::report` (explanations; the server leaves it off).
     pub report: bool,
+    /// The cluster's objects as the fleet view last saw them (`None`: the view is off).
+    pub references: Option<&'a dyn References>,
 }
 
 impl<'a> Request<'a> {
@@ -60,6 +63,7 @@ impl<'a> Request<'a> {
             resource: "pods",
             sub_resource: "",
             report: false,
+            references: None,
         }
     }
 
@@ -385,6 +389,9 @@ fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
             None => identity::refuse_foreign_account(&view, plan, store_plan, &mut out),
         }
     }
+    if let Some(view) = req.references {
+        check_references(store_plan, view, namespace, &plan.policy, &mut out);
+    }
     if audit {
         audit::apply(&view, store_plan, &mut out, req.report);
     }
@@ -407,6 +414,38 @@ pub fn run_facts<'p>(view: &pod::PodView<'p, '_>, namespace: &'p str) -> RunFact
         owner: view.annotation(ANNOTATION_OWNER),
         project: view.annotation(ANNOTATION_PROJECT),
         component: view.label(LABEL_COMPONENT),
+    }
+}
+
+/// Objects the decision needs that the run's namespace lacks (as the fleet view knows it; an
+/// unknown answer claims nothing): a warning each, or a denial with `onMissingReference: deny`.
+fn check_references(
+    sp: &StorePlan,
+    view: &dyn References,
+    namespace: &str,
+    policy: &crate::config::Injection,
+    out: &mut Outcome,
+) {
+    if !out.allowed() || matches!(out.decision, Decision::Ignored(_)) {
+        return;
+    }
+    let missing = references::missing_in(&sp.references, view, namespace);
+    if missing.is_empty() {
+        return;
+    }
+    let words: Vec<String> = missing.into_iter().map(|(_, w)| w).collect();
+    match policy.on_missing_reference {
+        OnMissingReference::Warn => out.warnings.extend(words),
+        OnMissingReference::Deny => {
+            let keep = std::mem::take(&mut out.audit);
+            *out = Outcome::denied(format!(
+                "plx-store-webhook: this run is routed to store {:?}, but {}. Create it there (or route the \
+                 namespace to another store), then recreate the pod (injection.onMissingReference: deny)",
+                sp.store_name,
+                words.join("; ")
+            ));
+            out.audit = keep;
+        }
     }
 }
 

@@ -1,0 +1,321 @@
+//! What a decision needs in the run's namespace, and what admission says when the fleet view
+//! knows the namespace lacks it: a warning naming object, namespace and consequence, or a denial
+//! with `onMissingReference: deny`; nothing at all while the view does not know.
+
+mod common;
+
+use common::*;
+use plx_store_webhook::references::{of_plan, ObjectKind, ObjectRef, Presence, References};
+use plx_store_webhook::{load_str, Decision, Plan, Request};
+use serde_json::Value;
+use std::collections::HashSet;
+
+/// A cluster as the fleet view would know it: (kind, name, namespace) present; `synced` false
+/// answers Unknown for everything.
+struct Cluster {
+    synced: bool,
+    have: HashSet<(ObjectKind, String, String)>,
+}
+
+impl References for Cluster {
+    fn presence(&self, kind: ObjectKind, name: &str, namespace: &str) -> Presence {
+        if !self.synced {
+            return Presence::Unknown;
+        }
+        if self
+            .have
+            .contains(&(kind, name.to_string(), namespace.to_string()))
+        {
+            Presence::Present
+        } else {
+            Presence::Missing
+        }
+    }
+}
+
+fn cluster(synced: bool, have: &[(ObjectKind, &str, &str)]) -> Cluster {
+    Cluster {
+        synced,
+        have: have
+            .iter()
+            .map(|(k, n, ns)| (*k, n.to_string(), ns.to_string()))
+            .collect(),
+    }
+}
+
+fn plan(yaml: &str) -> Plan {
+    Plan::from_config(&load_str(yaml, "t").unwrap())
+}
+
+fn decide(plan: &Plan, pod: &Value, ns: &str, view: &Cluster) -> plx_store_webhook::Outcome {
+    let mut req = Request::pod_create(ns);
+    req.references = Some(view);
+    let text = pod.to_string();
+    plx_store_webhook::mutate(&plx_store_webhook::engine::decode(&text), plan, &req)
+}
+
+fn run_in(ns: &str) -> Value {
+    let mut pod = read_json("tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json");
+    pod["metadata"]["namespace"] = ns.into();
+    pod
+}
+
+#[test]
+fn every_route_lists_what_it_needs() {
+    let p = plan(&std::fs::read_to_string(root().join("examples/teams.yaml")).unwrap());
+    let r = |kind, name: &str| ObjectRef {
+        kind,
+        name: name.into(),
+    };
+    assert_eq!(
+        of_plan(&p),
+        vec![
+            r(ObjectKind::Secret, "gcs-secret"),
+            r(ObjectKind::Secret, "nlp-gcs-secret"),
+            r(ObjectKind::Secret, "vision-aws"),
+            r(ObjectKind::PersistentVolumeClaim, "datasets"),
+        ]
+    );
+    // Keyless: the identities' accounts, the settings ConfigMap; no Secret at all.
+    let k = plan(&std::fs::read_to_string(root().join("examples/keyless.yaml")).unwrap());
+    assert_eq!(
+        of_plan(&k),
+        vec![
+            r(ObjectKind::ConfigMap, "nlp-s3-settings"),
+            r(ObjectKind::ServiceAccount, "plx-shared-runs"),
+            r(ObjectKind::ServiceAccount, "team-nlp-runs"),
+            r(ObjectKind::ServiceAccount, "team-research-runs"),
+            r(ObjectKind::ServiceAccount, "team-vision-runs"),
+        ]
+    );
+}
+
+#[test]
+fn a_missing_secret_is_warned_about_and_unknown_claims_nothing() {
+    let p = plan_for("examples/store-ctxdir.yaml");
+    let pod = run_in("team-a");
+    let out = decide(&p, &pod, "team-a", &cluster(true, &[]));
+    assert_eq!(out.decision, Decision::Mutated);
+    assert!(
+        out.warnings.contains(
+            &"secret gcs-secret not found in namespace team-a: the pod will not start".to_string()
+        ),
+        "{:?}",
+        out.warnings
+    );
+    // Present: nothing said. Not synced (or the API down): nothing said either.
+    let have = cluster(true, &[(ObjectKind::Secret, "gcs-secret", "team-a")]);
+    assert!(decide(&p, &pod, "team-a", &have).warnings.is_empty());
+    assert!(decide(&p, &pod, "team-a", &cluster(false, &[]))
+        .warnings
+        .is_empty());
+    // Another namespace's Secret does not count.
+    let elsewhere = cluster(true, &[(ObjectKind::Secret, "gcs-secret", "team-b")]);
+    assert_eq!(decide(&p, &pod, "team-a", &elsewhere).warnings.len(), 1);
+    // Without the view (fleet off), as before.
+    let out = mutate(&pod, &p, &Request::pod_create("team-a"));
+    assert!(out.warnings.is_empty());
+}
+
+#[test]
+fn on_missing_reference_deny_refuses_and_audit_says_it_would() {
+    let yaml = "artifactsStore: {name: s, kind: gcs, schema: {bucket: gs://b}, secret: {name: gcs-secret, mountPath: /plx-context/.gc}}\ninjection: {onMissingReference: deny}\n";
+    let p = plan(yaml);
+    let pod = run_in("team-a");
+    let out = decide(&p, &pod, "team-a", &cluster(true, &[]));
+    let Decision::Denied(m) = &out.decision else {
+        panic!("{:?}", out.decision)
+    };
+    assert!(
+        m.contains("secret gcs-secret not found in namespace team-a: the pod will not start"),
+        "{m}"
+    );
+    assert!(out.patch.is_empty());
+    let have = cluster(true, &[(ObjectKind::Secret, "gcs-secret", "team-a")]);
+    assert_eq!(
+        decide(&p, &pod, "team-a", &have).decision,
+        Decision::Mutated
+    );
+    // Unknown never denies.
+    assert_eq!(
+        decide(&p, &pod, "team-a", &cluster(false, &[])).decision,
+        Decision::Mutated
+    );
+    // Audit mode: admitted, "would deny" said.
+    let audit = plan(&yaml.replace(
+        "{onMissingReference: deny}",
+        "{onMissingReference: deny, mode: audit}",
+    ));
+    let out = decide(&audit, &pod, "team-a", &cluster(true, &[]));
+    assert!(out.allowed());
+    assert!(
+        out.warnings[0].starts_with("audit: would deny:")
+            && out.warnings[0].contains("gcs-secret not found"),
+        "{:?}",
+        out.warnings
+    );
+    // The setting is checked, and `warn` (the default) keeps the config hash.
+    let err = load_str(&yaml.replace("deny}", "maybe}"), "t")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("injection.onMissingReference"), "{err}");
+    let plain = "artifactsStore: {name: s, kind: gcs, schema: {bucket: gs://b}, secret: {name: gcs-secret, mountPath: /plx-context/.gc}}\n";
+    assert_eq!(
+        load_str(plain, "t").unwrap().hash,
+        load_str(
+            &format!("{plain}injection: {{onMissingReference: warn}}\n"),
+            "t"
+        )
+        .unwrap()
+        .hash
+    );
+}
+
+#[test]
+fn a_keyless_teams_account_missing_is_named() {
+    let p = plan(&std::fs::read_to_string(root().join("examples/keyless.yaml")).unwrap());
+    let pod = read_json("tests/fixtures/polyaxon-pods/job.nostore.json");
+    let out = decide(&p, &pod, "team-vision-1", &cluster(true, &[]));
+    assert!(
+        out.warnings.iter().any(|w| w
+            == "serviceaccount team-vision-runs not found in namespace team-vision-1: the apiserver will refuse the pod"),
+        "{:?}",
+        out.warnings
+    );
+}
+
+mod classify {
+    use super::*;
+    use plx_store_webhook::fleet::{classify, RunPod, State};
+
+    /// The pod as the apiserver stores it after our webhook, read back as the fleet view keeps it.
+    fn admitted(plan: &Plan, ns: &str, owner: &str) -> RunPod {
+        let mut pod = read_json("tests/fixtures/polyaxon-pods/job.nostore.json");
+        pod["metadata"]["namespace"] = ns.into();
+        pod["metadata"]["annotations"]["operation.polyaxon.com/owner"] = owner.into();
+        let (_, stored) = check_applied(plan, &pod, ns);
+        meta(&stored)
+    }
+
+    fn meta(pod: &Value) -> RunPod {
+        let strs = |v: &Value| -> Vec<(String, String)> {
+            v.as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        };
+        let (l, a) = (
+            strs(&pod["metadata"]["labels"]),
+            strs(&pod["metadata"]["annotations"]),
+        );
+        RunPod::from_meta(
+            pod["metadata"]["namespace"].as_str().unwrap(),
+            "p",
+            l.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            a.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    }
+
+    fn teams(edit: impl Fn(String) -> String) -> Plan {
+        plan(&edit(
+            std::fs::read_to_string(root().join("examples/teams.yaml")).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn editing_one_rule_makes_only_its_runs_stale() {
+        let all = cluster(false, &[]);
+        let before = teams(|s| s);
+        let vision = admitted(&before, "team-vision-1", "globex");
+        let nlp = admitted(&before, "team-nlp-1", "globex");
+        let default = admitted(&before, "polyaxon", "globex");
+        for p in [&vision, &nlp, &default] {
+            let c = classify(p, &before, &all).unwrap();
+            assert_eq!(c.state, State::Current, "{p:?}: {}", c.why);
+        }
+        let after = teams(|s| {
+            s.replace(
+                "      store: nlp-gcs\n      connections: [scratch]",
+                "      store: nlp-gcs\n      connections: [scratch, vision-s3]",
+            )
+        });
+        assert_eq!(
+            classify(&vision, &after, &all).unwrap().state,
+            State::Current
+        );
+        assert_eq!(
+            classify(&default, &after, &all).unwrap().state,
+            State::Current
+        );
+        let c = classify(&nlp, &after, &all).unwrap();
+        assert_eq!(c.state, State::Stale, "{}", c.why);
+        assert!(c.why.contains("recreate it"), "{}", c.why);
+        // A namespace moved to another team: stale, naming both stores.
+        let moved = teams(|s| {
+            s.replace(
+                "namespaces: [\"team-nlp*\"]\n      store: nlp-gcs\n      connections",
+                "namespaces: [\"team-nlp*\"]\n      store: vision-s3\n      connections",
+            )
+        });
+        let c = classify(&nlp, &moved, &all).unwrap();
+        assert_eq!(c.state, State::Stale);
+        assert!(c.why.contains("has store \"nlp-gcs\""), "{}", c.why);
+    }
+
+    #[test]
+    fn missing_audit_legacy_and_missing_references() {
+        let p = teams(|s| s);
+        let all = cluster(false, &[]);
+        // Never admitted by us.
+        let raw = meta(&{
+            let mut pod = read_json("tests/fixtures/polyaxon-pods/job.nostore.json");
+            pod["metadata"]["namespace"] = "team-vision-1".into();
+            pod
+        });
+        assert_eq!(classify(&raw, &p, &all).unwrap().state, State::Missing);
+        // Audit mode.
+        let audited =
+            teams(|s| s.replace("  noMatch: default", "  mode: audit\n  noMatch: default"));
+        let a = admitted(&audited, "team-vision-1", "globex");
+        assert!(a.audit);
+        assert_eq!(classify(&a, &audited, &all).unwrap().state, State::Audit);
+        // Admitted before the fingerprint: current only under the same config hash.
+        let mut legacy = admitted(&p, "team-vision-1", "globex");
+        legacy.decision = None;
+        assert_eq!(classify(&legacy, &p, &all).unwrap().state, State::Current);
+        legacy.config_hash = Some("000000000000".into());
+        assert_eq!(classify(&legacy, &p, &all).unwrap().state, State::Stale);
+        // The namespace lacks the store's Secret: missing-reference, named.
+        let ok = admitted(&p, "team-vision-1", "globex");
+        let lacks = cluster(
+            true,
+            &[(
+                ObjectKind::PersistentVolumeClaim,
+                "datasets",
+                "team-vision-1",
+            )],
+        );
+        let c = classify(&ok, &p, &lacks).unwrap();
+        assert_eq!(c.state, State::MissingReference);
+        assert_eq!(
+            c.why,
+            "secret vision-aws not found in namespace team-vision-1: the pod will not start"
+        );
+        // Excluded namespaces are not ours to count.
+        let excl = teams(|s| {
+            s.replace(
+                "injection:\n",
+                "injection:\n  namespaces: {exclude: [\"team-vision-*\"]}\n",
+            )
+        });
+        assert!(classify(&ok, &excl, &all).is_none());
+        // Unmatched with noMatch: warn.
+        let warn = teams(|s| s.replace("noMatch: default", "noMatch: warn"));
+        let stray = admitted(&warn, "elsewhere", "globex");
+        assert_eq!(
+            classify(&stray, &warn, &all).unwrap().state,
+            State::Unmatched
+        );
+    }
+}
