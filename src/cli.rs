@@ -66,6 +66,50 @@ pub enum Command {
     },
     /// Generate a CA and a serving certificate for the webhook's Service.
     Certs(CertsArgs),
+    /// Classify every live run pod against a config, through the Kubernetes API (KUBECONFIG or
+    /// in-cluster), and list the objects namespaces lack.
+    #[command(
+        after_help = "Exit codes: 0 every run is current (or in audit mode / unmatched by design), 1 a run is \
+                      missing, stale or missing a reference, 2 the view could not be completed (the API \
+                      unreachable, a watch forbidden: the rule to add is printed) or the config cannot be read."
+    )]
+    Fleet {
+        /// Store config, as for `serve`.
+        #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
+        config: PathBuf,
+        /// The webhook's settings file (`injection:`), beside an agent ConfigMap.
+        #[arg(long, env = "PLX_WEBHOOK_SETTINGS")]
+        settings: Option<PathBuf>,
+        /// `table` or `json` (the same document as the admin port's /fleet).
+        #[arg(long, value_enum, default_value_t = FleetOutput::Table)]
+        output: FleetOutput,
+        /// How long to wait for every watch to list.
+        #[arg(long, default_value_t = 30)]
+        timeout_seconds: u64,
+    },
+    /// Print the ClusterRole and ClusterRoleBinding the fleet view needs for a config: pods
+    /// list/watch, and get/list/watch of only the objects the config names.
+    Rbac {
+        /// Store config, as for `serve`.
+        #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
+        config: PathBuf,
+        /// The webhook's settings file (`injection:`), beside an agent ConfigMap.
+        #[arg(long, env = "PLX_WEBHOOK_SETTINGS")]
+        settings: Option<PathBuf>,
+        /// The webhook's ServiceAccount.
+        #[arg(long, default_value = "plx-store-webhook")]
+        service_account: String,
+        /// Its namespace.
+        #[arg(long, default_value = "plx-store-webhook")]
+        namespace: String,
+    },
+}
+
+/// `--output` of `fleet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FleetOutput {
+    Table,
+    Json,
 }
 
 /// A run's facts for `check-config`: which store and connections would it get?
@@ -276,6 +320,11 @@ pub struct ServeArgs {
     /// HTTP/2 streams one connection may have open at once.
     #[arg(long, env = "PLX_WEBHOOK_MAX_STREAMS_PER_CONNECTION", default_value_t = LIMITS.max_streams)]
     pub max_streams_per_connection: u32,
+    /// Keep the fleet view: watch run pods and the objects the config references through the
+    /// Kubernetes API (in-cluster or KUBECONFIG; RBAC from `plx-store-webhook rbac`), classify
+    /// them on /fleet and /metrics, and warn at admission about missing objects.
+    #[arg(long, env = "PLX_WEBHOOK_FLEET")]
+    pub fleet: bool,
     /// Seconds a response may take to be sent after the request timeout; past it the
     /// connection is closed (a peer that stops reading).
     #[arg(long, env = "PLX_WEBHOOK_SEND_TIMEOUT_SECONDS", default_value_t = LIMITS.send.as_secs())]
@@ -334,6 +383,7 @@ impl ServeArgs {
             .cloned()
             .collect();
         opts.min_tls = self.tls_min_version.into();
+        opts.fleet = self.fleet;
         opts.guards = Guards {
             body_limit: self.body_limit,
             request_timeout: Duration::from_secs(self.request_timeout_seconds),

@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use plx_store_webhook::cli::{Cli, Command, LogFormat, ServeArgs};
+use plx_store_webhook::cli::{Cli, Command, FleetOutput, LogFormat, ServeArgs};
 use plx_store_webhook::config::Source;
 use plx_store_webhook::offline;
 use plx_store_webhook::server::run;
@@ -16,6 +16,11 @@ use std::process::ExitCode;
 /// allocator for that reason. BENCHMARKS.md has the numbers.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// kube-rs builds its TLS from the process-wide provider: make it ring (no aws-lc-rs).
+fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -81,6 +86,60 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve_cmd(*args),
+        Command::Rbac {
+            config,
+            settings,
+            service_account,
+            namespace,
+        } => {
+            let plan = Plan::from_config(&Source::new(&config, settings).load()?);
+            print!(
+                "{}",
+                plx_store_webhook::fleet::rbac::render(&plan, &service_account, &namespace)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fleet {
+            config,
+            settings,
+            output,
+            timeout_seconds,
+        } => {
+            let plan = match Source::new(&config, settings).load() {
+                Ok(cfg) => Plan::from_config(&cfg),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            install_crypto();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let report = match rt.block_on(plx_store_webhook::fleet::snapshot(
+                &plan,
+                std::time::Duration::from_secs(timeout_seconds),
+            )) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            match output {
+                FleetOutput::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                FleetOutput::Table => {
+                    print!("{}", plx_store_webhook::fleet::report::table(&report))
+                }
+            }
+            Ok(ExitCode::from(if !report.synced {
+                2
+            } else if report.has_problems() {
+                1
+            } else {
+                0
+            }))
+        }
         Command::Certs(args) => {
             let mut sans = certs::service_sans(&args.service, &args.namespace);
             sans.extend(args.extra_dns);
@@ -115,6 +174,7 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let json = args.log_format == LogFormat::Json;
     let logs = telemetry::init(json);
     let mut opts = args.options();
+    install_crypto();
     if json {
         opts.decision_log = plx_store_webhook::decision_log::DecisionLog::json(logs.clone());
     }

@@ -80,6 +80,39 @@ pub struct Metrics {
     pub reload_failing: Family<WhatLabels, Gauge>,
     /// Reviews of the enforcing webhook (`/validate`) by result.
     pub validations: Family<ResultLabels, Counter>,
+    /// The fleet view's gauges (registered with `--fleet` only, so that without it no alert
+    /// reads a view that does not exist).
+    pub fleet: Option<FleetGauges>,
+}
+
+/// What the fleet view exports; set from the view at each scrape (no timer of its own).
+#[derive(Default)]
+pub struct FleetGauges {
+    pub run_pods: Family<StateLabels, Gauge>,
+    pub missing_references: Family<MissingLabels, Gauge>,
+    pub synced: Gauge,
+    pub watches_failing: Family<WatchLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: &'static str,
+}
+
+/// Bounded: the names are the config's, the namespaces those with live runs.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MissingLabels {
+    pub kind: &'static str,
+    pub name: String,
+    pub namespace: String,
+}
+
+/// Bounded: one per watch (pods, and each name the config references).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabels {
+    pub resource: &'static str,
+    pub name: String,
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -117,6 +150,15 @@ impl Metrics {
     }
 
     pub fn new() -> Self {
+        Self::build(false)
+    }
+
+    /// The metrics with the fleet view's gauges (`--fleet`).
+    pub fn with_fleet() -> Self {
+        Self::build(true)
+    }
+
+    fn build(fleet: bool) -> Self {
         let mut registry = Registry::with_prefix("plx_webhook");
         let m = Metrics {
             requests: Family::default(),
@@ -137,8 +179,31 @@ impl Metrics {
             identities: Family::default(),
             reload_failing: Family::default(),
             validations: Family::default(),
+            fleet: fleet.then(FleetGauges::default),
             registry: Registry::default(),
         };
+        if let Some(f) = &m.fleet {
+            registry.register(
+                "run_pods",
+                "Live run pods by state (current, stale, missing, audit, missing-reference, unmatched), as the fleet view classifies them against today's config",
+                f.run_pods.clone(),
+            );
+            registry.register(
+                "missing_references",
+                "1 for each object a run's decision needs that its namespace lacks (namespaces with live runs only)",
+                f.missing_references.clone(),
+            );
+            registry.register(
+                "fleet_synced",
+                "1 while every fleet watch has listed and none is failing (the view makes claims only then)",
+                f.synced.clone(),
+            );
+            registry.register(
+                "fleet_watches_failing",
+                "1 for each fleet watch failing, by resource, name and reason (forbidden: RBAC; error: the API)",
+                f.watches_failing.clone(),
+            );
+        }
         registry.register(
             "admission_requests",
             "Admission requests by result (mutated, unchanged, ignored, denied, error) and API version",

@@ -16,8 +16,10 @@ pub use health::Health;
 
 use crate::admission::{self, Stage};
 use crate::decision_log::{Decision, DecisionLog};
+use crate::fleet::{report, Fleet};
 use crate::metrics::Metrics;
 use crate::plan::Plan;
+use crate::references::References;
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -85,6 +87,9 @@ pub struct AppState {
     /// Large reviews decided at once on the blocking pool (one per core): the rest wait, within
     /// their request timeout.
     pub heavy: Arc<Semaphore>,
+    /// The fleet view (`--fleet`), and the signal that the plan changed (its watches follow).
+    pub fleet: Option<Arc<Fleet>>,
+    pub plan_changed: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -104,6 +109,8 @@ impl AppState {
             budget: Budget::new(guards.memory_budget),
             decision_log: DecisionLog::tracing(),
             heavy: Arc::new(Semaphore::new(cores)),
+            fleet: None,
+            plan_changed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }
@@ -134,6 +141,7 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .route("/readyz", get(readyz).fallback(method_not_allowed))
         .route("/metrics", get(metrics).fallback(method_not_allowed))
+        .route("/fleet", get(fleet_report).fallback(method_not_allowed))
         .fallback(not_found)
         .with_state(state)
 }
@@ -215,8 +223,10 @@ async fn review(state: AppState, mut req: Request, stage: Stage) -> Result<Respo
     let plan = state.plan.load_full();
     let metrics = state.metrics.clone();
     let log = state.decision_log.clone();
+    let fleet = state.fleet.clone();
     let work = move || {
-        let answer = answer(&body, &plan, stage, &metrics, &log, started);
+        let refs = fleet.as_deref().map(|f| f as &dyn References);
+        let answer = answer(&body, &plan, stage, refs, &metrics, &log, started);
         (answer, charge)
     };
     let (answer, mut charge) = if inline {
@@ -257,14 +267,16 @@ fn answer(
     body: &[u8],
     plan: &Plan,
     stage: Stage,
+    refs: Option<&dyn References>,
     metrics: &Metrics,
     log: &DecisionLog,
     started: Instant,
 ) -> Result<Vec<u8>, ApiError> {
-    let (review, outcome, bytes) = admission::review_at(body, plan, stage).map_err(|e| {
-        tracing::warn!(error = %e, "rejected a malformed AdmissionReview");
-        ApiError::BadRequest(e.to_string())
-    })?;
+    let (review, outcome, bytes) =
+        admission::review_with(body, plan, stage, refs).map_err(|e| {
+            tracing::warn!(error = %e, "rejected a malformed AdmissionReview");
+            ApiError::BadRequest(e.to_string())
+        })?;
     let elapsed = started.elapsed();
     match stage {
         Stage::Mutate => {
@@ -315,6 +327,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let (ready, _) = state.health.readiness();
     state.metrics.ready.set(i64::from(ready));
+    if let (Some(fleet), Some(gauges)) = (&state.fleet, &state.metrics.fleet) {
+        let plan = state.plan.load();
+        let r = report::build(&fleet.read(), &plan, false);
+        report::set_gauges(gauges, &r);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -323,6 +340,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.encode(),
     )
         .into_response()
+}
+
+/// `GET /fleet` (admin port): every live run pod and missing object, as JSON.
+async fn fleet_report(State(state): State<AppState>) -> Response {
+    let Some(fleet) = &state.fleet else {
+        return ApiError::NotFound("/fleet (the fleet view is off: start with --fleet)".into())
+            .into_response();
+    };
+    let plan = state.plan.load();
+    let r = report::build(&fleet.read(), &plan, true);
+    Json(r).into_response()
 }
 
 async fn not_found(uri: Uri) -> ApiError {

@@ -49,6 +49,8 @@ pub struct Options {
     pub reload_poll: Duration,
     /// Where decision lines go (the JSON log's buffer, or tracing).
     pub decision_log: crate::decision_log::DecisionLog,
+    /// Keep the fleet view (`--fleet`): watches through the Kubernetes API.
+    pub fleet: bool,
 }
 
 impl Options {
@@ -73,6 +75,7 @@ impl Options {
             drain: Self::DEFAULT_DRAIN,
             reload_poll: Self::DEFAULT_RELOAD_POLL,
             decision_log: Default::default(),
+            fleet: false,
         }
     }
 }
@@ -164,6 +167,35 @@ fn apply_tls(state: &AppState, side: &TlsSide, result: Result<tls::Built, CertEr
     }
 }
 
+/// The fleet view's watches, following the plan: started once a Kubernetes client is
+/// configured (kubeconfig or in-cluster); admission never waits for them.
+fn spawn_fleet(state: &AppState) {
+    let Some(fleet) = state.fleet.clone() else {
+        return;
+    };
+    let (plan, changed) = (state.plan.clone(), state.plan_changed.clone());
+    tokio::spawn(async move {
+        let client = match kube::Client::try_default().await {
+            Ok(c) => c,
+            Err(e) => {
+                let message = format!("no Kubernetes client (in-cluster or KUBECONFIG): {e}");
+                tracing::error!(error = %message, "fleet view off: admission goes on without it");
+                fleet.write().pods_watch.failure = Some(crate::fleet::view::Failure {
+                    message,
+                    forbidden: false,
+                    rule: String::new(),
+                });
+                return;
+            }
+        };
+        let mut watches = crate::fleet::watch::Watches::new(client, fleet);
+        loop {
+            watches.follow(&plan.load());
+            changed.notified().await;
+        }
+    });
+}
+
 /// Apply a config load result: an atomic swap of the whole plan, or keep the old one.
 fn apply_config(state: &AppState, result: Result<config::Config, config::ConfigError>) {
     match result {
@@ -173,6 +205,7 @@ fn apply_config(state: &AppState, result: Result<config::Config, config::ConfigE
                 .metrics
                 .set_config(&plan.config_hash, plan.store_name());
             state.plan.store(Arc::new(plan));
+            state.plan_changed.notify_one();
             state
                 .metrics
                 .config_reloads
@@ -206,6 +239,13 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let cfg = source.load_from(&config_bytes)?;
     let mut state = AppState::with_guards(Plan::from_config(&cfg), opts.guards);
     state.decision_log = opts.decision_log.clone();
+    if opts.fleet {
+        let metrics = crate::metrics::Metrics::with_fleet();
+        metrics.set_config(&cfg.hash, &cfg.store.name);
+        state.metrics = Arc::new(metrics);
+        state.fleet = Some(Arc::new(crate::fleet::Fleet::default()));
+        spawn_fleet(&state);
+    }
     state.health = Arc::new(super::Health::default());
     state.health.config_result(Ok(()));
     state.metrics.set_reload_result("config", true);
