@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,6 +26,8 @@ T = tempfile.mkdtemp(prefix="plx-e2e-")
 PROCS = {}
 RESULTS = []
 TARGETS = ["polyaxon-main", "polyaxon-sidecar", "polyaxon-init-artifacts-default"]
+FLEET_SA = ("plx-store-webhook", "plx-store-webhook")
+FLEET_KUBECONFIG = f"{T}/fleet-kubeconfig"
 
 
 def log(*a):
@@ -37,9 +40,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(name, args):
+def start(name, args, env=None):
     out = open(os.path.join(T, name + ".log"), "ab")
-    PROCS[name] = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    PROCS[name] = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env=None if env is None else {**os.environ, **env})
     return PROCS[name]
 
 
@@ -68,8 +72,9 @@ def wait_for(what, fn, timeout=30.0):
     raise AssertionError(f"timed out waiting for {what} (last error: {last})")
 
 
-def run(args, input=None, check=True, timeout=60):
-    r = subprocess.run(args, input=input, capture_output=True, text=True, timeout=timeout)
+def run(args, input=None, check=True, timeout=60, env_kubeconfig=None):
+    env = None if env_kubeconfig is None else {**os.environ, "KUBECONFIG": env_kubeconfig}
+    r = subprocess.run(args, input=input, capture_output=True, text=True, timeout=timeout, env=env)
     if check and r.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed: {r.stderr.strip()}")
     return r
@@ -179,11 +184,15 @@ def setup_apiserver():
     run(["openssl", "rsa", "-in", f"{T}/sa.key", "-pubout", "-out", f"{T}/sa.pub"])
     with open(f"{T}/tokens.csv", "w") as f:
         f.write("e2e-token,admin,admin-uid,system:masters\n")
+        # The webhook's ServiceAccount, as the apiserver sees a pod's token: bound only by the
+        # RBAC that `plx-store-webhook rbac` generates (the fleet scenario).
+        f.write(f'fleet-token,system:serviceaccount:{FLEET_SA[0]}:{FLEET_SA[1]},fleet-uid,"system:serviceaccounts,system:serviceaccounts:{FLEET_SA[0]}"\n')
     etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
     start("etcd", ["etcd", "--data-dir", f"{T}/etcd", "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
                    "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}", "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
                    "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}", "--initial-cluster", f"default=http://127.0.0.1:{peer_port}"])
-    start("apiserver", [APISERVER, f"--etcd-servers=http://127.0.0.1:{etcd_port}", "--bind-address=127.0.0.1", f"--secure-port={api_port}",
+    global APISERVER_ARGS
+    APISERVER_ARGS = [APISERVER, f"--etcd-servers=http://127.0.0.1:{etcd_port}", "--bind-address=127.0.0.1", f"--secure-port={api_port}",
                         "--insecure-port=0", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
                         f"--tls-cert-file={T}/api/tls.crt", f"--tls-private-key-file={T}/api/tls.key", f"--token-auth-file={T}/tokens.csv",
                         "--authorization-mode=RBAC", "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -191,7 +200,8 @@ def setup_apiserver():
                         "--service-cluster-ip-range=10.0.0.0/24",
                         # The ServiceAccount plugin with bound tokens, as on any current cluster (keyless stores need it).
                         "--enable-admission-plugins=ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
-                        "--feature-gates=BoundServiceAccountTokenVolume=true"])
+                        "--feature-gates=BoundServiceAccountTokenVolume=true"]
+    start("apiserver", APISERVER_ARGS)
     KUBECONFIG = f"{T}/kubeconfig"
     with open(KUBECONFIG, "w") as f:
         f.write(f"""apiVersion: v1
@@ -201,6 +211,8 @@ users: [{{name: admin, user: {{token: e2e-token}}}}]
 contexts: [{{name: e2e, context: {{cluster: e2e, user: admin}}}}]
 current-context: e2e
 """)
+    with open(FLEET_KUBECONFIG, "w") as f:
+        f.write(open(KUBECONFIG).read().replace("token: e2e-token", "token: fleet-token"))
     wait_for("the apiserver", lambda: kubectl("get", "--raw", "/readyz", check=False).stdout.strip() == "ok", 60)
     # No controller-manager runs here: the accounts a namespace needs are created by hand.
     ensure_namespace("default")
@@ -250,12 +262,12 @@ def set_config(example):
     return next(l.split(": ", 1)[1] for l in out.splitlines() if l.startswith("config hash: "))
 
 
-def start_webhook():
+def start_webhook(*extra, env=None):
     global WEBHOOK_PORT, ADMIN_PORT
     WEBHOOK_PORT, ADMIN_PORT = free_port(), free_port()
     start("webhook", [WEBHOOK, "serve", "--config", f"{T}/cfg/config.yaml", "--tls-cert", f"{T}/whtls/tls.crt", "--tls-key", f"{T}/whtls/tls.key",
                       "--listen", f"127.0.0.1:{WEBHOOK_PORT}", "--admin-listen", f"127.0.0.1:{ADMIN_PORT}", "--reload-poll-seconds", "1",
-                      "--drain-seconds", "1", "--grace-seconds", "3", "--log-format", "json"])
+                      "--drain-seconds", "1", "--grace-seconds", "3", "--log-format", "json", *extra], env=env)
     wait_for("webhook readiness", lambda: urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORT}/readyz", timeout=2).status == 200)
 
 
@@ -300,11 +312,11 @@ def metrics_text():
     return urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORT}/metrics", timeout=2).read().decode()
 
 
-def series(name, **labels):
+def series(metric_name, **labels):
     """The value of one labelled series (0 when absent)."""
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     for line in metrics_text().splitlines():
-        if line.startswith(name + "{") and line.split("{", 1)[1].split("}", 1)[0] == want:
+        if line.startswith(metric_name + "{") and line.split("{", 1)[1].split("}", 1)[0] == want:
             return float(line.split()[-1])
     return 0.0
 
@@ -751,6 +763,181 @@ def audit_mode_admits_with_annotations_only():
         use_layout("examples/store-ctxdir.yaml")
 
 
+def fleet_json():
+    return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORT}/fleet", timeout=5).read())
+
+
+def states(ns):
+    """{pod name: state} of namespace `ns` in /fleet."""
+    return {p["pod"]: p["state"] for p in fleet_json().get("pods", []) if p["namespace"] == ns}
+
+
+def run_in(ns, owner="globex"):
+    pod = fixture("job.nostore.json")
+    pod["metadata"]["namespace"] = ns
+    pod["metadata"]["annotations"]["operation.polyaxon.com/owner"] = owner
+    return pod
+
+
+def pvc(name):
+    return json.dumps({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+                       "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}}})
+
+
+def alerts(prom_port, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/api/v1/alerts", timeout=5) as r:
+        return [a for a in json.load(r)["data"]["alerts"] if a["labels"]["alertname"] == name]
+
+
+def prom_query(prom_port, expr):
+    url = f"http://127.0.0.1:{prom_port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.load(r)["data"]["result"]
+
+
+def fleet_view_through_rbac():
+    """The fleet view as the webhook's ServiceAccount, bound only by the RBAC `rbac` generates:
+    runs created while the webhook was not called are `missing`; a namespace without the store's
+    Secret gets an admission warning and `missing-reference`, cleared within seconds of creating
+    it; a config change makes only the changed rule's runs `stale`; every other Secret is a 403;
+    a name outside the RBAC is reported forbidden with its rule and claims nothing; the apiserver
+    restarted mid-run resyncs to the same counts; `fleet`'s output and exit codes; the gauges,
+    alerts and dashboard panels on a real Prometheus."""
+    teams = read("examples/teams.yaml")
+    kubectl("delete", "pods", "--all", "--all-namespaces", "--wait=false")
+    wait_for("a cluster without pods", lambda: not json.loads(kubectl("get", "pods", "-A", "-o", "json").stdout)["items"])
+    ensure_namespace("team-vision-f")
+    ensure_namespace("team-nlp-f")
+    kubectl("-n", "team-nlp-f", "create", "secret", "generic", "nlp-gcs-secret", "--from-literal=gc-secret.json={}")
+    kubectl("-n", "team-nlp-f", "create", "secret", "generic", "unrelated", "--from-literal=k=v")
+    kubectl("-n", "team-nlp-f", "apply", "-f", "-", input=pvc("datasets"))
+    use_config_text(teams, "teams.yaml")
+    # Runs created while the mutating webhook was not called (its configuration removed).
+    kubectl("delete", "mutatingwebhookconfiguration", BASE_MWC["metadata"]["name"])
+    wait_for("the webhook to be out of the path", lambda: "plx-store-webhook.dev/store" not in
+             json.dumps(create(run_in("team-vision-f"), "--dry-run=server")[0]["metadata"]))
+    early = [create(run_in("team-vision-f"))[0]["metadata"]["name"] for _ in range(2)]
+    # The RBAC for this config, and the webhook restarted with --fleet as its ServiceAccount.
+    rbac = run([WEBHOOK, "rbac", "--config", f"{T}/cfg/config.yaml", "--service-account", FLEET_SA[1], "--namespace", FLEET_SA[0]]).stdout
+    assert 'resourceNames: ["gcs-secret", "nlp-gcs-secret", "vision-aws"]' in rbac, rbac
+    kubectl("apply", "-f", "-", input=rbac)
+    stop("webhook")
+    start_webhook("--fleet", env={"KUBECONFIG": FLEET_KUBECONFIG})
+    BASE_MWC["webhooks"][0]["clientConfig"]["url"] = f"https://127.0.0.1:{WEBHOOK_PORT}/mutate"
+    kubectl("apply", "-f", "-", input=json.dumps(BASE_MWC))
+    wait_for("the webhook back in the path", lambda: "plx-store-webhook.dev/store" in
+             json.dumps(create(run_in("team-nlp-f"), "--dry-run=server")[0]["metadata"]), 60)
+    wait_for("the fleet view to sync", lambda: fleet_json()["synced"], 60)
+    assert states("team-vision-f") == {n: "missing" for n in early}, states("team-vision-f")
+    prom_port = free_port()
+    with open(f"{T}/prometheus.yml", "w") as f:
+        f.write(f"""global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+rule_files: ["{ROOT}/manifests/monitoring/alerts.rules.yml"]
+scrape_configs:
+  - job_name: plx-store-webhook
+    honor_labels: true
+    static_configs:
+      - targets: ["127.0.0.1:{ADMIN_PORT}"]
+        labels: {{namespace: plx-store-webhook, pod: plx-store-webhook-0}}
+""")
+    start("prometheus", ["prometheus", f"--config.file={T}/prometheus.yml", f"--storage.tsdb.path={T}/prom",
+                         f"--web.listen-address=127.0.0.1:{prom_port}"])
+    try:
+        # A run in a namespace without the store's Secret and claim: warned at admission, and
+        # missing-reference in the view.
+        pod, r = create(run_in("team-vision-f"))
+        lacking = pod["metadata"]["name"]
+        assert "secret vision-aws not found in namespace team-vision-f: the pod will not start" in r.stderr, r.stderr
+        assert "persistentvolumeclaim datasets not found in namespace team-vision-f" in r.stderr, r.stderr
+        wait_for("missing-reference", lambda: states("team-vision-f").get(lacking) == "missing-reference")
+        # A run whose namespace has everything: current, no warning.
+        pod, r = create(run_in("team-nlp-f"))
+        nlp_pod = pod["metadata"]["name"]
+        assert "not found" not in r.stderr, r.stderr
+        wait_for("current", lambda: states("team-nlp-f").get(nlp_pod) == "current")
+        f = fleet_json()
+        assert f["counts"]["missing"] == 2 and f["counts"]["missing-reference"] == 1 and f["counts"]["current"] == 1, f["counts"]
+        assert {"kind": "secret", "name": "vision-aws", "namespace": "team-vision-f", "runs": 3} in f["missing_references"], f["missing_references"]
+        # On Prometheus: the gauges, the alerts pending, the fleet panels with data.
+        wait_for("Prometheus to scrape the fleet gauges", lambda: prom_query(prom_port, 'plx_webhook_run_pods{state="missing"}')[0]["value"][1] == "2", 90)
+        wait_for("RunPodsWithoutCredentials", lambda: alerts(prom_port, "PlxStoreWebhookRunPodsWithoutCredentials"), 30)
+        wait_for("StoreObjectMissing for vision-aws in team-vision-f", lambda: any(
+            a["labels"].get("name") == "vision-aws" and a["labels"].get("namespace") == "team-vision-f"
+            for a in alerts(prom_port, "PlxStoreWebhookStoreObjectMissing")), 30)
+        for p in json.load(open(os.path.join(ROOT, "manifests", "monitoring", "dashboard.json")))["panels"]:
+            if p["title"].startswith("Fleet:"):
+                for t in p["targets"]:
+                    assert prom_query(prom_port, t["expr"]), f"panel {p['title']} has no data"
+        # Least privilege: the named objects only; every other Secret, and any Secret list, is a 403.
+        as_sa = lambda *a: run(["kubectl", "--kubeconfig", FLEET_KUBECONFIG, *a], check=False)  # noqa: E731
+        assert as_sa("-n", "team-nlp-f", "get", "secret", "nlp-gcs-secret", "-o", "name").returncode == 0
+        for args in (("-n", "team-nlp-f", "get", "secret", "unrelated"), ("get", "secrets", "-A"), ("-n", "team-nlp-f", "get", "secrets")):
+            r = as_sa(*args)
+            assert r.returncode != 0 and "forbidden" in r.stderr.lower(), (args, r.stdout, r.stderr)
+        # Creating the objects clears it within seconds; a new run is not warned.
+        kubectl("-n", "team-vision-f", "create", "secret", "generic", "vision-aws", "--from-literal=AWS_REGION=x")
+        kubectl("-n", "team-vision-f", "apply", "-f", "-", input=pvc("datasets"))
+        t0 = time.time()
+        wait_for("the reference to clear", lambda: states("team-vision-f").get(lacking) == "current", 10)
+        log(f"missing-reference cleared {time.time() - t0:.1f}s after the objects were created")
+        _, r = create(run_in("team-vision-f"))
+        assert "not found" not in r.stderr, r.stderr
+        # A config change to team nlp's rule: only its runs are stale.
+        changed = teams.replace("      store: nlp-gcs\n      connections: [scratch]", "      store: nlp-gcs")
+        assert changed != teams
+        use_config_text(changed, "teams-changed.yaml")
+        wait_for("nlp's run stale", lambda: states("team-nlp-f").get(nlp_pod) == "stale")
+        vision = states("team-vision-f")
+        assert sorted(vision.values()) == ["current", "current", "missing", "missing"], vision
+        # `fleet`: exit 1 (missing and stale runs), the same counts as /fleet, both outputs.
+        r = run([WEBHOOK, "fleet", "--config", f"{T}/cfg/config.yaml", "--output", "json", "--timeout-seconds", "20"],
+                check=False, timeout=60, env_kubeconfig=FLEET_KUBECONFIG)
+        assert r.returncode == 1, (r.returncode, r.stderr)
+        assert json.loads(r.stdout)["counts"] == fleet_json()["counts"], r.stdout
+        r = run([WEBHOOK, "fleet", "--config", f"{T}/cfg/config.yaml", "--timeout-seconds", "20"], check=False, timeout=60,
+                env_kubeconfig=FLEET_KUBECONFIG)
+        assert r.returncode == 1 and "stale" in r.stdout and early[0] in r.stdout, r.stdout
+        # A name outside the RBAC: forbidden, reported with its rule; no claim about it.
+        outside = changed.replace("secret: {name: vision-aws}", "secret: {name: vision-aws-v2}")
+        use_config_text(outside, "teams-outside.yaml")
+        def forbidden():
+            w = [w for w in fleet_json()["watches"] if w.get("name") == "vision-aws-v2"]
+            return w and w[0].get("failure", {}).get("forbidden") and 'resourceNames: ["vision-aws-v2"]' in w[0]["failure"]["rule"]
+        wait_for("the forbidden watch reported", forbidden)
+        assert not fleet_json()["synced"]
+        assert series("plx_webhook_fleet_watches_failing", resource="secrets", name="vision-aws-v2", reason="forbidden") == 1
+        pod, r = create(run_in("team-vision-f"))
+        assert "vision-aws-v2 not found" not in r.stderr, f"a claim from a forbidden watch: {r.stderr}"
+        outside_pod = pod["metadata"]["name"]  # admitted under that config: stale after it
+        wait_for("FleetWatchFailing", lambda: alerts(prom_port, "PlxStoreWebhookFleetWatchFailing"), 30)
+        r = run([WEBHOOK, "fleet", "--config", f"{T}/cfg/config.yaml", "--timeout-seconds", "20"], check=False, timeout=60,
+                env_kubeconfig=FLEET_KUBECONFIG)
+        assert r.returncode == 2 and 'resourceNames: ["vision-aws-v2"]' in r.stdout, (r.returncode, r.stdout)
+        use_config_text(changed, "teams-changed-again.yaml")
+        wait_for("the view synced again", lambda: fleet_json()["synced"], 30)
+        before = fleet_json()["counts"]
+        # The apiserver restarted mid-run: the webhook stays ready, the view says it is not
+        # synced, then resyncs to the same counts.
+        stop("apiserver")
+        wait_for("the view to notice", lambda: not fleet_json()["synced"], 60)
+        assert urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORT}/readyz", timeout=2).status == 200
+        start("apiserver", APISERVER_ARGS)
+        wait_for("the apiserver back", lambda: kubectl("get", "--raw", "/readyz", check=False).stdout.strip() == "ok", 60)
+        wait_for("the view to resync", lambda: fleet_json()["synced"], 90)
+        assert fleet_json()["counts"] == before, (fleet_json()["counts"], before)
+        # Deleted pods leave; with only current runs left, `fleet` exits 0.
+        assert fleet_json()["counts"]["stale"] == 2, fleet_json()["counts"]
+        for ns, pods in (("team-vision-f", early + [outside_pod]), ("team-nlp-f", [nlp_pod])):
+            kubectl("-n", ns, "delete", "pod", *pods, "--wait=false")
+        wait_for("deleted pods to leave", lambda: fleet_json()["counts"]["missing"] == 0 and fleet_json()["counts"]["stale"] == 0)
+        r = run([WEBHOOK, "fleet", "--config", f"{T}/cfg/config.yaml", "--timeout-seconds", "20"], check=False, timeout=60,
+                env_kubeconfig=FLEET_KUBECONFIG)
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    finally:
+        stop("prometheus")
+        use_layout("examples/store-ctxdir.yaml")
+
+
 def cert_rotation_while_creating_pods():
     stop_flag, results = threading.Event(), []
 
@@ -794,7 +981,7 @@ def main():
         setup_webhook()
         for s in [layouts, team_rules_route_by_namespace_and_owner, not_runs_stored_unchanged, server_dry_run_mutates_and_stores_nothing, conflict_is_refused_with_our_message,
                   warnings_reach_kubectl, reinvocation_covers_a_later_init_container, enforce_refuses_runs_without_their_store, keyless_identities, keyless_bypasses_refused,
-                  audit_mode_admits_with_annotations_only, cert_rotation_while_creating_pods,
+                  audit_mode_admits_with_annotations_only, fleet_view_through_rbac, cert_rotation_while_creating_pods,
                   webhook_down_refuses_runs_only]:
             scenario(s)
     except Exception as e:
