@@ -104,6 +104,13 @@ fn all_rendered(tmp: &Path) -> Vec<(&'static str, String, Vec<Value>)> {
         "overlays/cert-manager",
         "components:\n  - ../../monitoring\n",
     ));
+    // The fleet view's component (README "Fleet view").
+    out.push(with_additions(
+        tmp,
+        "overlays/cert-manager + fleet",
+        "overlays/cert-manager",
+        "components:\n  - ../../fleet\n",
+    ));
     // The enforce component, with each way of getting a caBundle (README "Enforce").
     out.push(with_additions(
         tmp,
@@ -212,6 +219,8 @@ fn every_overlay_renders_and_validates_strictly() {
                 "PriorityClass",
                 "MutatingWebhookConfiguration",
                 "ValidatingWebhookConfiguration",
+                "ClusterRole",
+                "ClusterRoleBinding",
             ]
             .contains(&d["kind"].as_str().unwrap())
             {
@@ -307,7 +316,10 @@ fn deployment_uses_only_real_flags_and_mounts_what_it_names() {
             pod["securityContext"]["seccompProfile"]["type"],
             "RuntimeDefault"
         );
-        assert_eq!(pod["automountServiceAccountToken"], false);
+        // No API token, unless the fleet view is on (it then watches through the API).
+        let fleet = name.ends_with("+ fleet");
+        assert_eq!(pod["automountServiceAccountToken"], fleet, "{name}");
+        assert_eq!(args.iter().any(|a| a == "--fleet"), fleet, "{name}");
         assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
         assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
         assert_eq!(c["readinessProbe"]["httpGet"]["port"], "admin");
@@ -608,4 +620,62 @@ fn the_keyless_overlay_sorts_before_the_cloud_identity_webhooks() {
         assert!(name < cloud, "{name} does not sort before {cloud}");
     }
     assert_eq!(mwc["webhooks"][0]["reinvocationPolicy"], "IfNeeded");
+}
+
+/// The fleet component's RBAC is what `rbac` prints for the shipped config, and least
+/// privilege: pods list/watch, every other resource only by name, read verbs only; nothing else
+/// in any overlay asks for API access.
+#[test]
+fn the_fleet_component_grants_only_what_rbac_prints() {
+    let out = Command::new(env!("CARGO_BIN_EXE_plx-store-webhook"))
+        .args(["rbac", "--config"])
+        .arg(root().join("manifests/base/store-config.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        std::fs::read_to_string(root().join("manifests/fleet/rbac.yaml")).unwrap(),
+        "manifests/fleet/rbac.yaml is stale: regenerate it with `plx-store-webhook rbac --config manifests/base/store-config.yaml`"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    for (name, _, docs) in all_rendered(tmp.path()) {
+        let roles: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["kind"].as_str().unwrap().contains("Role"))
+            .collect();
+        if !name.ends_with("+ fleet") {
+            assert!(roles.is_empty(), "{name}: no API access without the fleet view");
+            continue;
+        }
+        seen += 1;
+        let role = find(&docs, "ClusterRole");
+        for rule in role["rules"].as_array().unwrap() {
+            let verbs: Vec<&str> = rule["verbs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert!(verbs.iter().all(|v| ["get", "list", "watch"].contains(v)), "{rule}");
+            if rule["resources"] != json!(["pods"]) {
+                assert!(
+                    !rule["resourceNames"].as_array().unwrap().is_empty(),
+                    "{name}: {rule} is not restricted by name"
+                );
+            }
+        }
+        let binding = find(&docs, "ClusterRoleBinding");
+        let dep = find(&docs, "Deployment");
+        assert_eq!(
+            binding["subjects"][0]["name"],
+            dep["spec"]["template"]["spec"]["serviceAccountName"]
+        );
+        assert_eq!(
+            binding["subjects"][0]["namespace"],
+            dep["metadata"]["namespace"]
+        );
+    }
+    assert_eq!(seen, 1);
 }
