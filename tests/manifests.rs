@@ -646,7 +646,10 @@ fn the_fleet_component_grants_only_what_rbac_prints() {
             .filter(|d| d["kind"].as_str().unwrap().contains("Role"))
             .collect();
         if !name.ends_with("+ fleet") {
-            assert!(roles.is_empty(), "{name}: no API access without the fleet view");
+            assert!(
+                roles.is_empty(),
+                "{name}: no API access without the fleet view"
+            );
             continue;
         }
         seen += 1;
@@ -658,7 +661,10 @@ fn the_fleet_component_grants_only_what_rbac_prints() {
                 .iter()
                 .map(|v| v.as_str().unwrap())
                 .collect();
-            assert!(verbs.iter().all(|v| ["get", "list", "watch"].contains(v)), "{rule}");
+            assert!(
+                verbs.iter().all(|v| ["get", "list", "watch"].contains(v)),
+                "{rule}"
+            );
             if rule["resources"] != json!(["pods"]) {
                 assert!(
                     !rule["resourceNames"].as_array().unwrap().is_empty(),

@@ -28,6 +28,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const PAGE_SIZE: u32 = 100;
 /// Pods that have finished run no more: not counted.
 const LIVE_PODS: &str = "status.phase!=Succeeded,status.phase!=Failed";
+/// Events between two hand-backs of freed memory (each event's object is freed once reduced).
+const COLLECT_EVERY: u32 = 1024;
 
 /// One watch a plan needs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -203,6 +205,7 @@ where
     S: Sink<K>,
 {
     let mut delay = BACKOFF_MIN;
+    let mut since_collect = 0u32;
     loop {
         let stream = watcher::watcher(api.clone(), config.clone());
         futures::pin_mut!(stream);
@@ -225,18 +228,24 @@ where
                         st.synced = true;
                     }
                     delay = BACKOFF_MIN;
+                    // The list's pages and the replaced entries are free now: give them back
+                    // (the watches run on their own thread, so this is their whole heap).
+                    crate::allocator::release_free_memory();
                 }
                 Ok(Event::Apply(o)) => {
                     if let Some(i) = sink.item(&o) {
                         sink.apply(i);
                     }
+                    since_collect += 1;
                 }
                 Ok(Event::Delete(o)) => {
                     if let Some(i) = sink.item(&o) {
                         sink.delete(i);
                     }
+                    since_collect += 1;
                 }
                 Err(e) => {
+                    since_collect = COLLECT_EVERY;
                     let f = failure(&e, sink.rule());
                     let mut v = sink.fleet().write();
                     if let Some(st) = sink.state(&mut v) {
@@ -255,6 +264,14 @@ where
                     break;
                 }
             }
+            if since_collect >= COLLECT_EVERY {
+                since_collect = 0;
+                crate::allocator::release_free_memory();
+            }
+        }
+        if since_collect >= COLLECT_EVERY {
+            since_collect = 0;
+            crate::allocator::release_free_memory();
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(BACKOFF_MAX);

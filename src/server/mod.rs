@@ -349,8 +349,17 @@ async fn fleet_report(State(state): State<AppState>) -> Response {
             .into_response();
     };
     let plan = state.plan.load();
-    let r = report::build(&fleet.read(), &plan, true);
-    Json(r).into_response()
+    let body = {
+        let r = report::build(&fleet.read(), &plan, true);
+        serde_json::to_vec(&r)
+    };
+    // A row per live run pod was built and freed on this worker: give the memory back now
+    // rather than keep it in this thread's heap (rare requests; humans and scripts).
+    crate::allocator::release_free_memory();
+    match body {
+        Ok(b) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+    }
 }
 
 async fn not_found(uri: Uri) -> ApiError {

@@ -167,32 +167,55 @@ fn apply_tls(state: &AppState, side: &TlsSide, result: Result<tls::Built, CertEr
     }
 }
 
-/// The fleet view's watches, following the plan: started once a Kubernetes client is
-/// configured (kubeconfig or in-cluster); admission never waits for them.
+/// The fleet view's watches, following the plan, on a thread of their own with a one-thread
+/// runtime: admission never waits on them, and every allocation of the watches (the kube
+/// client's connections, list pages) lives in that thread's heap, which is handed back to the OS
+/// after each complete list (mimalloc keeps a thread's freed memory otherwise: a relist of 3,000
+/// pods left 20 MiB resident on the admission threads).
 fn spawn_fleet(state: &AppState) {
     let Some(fleet) = state.fleet.clone() else {
         return;
     };
     let (plan, changed) = (state.plan.clone(), state.plan_changed.clone());
-    tokio::spawn(async move {
-        let client = match kube::Client::try_default().await {
-            Ok(c) => c,
-            Err(e) => {
-                let message = format!("no Kubernetes client (in-cluster or KUBECONFIG): {e}");
-                tracing::error!(error = %message, "fleet view off: admission goes on without it");
-                fleet.write().pods_watch.failure = Some(crate::fleet::view::Failure {
-                    message,
-                    forbidden: false,
-                    rule: String::new(),
-                });
-                return;
-            }
-        };
-        let mut watches = crate::fleet::watch::Watches::new(client, fleet);
-        loop {
-            watches.follow(&plan.load());
-            changed.notified().await;
-        }
+    let started = std::thread::Builder::new()
+        .name("fleet".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(&fleet, format!("no runtime for the fleet view: {e}")),
+            };
+            rt.block_on(async move {
+                let client = match kube::Client::try_default().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return fail(
+                            &fleet,
+                            format!("no Kubernetes client (in-cluster or KUBECONFIG): {e}"),
+                        )
+                    }
+                };
+                let mut watches = crate::fleet::watch::Watches::new(client, fleet);
+                loop {
+                    watches.follow(&plan.load());
+                    changed.notified().await;
+                }
+            })
+        });
+    if let Err(e) = started {
+        tracing::error!(error = %e, "fleet view off: no thread for it");
+    }
+}
+
+/// The fleet view cannot run at all: say so in it (and the log); admission goes on.
+fn fail(fleet: &crate::fleet::Fleet, message: String) {
+    tracing::error!(error = %message, "fleet view off: admission goes on without it");
+    fleet.write().pods_watch.failure = Some(crate::fleet::view::Failure {
+        message,
+        forbidden: false,
+        rule: String::new(),
     });
 }
 
