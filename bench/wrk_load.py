@@ -96,6 +96,10 @@ def main():
     ap.add_argument("--before", help="an older plx-store-webhook binary to measure in the same run")
     ap.add_argument("--only", help="comma-separated servers to run (webhook, before, null, floor)")
     ap.add_argument("--log-pipe", action="store_true", help="stderr into a drained pipe, not /dev/null")
+    ap.add_argument("--fleet", action="store_true",
+                    help="run the webhook with --fleet, its view synced against tests/e2e's real apiserver (the "
+                         "review's namespace holds the store's Secret, so every lookup finds it and the answer is "
+                         "unchanged); compare with --before target/release/plx-store-webhook (the same build without it)")
     a = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk missing: apt-get install wrk")
@@ -122,13 +126,29 @@ def main():
         load.wait_port(port)
         return port
 
-    def serve(binary):
+    def serve(binary, *extra, admin="off"):
         return lambda port: [binary, "serve", "--config", os.path.join(ROOT, "examples/store-ctxdir.yaml"),
                              "--tls-cert", f"{tmp}/certs/tls.crt", "--tls-key", f"{tmp}/certs/tls.key",
-                             "--listen", f"127.0.0.1:{port}", "--admin-listen", "off", "--drain-seconds", "0"]
+                             "--listen", f"127.0.0.1:{port}", "--admin-listen", admin, "--drain-seconds", "0", *extra]
+
+    e2e = None
+    fleet_args = []
+    if a.fleet:
+        e2e = apiserver_for_fleet(webhook)
+        os.environ["KUBECONFIG"] = e2e.KUBECONFIG
+        fleet_admin = f"127.0.0.1:{load.free_port()}"
+        fleet_args = ["--fleet"]
 
     certs = [f"{tmp}/certs/tls.crt", f"{tmp}/certs/tls.key"]
-    wport = start("webhook", serve(webhook))
+    wport = start("webhook", serve(webhook, *fleet_args, admin=fleet_admin if a.fleet else "off"))
+    if a.fleet:
+        admin = fleet_admin
+        load.wait_port(int(admin.rsplit(":", 1)[1]))
+        deadline = time.time() + 60
+        while time.time() < deadline and b"plx_webhook_fleet_synced 1" not in subprocess.run(
+                ["curl", "-s", f"http://{admin}/metrics"], capture_output=True).stdout:
+            time.sleep(0.2)
+        print(f"fleet view synced: {time.time() < deadline}", flush=True)
     if a.before:
         start("before", serve(os.path.abspath(a.before)))
     start("null", lambda port: [null, f"127.0.0.1:{port}"] + certs)
@@ -163,10 +183,32 @@ def main():
             p.wait(30)
         for d in drains:
             d.wait(30)
+        if e2e:
+            for name in reversed(list(e2e.PROCS)):
+                e2e.stop(name)
+            shutil.rmtree(e2e.T, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nwrk HTTP/1.1 keep-alive, 1 client thread on core 1, servers on core 0; {a.seconds} s per run, {a.runs} runs per point "
           f"(min / median / max); webhook peak RSS {peak / 1024:.1f} MiB; server stderr to {'a drained pipe' if a.log_pipe else '/dev/null'}")
     return 0
+
+
+def apiserver_for_fleet(webhook):
+    """tests/e2e's etcd and kube-apiserver (as a library), with the review's namespace and the
+    store's Secret in it; pinned to core 1 with the client (idle during the runs: no events)."""
+    import importlib.util  # noqa: PLC0415
+    apiserver = subprocess.run([os.path.join(ROOT, "tests/e2e/build-apiserver.sh")], capture_output=True, text=True,
+                               check=True).stdout.strip().splitlines()[-1]
+    argv, sys.argv = sys.argv, ["run.py", apiserver, webhook, "-", "-", "-"]
+    spec = importlib.util.spec_from_file_location("e2e", os.path.join(ROOT, "tests/e2e/run.py"))
+    e2e = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(e2e)
+    sys.argv = argv
+    e2e.setup_apiserver()
+    for p in e2e.PROCS.values():
+        subprocess.run(["taskset", "-pc", "1", str(p.pid)], capture_output=True)
+    e2e.kubectl("-n", "polyaxon", "create", "secret", "generic", "gcs-secret", "--from-literal=gc-secret.json={}")
+    return e2e
 
 
 def mmm(xs, fmt="{:.0f}"):

@@ -1,0 +1,257 @@
+//! The fleet view's shell without a cluster (the cluster is tests/e2e's): the view's answers
+//! (no claim until a watch has listed, none while it fails), admission reading it, `/fleet` and
+//! the gauges, the `rbac` document.
+
+mod common;
+
+use common::client::via_router;
+use common::*;
+use plx_store_webhook::fleet::view::{Failure, NamedWatch, WatchState};
+use plx_store_webhook::fleet::{rbac, report, Fleet, RunPod};
+use plx_store_webhook::references::{ObjectKind, Presence, References};
+use plx_store_webhook::server::AppState;
+use plx_store_webhook::Plan;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+fn review(ns: &str) -> Vec<u8> {
+    let mut pod = read_json("tests/fixtures/polyaxon-pods/job.gcs-ctxdir.json");
+    pod["metadata"]["namespace"] = json!(ns);
+    serde_json::to_vec(
+        &json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "f", "operation": "CREATE", "namespace": ns,
+            "resource": {"group": "", "version": "v1", "resource": "pods"}, "object": pod}}),
+    )
+    .unwrap()
+}
+
+/// A fleet whose `gcs-secret` watch is in `state`, knowing `namespaces`.
+fn fleet(state: WatchState, namespaces: &[&str]) -> Arc<Fleet> {
+    let f = Arc::new(Fleet::default());
+    {
+        let mut v = f.write();
+        v.pods_watch = WatchState {
+            synced: true,
+            failure: None,
+        };
+        v.named.entry(ObjectKind::Secret).or_default().insert(
+            "gcs-secret".into(),
+            NamedWatch {
+                state,
+                namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+            },
+        );
+    }
+    f
+}
+
+fn synced() -> WatchState {
+    WatchState {
+        synced: true,
+        failure: None,
+    }
+}
+
+fn state_with(f: Arc<Fleet>) -> AppState {
+    let mut s = AppState::new(plan_for("examples/store-ctxdir.yaml"));
+    s.fleet = Some(f);
+    s
+}
+
+fn warnings(resp: &Value) -> Vec<String> {
+    resp["response"]["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| w.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn no_claim_before_a_list_or_while_failing() {
+    let listing = WatchState::default();
+    let failing = WatchState {
+        synced: true,
+        failure: Some(Failure {
+            message: "connection refused".into(),
+            forbidden: false,
+            rule: String::new(),
+        }),
+    };
+    for (st, want) in [
+        (synced(), Presence::Missing),
+        (listing, Presence::Unknown),
+        (failing, Presence::Unknown),
+    ] {
+        let f = fleet(st, &["team-b"]);
+        assert_eq!(f.presence(ObjectKind::Secret, "gcs-secret", "team-a"), want);
+    }
+    let f = fleet(synced(), &["team-a"]);
+    assert_eq!(
+        f.presence(ObjectKind::Secret, "gcs-secret", "team-a"),
+        Presence::Present
+    );
+    // A name nobody watches: unknown, never missing.
+    assert_eq!(
+        f.presence(ObjectKind::Secret, "other", "team-a"),
+        Presence::Unknown
+    );
+}
+
+#[tokio::test]
+async fn admission_warns_from_the_view_and_keeps_admitting_without_it() {
+    let (code, resp) = via_router(
+        state_with(fleet(synced(), &[])),
+        "/mutate",
+        review("team-a"),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(resp["response"]["allowed"], true);
+    assert!(resp["response"]["patch"].is_string());
+    assert_eq!(
+        warnings(&resp),
+        ["secret gcs-secret not found in namespace team-a: the pod will not start"]
+    );
+    // The API unreachable (the watch failing): admitted, nothing claimed.
+    let down = fleet(
+        WatchState {
+            synced: false,
+            failure: Some(Failure {
+                message: "connection refused".into(),
+                forbidden: false,
+                rule: String::new(),
+            }),
+        },
+        &[],
+    );
+    let (code, resp) = via_router(state_with(down), "/mutate", review("team-a")).await;
+    assert_eq!(code, 200);
+    assert_eq!(resp["response"]["allowed"], true);
+    assert!(warnings(&resp).is_empty(), "{resp}");
+}
+
+#[tokio::test]
+async fn fleet_endpoint_and_gauges() {
+    let plan = plan_for("examples/store-ctxdir.yaml");
+    let f = fleet(synced(), &["team-b"]);
+    {
+        let mut v = f.write();
+        for (ns, name, store) in [
+            ("team-a", "never", None),
+            ("team-b", "ok", Some("gcs-artifacts")),
+        ] {
+            let mut p = RunPod::from_meta(ns, name, [], []);
+            p.store = store.map(String::from);
+            p.decision = Some(plan.default.fingerprint.clone());
+            v.pods.insert((ns.into(), name.into()), p);
+        }
+    }
+    let mut state = AppState::new(plan.clone());
+    state.metrics = Arc::new(plx_store_webhook::metrics::Metrics::with_fleet());
+    state.fleet = Some(f.clone());
+    let admin = plx_store_webhook::server::admin_router(state.clone());
+    let get = |path: &str| {
+        axum::http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let resp = admin.clone().oneshot(get("/fleet")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let r: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(r["synced"], true);
+    assert_eq!(r["counts"]["missing"], 1);
+    assert_eq!(r["counts"]["current"], 1);
+    assert_eq!(
+        r["missing_references"],
+        json!([{"kind": "secret", "name": "gcs-secret", "namespace": "team-a", "runs": 1}])
+    );
+    let rows: Vec<(&str, &str)> = r["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["pod"].as_str().unwrap(), p["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rows, [("never", "missing"), ("ok", "current")]);
+    let resp = admin.clone().oneshot(get("/metrics")).await.unwrap();
+    let text = String::from_utf8(
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for line in [
+        "plx_webhook_run_pods{state=\"missing\"} 1",
+        "plx_webhook_run_pods{state=\"stale\"} 0",
+        "plx_webhook_missing_references{kind=\"secret\",name=\"gcs-secret\",namespace=\"team-a\"} 1",
+        "plx_webhook_fleet_synced 1",
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
+    // The table says the same.
+    let t = report::table(&report::build(&f.read(), &plan, true));
+    assert!(t.contains("1 current, 1 missing"), "{t}");
+    assert!(t.contains("secret gcs-secret team-a: 1"), "{t}");
+    // Without --fleet: no /fleet, and no fleet series (no alert reads a view that is not there).
+    let off = plx_store_webhook::server::admin_router(AppState::new(plan));
+    assert_eq!(
+        off.clone().oneshot(get("/fleet")).await.unwrap().status(),
+        404
+    );
+    let resp = off.oneshot(get("/metrics")).await.unwrap();
+    let text = String::from_utf8(
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        !text.contains("fleet") && !text.contains("run_pods"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rbac_names_every_object_and_nothing_else() {
+    let plan = |f: &str| Plan::from_config(&plx_store_webhook::load_file(&root().join(f)).unwrap());
+    let teams = rbac::render(&plan("examples/teams.yaml"), "wh", "ns");
+    assert!(teams.contains("resources: [\"secrets\"]\n    resourceNames: [\"gcs-secret\", \"nlp-gcs-secret\", \"vision-aws\"]"), "{teams}");
+    assert!(
+        teams
+            .contains("resources: [\"persistentvolumeclaims\"]\n    resourceNames: [\"datasets\"]"),
+        "{teams}"
+    );
+    assert!(teams.contains("name: wh\n    namespace: ns"), "{teams}");
+    let keyless = rbac::render(&plan("examples/keyless.yaml"), "wh", "ns");
+    assert!(
+        !keyless.contains("\"secrets\""),
+        "a keyless config needs no Secret access: {keyless}"
+    );
+    assert!(keyless.contains("resourceNames: [\"plx-shared-runs\", \"team-nlp-runs\", \"team-research-runs\", \"team-vision-runs\"]"), "{keyless}");
+    // Every rule but the pods one is restricted by name; verbs are read-only.
+    for doc in [&teams, &keyless] {
+        let rules = doc
+            .split("rules:")
+            .nth(1)
+            .unwrap()
+            .split("---")
+            .next()
+            .unwrap();
+        assert_eq!(
+            rules.matches("- apiGroups").count(),
+            1 + rules.matches("resourceNames").count()
+        );
+        assert!(
+            !rules.contains("create") && !rules.contains("update") && !rules.contains("delete")
+        );
+    }
+}
