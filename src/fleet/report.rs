@@ -2,7 +2,6 @@
 //! computed from the view against today's plan when asked.
 
 use super::view::{Failure, View};
-use super::watch::{self, Target};
 use crate::fleet::{classify, State};
 use crate::metrics::{FleetGauges, MissingLabels, StateLabels, WatchLabels};
 use crate::plan::Plan;
@@ -268,9 +267,4 @@ pub fn table(r: &Report) -> String {
         }
     }
     out
-}
-
-/// The targets of a plan whose watches the view has, for tests.
-pub fn watched(plan: &Plan) -> Vec<Target> {
-    watch::targets(plan)
 }
