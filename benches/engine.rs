@@ -154,6 +154,33 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // A keyless run whose `polyaxon-main` mounts one Secret volume of N items N times above the
+    // SDK's key path: each mount's question must be one lookup (it was N × N: 9 s at 8,000).
+    let keyless = Plan::from_config(
+        &plx_store_webhook::load_file(&root().join("examples/keyless.yaml")).unwrap(),
+    );
+    let mut g = c.benchmark_group("keyless-mounts");
+    for n in [100usize, 1000, 8000] {
+        let mut pod = fixture("job.nostore.json");
+        pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "many", "secret": {
+            "secretName": "s",
+            "items": (0..n).map(|i| json!({"key": format!("k{i}"), "path": format!("d{i}/f.json")})).collect::<Vec<_>>()}}));
+        for c in pod["spec"]["containers"].as_array_mut().unwrap() {
+            if c["name"] == "polyaxon-main" {
+                let m = c["volumeMounts"].as_array_mut().unwrap();
+                m.extend((0..n).map(|i| json!({"name": "many", "mountPath": "/plx-context/.gc", "subPath": format!("x{i}")})));
+            }
+        }
+        let mut body: Value = serde_json::from_slice(&review_bytes(&pod)).unwrap();
+        body["request"]["namespace"] = json!("team-vision-1");
+        let body = serde_json::to_vec(&body).unwrap();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("review", n), &body, |b, body| {
+            b.iter(|| admission::review(black_box(body), &keyless).unwrap().2)
+        });
+    }
+    g.finish();
 }
 
 criterion_group! {

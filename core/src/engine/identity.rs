@@ -3,7 +3,7 @@
 //! account at CREATE, and with bound tokens the token volume names no account, so the kubelet
 //! then requests a token for the new account (facts: shared/docs/identity-facts.md).
 
-use super::keypath::{reaches, Layout};
+use super::keypath::{Entries, Layout};
 use super::patch::pointer;
 use super::pod::{Container, PodView};
 use super::{ConflictKind, Decision, Outcome};
@@ -11,6 +11,7 @@ use crate::config::{Identity, OnConflict, StoreKind};
 use crate::plan::{Plan, StorePlan};
 use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// Where the ServiceAccount plugin mounts the token in every container.
 pub const TOKEN_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -47,13 +48,17 @@ fn key_variables(kind: StoreKind) -> &'static [&'static str] {
 }
 
 /// The key a container already carries, in words, if it carries one.
-fn carried_key(view: &PodView<'_, '_>, c: &Container<'_>, kind: StoreKind) -> Option<String> {
+fn carried_key(
+    secrets: &mut SecretEntries<'_, '_, '_>,
+    c: &Container<'_>,
+    kind: StoreKind,
+) -> Option<String> {
     if let Some(v) = key_variables(kind).iter().find(|v| c.env_var(v).is_some()) {
         return Some(format!("env {v}"));
     }
     // The SDK's default key file: `<context>/.gc/gc-secret.json`, however a Secret gets there.
     if kind == StoreKind::Gcs {
-        if let Some(m) = secret_reaching(view, c, SDK_KEY_FILE) {
+        if let Some(m) = secrets.reaching(c, SDK_KEY_FILE) {
             return Some(format!(
                 "a Secret mounted at {} (volume {:?}) that puts a file at {SDK_KEY_FILE}, where Polyaxon's SDK looks for \
                  its key",
@@ -68,31 +73,54 @@ fn carried_key(view: &PodView<'_, '_>, c: &Container<'_>, kind: StoreKind) -> Op
 /// Where Polyaxon's SDK reads a GCS key when no variable names one.
 const SDK_KEY_FILE: &str = "/plx-context/.gc/gc-secret.json";
 
-/// A mount of `c` through which a Secret volume puts something at `path`.
-fn secret_reaching<'p, 'a>(
-    view: &PodView<'p, 'a>,
-    c: &'p Container<'a>,
-    path: &str,
-) -> Option<&'p super::pod::Mount<'a>> {
-    c.mounts().iter().find(|m| {
-        view.volume(&m.name).is_some_and(|v| {
-            reaches(
-                &Layout::of_volume(v),
+/// The pod's volumes' entries, each built on first use and kept for the review.
+struct SecretEntries<'v, 'p, 'a> {
+    view: &'v PodView<'p, 'a>,
+    built: HashMap<String, Entries>,
+}
+
+impl<'v, 'p, 'a> SecretEntries<'v, 'p, 'a> {
+    fn new(view: &'v PodView<'p, 'a>) -> Self {
+        SecretEntries {
+            view,
+            built: HashMap::new(),
+        }
+    }
+
+    /// A mount of `c` through which a Secret volume puts something at `path`.
+    fn reaching<'c, 'b>(
+        &mut self,
+        c: &'c Container<'b>,
+        path: &str,
+    ) -> Option<&'c super::pod::Mount<'b>> {
+        let view = self.view;
+        let built = &mut self.built;
+        c.mounts().iter().find(|m| {
+            let Some(v) = view.volume(&m.name) else {
+                return false;
+            };
+            let entries = built
+                .entry(m.name.to_string())
+                .or_insert_with(|| Entries::of(&Layout::of_volume(v)));
+            entries.reach(
                 &m.mount_path,
                 m.sub_path.as_deref().filter(|s| !s.is_empty()),
                 path,
             )
         })
-    })
+    }
 }
 
 /// Whether a container gets its token from a Secret (legacy, non-expiring tokens), at the token
 /// directory or, through `subPath` or `items`, at the token file.
 /// Returns the container and the volume.
-fn legacy_token<'p>(view: &PodView<'p, '_>) -> Option<(&'p str, &'p str)> {
+fn legacy_token<'v>(secrets: &mut SecretEntries<'v, '_, '_>) -> Option<(&'v str, &'v str)> {
     let token = format!("{TOKEN_MOUNT}/token");
+    let view = secrets.view;
     view.containers.iter().find_map(|p| {
-        secret_reaching(view, p.c, &token).map(|m| (p.c.name.as_ref(), m.name.as_ref()))
+        secrets
+            .reaching(p.c, &token)
+            .map(|m| (p.c.name.as_ref(), m.name.as_ref()))
     })
 }
 
@@ -117,6 +145,7 @@ pub(super) fn apply(
     // A key anywhere in a target container would be used before the identity — a container the
     // pod's skip annotation lists included: the run's identity is the pod's, for every container.
     let skip = super::select::skip_list(view);
+    let mut secrets = SecretEntries::new(view);
     for p in view
         .containers
         .iter()
@@ -136,7 +165,7 @@ pub(super) fn apply(
                 ));
             }
         }
-        if let Some(key) = carried_key(view, p.c, sp.store_kind) {
+        if let Some(key) = carried_key(&mut secrets, p.c, sp.store_kind) {
             let msg = format!(
                 "container {:?}{skipped} carries a key ({key}); Polyaxon's SDK and the cloud clients use a key before the \
                  pod's identity, so this run would not use the keyless store {:?} as service account {target:?}",
@@ -188,7 +217,7 @@ pub(super) fn apply(
             out.identity_kept_user = true;
             return;
         }
-        if let Some((container, volume)) = legacy_token(view) {
+        if let Some((container, volume)) = legacy_token(&mut secrets) {
             let msg = format!(
                 "container {container:?} mounts its service account token from a Secret (volume {volume:?}, legacy \
                  tokens), so giving the pod service account {target:?} would leave {current:?}'s token mounted"

@@ -89,42 +89,76 @@ pub fn key_file_path(
     }
 }
 
-/// Whether something of a secret volume with `layout`, mounted at `mount_path` (optionally with
-/// `sub_path`), appears at `target` — a file there, or a directory the runtime puts there. The one
-/// notion of "where a key lands" for every way a Secret reaches a path: a directory mount
-/// (every key, whose names cannot be seen here, may be the file), `items` that rename a key into
-/// place, and `subPath` mounts of one entry.
+/// What a secret volume holds, as paths relative to its root, built once per volume: every
+/// `items` path and every directory above one (so "is there something at X" is one lookup, and a
+/// pod with many mounts of one volume with many items stays linear).
+#[derive(Debug)]
+pub enum Entries {
+    NotSecret,
+    /// Every key, whose names cannot be seen here: any flat name may be one.
+    AllKeys,
+    Paths(std::collections::HashSet<String>),
+}
+
+impl Entries {
+    pub fn of(layout: &Layout<'_>) -> Self {
+        match layout {
+            Layout::NotSecret => Entries::NotSecret,
+            Layout::AllKeys => Entries::AllKeys,
+            Layout::Items(items) => {
+                let mut paths = std::collections::HashSet::new();
+                for (_, p) in items {
+                    let p = clean(p);
+                    let p = p.trim_start_matches('/');
+                    // The item's file and each directory the kubelet makes above it.
+                    for (i, b) in p.bytes().enumerate() {
+                        if b == b'/' {
+                            paths.insert(p[..i].to_string());
+                        }
+                    }
+                    paths.insert(p.to_string());
+                }
+                Entries::Paths(paths)
+            }
+        }
+    }
+
+    /// Whether this volume, mounted at `mount_path` (optionally with `sub_path`), puts something
+    /// at `target` — a file there, or a directory the runtime puts there. The one notion of
+    /// "where a key lands" for every way a Secret reaches a path: a directory mount, `items` that
+    /// rename a key into place, and `subPath` mounts of one entry.
+    pub fn reach(&self, mount_path: &str, sub_path: Option<&str>, target: &str) -> bool {
+        if matches!(self, Entries::NotSecret) {
+            return false;
+        }
+        let mount = clean(mount_path);
+        if same_path(&mount, target) {
+            return true;
+        }
+        if !is_strictly_under(target, &mount) {
+            return false;
+        }
+        let rel = target[mount.trim_end_matches('/').len()..].trim_start_matches('/');
+        let inside = match sub_path.map(clean).filter(|s| s.as_ref() != "/") {
+            Some(sp) => format!("{}/{rel}", sp.trim_start_matches('/')),
+            None => rel.to_string(),
+        };
+        match self {
+            Entries::AllKeys => !inside.contains('/'),
+            Entries::Paths(paths) => paths.contains(&inside),
+            Entries::NotSecret => false,
+        }
+    }
+}
+
+/// [`Entries::reach`] for one question (tests; the engine builds [`Entries`] once per volume).
 pub fn reaches(
     layout: &Layout<'_>,
     mount_path: &str,
     sub_path: Option<&str>,
     target: &str,
 ) -> bool {
-    if matches!(layout, Layout::NotSecret) {
-        return false;
-    }
-    let mount = clean(mount_path);
-    if same_path(&mount, target) {
-        return true;
-    }
-    if !is_strictly_under(target, &mount) {
-        return false;
-    }
-    let rel = target[mount.trim_end_matches('/').len()..].trim_start_matches('/');
-    let inside = match sub_path.map(|s| clean(s)).filter(|s| s.as_ref() != "/") {
-        Some(sp) => format!("{}/{rel}", sp.trim_start_matches('/')),
-        None => rel.to_string(),
-    };
-    match layout {
-        // Keys are flat names; any of them may be this one.
-        Layout::AllKeys => !inside.contains('/'),
-        Layout::Items(items) => items.iter().any(|(_, p)| {
-            let p = clean(p);
-            let p = p.trim_start_matches('/');
-            p == inside || is_strictly_under(&format!("/{p}"), &format!("/{inside}"))
-        }),
-        Layout::NotSecret => false,
-    }
+    Entries::of(layout).reach(mount_path, sub_path, target)
 }
 
 /// A mount path as the container runtime sees it: cleaned lexically like Go's `path.Clean` on a
