@@ -80,10 +80,8 @@ pub fn notes(store: &Store) -> Vec<String> {
             name = secret.name
         )),
         Some(_) => {
-            let key = crate::config::gcs_key(secret).expect(
-                "a GCS store's key is validated when the config loads (resolve::store)",
-            );
-            if let Some(mode) = root_only_mode(secret, &key) {
+            let key = store.gcs_key.as_deref();
+            if let Some((key, mode)) = key.and_then(|k| root_only_mode(secret, k).map(|m| (k, m))) {
                 notes.push(format!(
                     "secret {}: key {key} gets mode {mode:04o}, which only root can read; a container running as a \
                      non-root user needs the pod's securityContext.fsGroup (the kubelet then gives the file that \

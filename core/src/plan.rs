@@ -4,7 +4,7 @@
 
 use crate::clients;
 use crate::config::{
-    decision_fingerprint, gcs_key, Config, Identity, Injection, KeyToPath, Mode, NoMatch, Resource,
+    decision_fingerprint, Config, Identity, Injection, KeyToPath, Mode, NoMatch, Resource,
     RuleMatch, RunFacts, Store, StoreKind, VolumeStoreSource,
 };
 use crate::k8s_names::to_dns_label;
@@ -339,13 +339,7 @@ impl StorePlan {
         };
         plan.mounts.extend(volume_mount(store, "store"));
         if let Some(s) = &store.secret {
-            let key = (store.kind == StoreKind::Gcs)
-                .then(|| {
-                    Some(gcs_key(s).expect(
-                        "a GCS store's key is validated when the config loads (resolve::store)",
-                    ))
-                })
-                .flatten();
+            let key = store.gcs_key.clone();
             let idx = plan.add_resource(s, RefKind::Secret, key.as_deref());
             if let (Some(idx), Some(key)) = (idx, key) {
                 plan.gcs_key = Some(GcsKey { mount: idx, key });

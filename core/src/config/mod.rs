@@ -367,15 +367,15 @@ fn finish(parts: Parts, source_name: &str) -> Result<Config, ConfigError> {
         injection,
         hash: String::new(),
     };
-    config.hash = hash(&config);
+    config.hash = hash(&config).map_err(e)?;
     Ok(config)
 }
 
 /// A short content hash of the resolved config: equal configs, equal hashes, whatever the form.
-fn hash(config: &Config) -> String {
-    // A Config is plain data (strings, numbers, lists): it always serialises.
-    let bytes = serde_json::to_vec(config).expect("a Config always serialises to JSON");
-    short_digest(&bytes)
+fn hash(config: &Config) -> Result<String, Invalid> {
+    let bytes = serde_json::to_vec(config)
+        .map_err(|err| Invalid(format!("the config cannot be hashed: {err}")))?;
+    Ok(short_digest(&bytes))
 }
 
 fn short_digest(bytes: &[u8]) -> String {
@@ -394,17 +394,33 @@ pub fn decision_fingerprint(
     identity: Option<&Identity>,
     injection: &Injection,
 ) -> String {
-    let shape = serde_json::json!({
-        "store": store,
-        "connections": connections,
-        "identity": identity,
-        "containers": injection.containers,
-        "initContainers": injection.init_containers,
-        "onConflict": injection.on_conflict,
-        "standardClientEnv": injection.standard_client_env,
-        "runsServiceAccounts": injection.runs_service_accounts,
-    });
-    short_digest(shape.to_string().as_bytes())
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Shape<'a> {
+        store: &'a Store,
+        connections: &'a [Store],
+        identity: Option<&'a Identity>,
+        containers: &'a [crate::glob::Glob],
+        init_containers: &'a [crate::glob::Glob],
+        on_conflict: OnConflict,
+        standard_client_env: bool,
+        runs_service_accounts: &'a [crate::glob::Glob],
+    }
+    let shape = Shape {
+        store,
+        connections,
+        identity,
+        containers: &injection.containers,
+        init_containers: &injection.init_containers,
+        on_conflict: injection.on_conflict,
+        standard_client_env: injection.standard_client_env,
+        runs_service_accounts: &injection.runs_service_accounts,
+    };
+    // The same plain data `hash` serialised when the config loaded (a failure there refused
+    // the config), so this cannot fail; if it ever did, the error text is hashed, not a panic.
+    // Through a `Value`: its keys come out sorted, so the fingerprint does not follow field order.
+    let text = serde_json::to_value(&shape).map_or_else(|err| err.to_string(), |v| v.to_string());
+    short_digest(text.as_bytes())
 }
 
 #[cfg(test)]

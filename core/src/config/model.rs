@@ -73,6 +73,10 @@ pub struct Store {
     pub secret: Option<Resource>,
     pub config_map: Option<Resource>,
     pub volume: Option<VolumeStore>,
+    /// GCS stores with a secret: the key file's name in it, resolved (and checked) once at load.
+    /// Derived from `secret`, so left out of the hash.
+    #[serde(skip)]
+    pub gcs_key: Option<String>,
 }
 
 /// A Secret or ConfigMap reference with Kubernetes-valid items and mode.

@@ -91,11 +91,12 @@ pub(super) fn store(raw: RawConnection, at: &str) -> Result<Store, Invalid> {
             }
         }
     }
-    if kind == StoreKind::Gcs {
-        if let Some(s) = &secret {
-            gcs_key(s).map_err(|m| format!("{at}secret.items: {m}"))?;
+    let gcs_key = match (&secret, kind) {
+        (Some(s), StoreKind::Gcs) => {
+            Some(gcs_key(s).map_err(|m| format!("{at}secret.items: {m}"))?)
         }
-    }
+        _ => None,
+    };
     Ok(Store {
         name: raw.name,
         kind,
@@ -103,6 +104,7 @@ pub(super) fn store(raw: RawConnection, at: &str) -> Result<Store, Invalid> {
         secret,
         config_map,
         volume,
+        gcs_key,
     })
 }
 
