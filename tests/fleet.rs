@@ -152,18 +152,9 @@ async fn fleet_endpoint_and_gauges() {
     state.metrics = Arc::new(plx_store_webhook::metrics::Metrics::with_fleet());
     state.fleet = Some(f.clone());
     let admin = plx_store_webhook::server::admin_router(state.clone());
-    let get = |path: &str| {
-        axum::http::Request::get(path)
-            .body(axum::body::Body::empty())
-            .unwrap()
-    };
-    let resp = admin.clone().oneshot(get("/fleet")).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let body = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let r: Value = serde_json::from_slice(&body).unwrap();
+    let (status, body) = get(&admin, "/fleet").await;
+    assert_eq!(status, 200);
+    let r: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(r["synced"], true);
     assert_eq!(r["counts"]["missing"], 1);
     assert_eq!(r["counts"]["current"], 1);
@@ -178,15 +169,7 @@ async fn fleet_endpoint_and_gauges() {
         .map(|p| (p["pod"].as_str().unwrap(), p["state"].as_str().unwrap()))
         .collect();
     assert_eq!(rows, [("never", "missing"), ("ok", "current")]);
-    let resp = admin.clone().oneshot(get("/metrics")).await.unwrap();
-    let text = String::from_utf8(
-        http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let (_, text) = get(&admin, "/metrics").await;
     for line in [
         "plx_webhook_run_pods{state=\"missing\"} 1",
         "plx_webhook_run_pods{state=\"stale\"} 0",
@@ -201,23 +184,26 @@ async fn fleet_endpoint_and_gauges() {
     assert!(t.contains("secret gcs-secret team-a: 1"), "{t}");
     // Without --fleet: no /fleet, and no fleet series (no alert reads a view that is not there).
     let off = plx_store_webhook::server::admin_router(AppState::new(plan));
-    assert_eq!(
-        off.clone().oneshot(get("/fleet")).await.unwrap().status(),
-        404
-    );
-    let resp = off.oneshot(get("/metrics")).await.unwrap();
-    let text = String::from_utf8(
-        http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    assert_eq!(get(&off, "/fleet").await.0, 404);
+    let (_, text) = get(&off, "/metrics").await;
     assert!(
         !text.contains("fleet") && !text.contains("run_pods"),
         "{text}"
     );
+}
+
+/// GET `path` on the admin router: status and body text.
+async fn get(router: &axum::Router, path: &str) -> (u16, String) {
+    let req = axum::http::Request::get(path)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
 }
 
 #[test]

@@ -152,30 +152,26 @@ impl Watches {
                     target: r.clone(),
                 };
                 match r.kind {
-                    ObjectKind::Secret => tokio::spawn(run(
-                        Api::<PartialObjectMeta<Secret>>::all(client),
-                        config,
-                        sink,
-                    )),
-                    ObjectKind::ConfigMap => tokio::spawn(run(
-                        Api::<PartialObjectMeta<ConfigMap>>::all(client),
-                        config,
-                        sink,
-                    )),
-                    ObjectKind::PersistentVolumeClaim => tokio::spawn(run(
-                        Api::<PartialObjectMeta<PersistentVolumeClaim>>::all(client),
-                        config,
-                        sink,
-                    )),
-                    ObjectKind::ServiceAccount => tokio::spawn(run(
-                        Api::<PartialObjectMeta<ServiceAccount>>::all(client),
-                        config,
-                        sink,
-                    )),
+                    ObjectKind::Secret => spawn_named::<Secret>(client, config, sink),
+                    ObjectKind::ConfigMap => spawn_named::<ConfigMap>(client, config, sink),
+                    ObjectKind::PersistentVolumeClaim => {
+                        spawn_named::<PersistentVolumeClaim>(client, config, sink)
+                    }
+                    ObjectKind::ServiceAccount => {
+                        spawn_named::<ServiceAccount>(client, config, sink)
+                    }
                 }
             }
         }
     }
+}
+
+/// One named object's watch, cluster-wide, metadata only.
+fn spawn_named<K>(client: Client, config: watcher::Config, sink: NamedSink) -> JoinHandle<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    tokio::spawn(run(Api::<PartialObjectMeta<K>>::all(client), config, sink))
 }
 
 impl Drop for Watches {

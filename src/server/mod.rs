@@ -327,10 +327,17 @@ async fn readyz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let (ready, _) = state.health.readiness();
     state.metrics.ready.set(i64::from(ready));
-    if let (Some(fleet), Some(gauges)) = (&state.fleet, &state.metrics.fleet) {
-        let plan = state.plan.load();
-        let r = report::build(&fleet.read(), &plan, false);
-        report::set_gauges(gauges, &r);
+    if let (Some(fleet), true) = (state.fleet.clone(), state.metrics.fleet.is_some()) {
+        // Classifying every live run pod takes the view's lock for a few milliseconds with
+        // thousands of pods: on the blocking pool, not on a runtime worker that serves reviews.
+        let plan = state.plan.load_full();
+        if let Ok(r) =
+            tokio::task::spawn_blocking(move || report::build(&fleet.read(), &plan, false)).await
+        {
+            if let Some(gauges) = &state.metrics.fleet {
+                report::set_gauges(gauges, &r);
+            }
+        }
     }
     (
         [(
@@ -348,17 +355,20 @@ async fn fleet_report(State(state): State<AppState>) -> Response {
         return ApiError::NotFound("/fleet (the fleet view is off: start with --fleet)".into())
             .into_response();
     };
-    let plan = state.plan.load();
-    let body = {
-        let r = report::build(&fleet.read(), &plan, true);
-        serde_json::to_vec(&r)
-    };
-    // A row per live run pod was built and freed on this worker: give the memory back now
-    // rather than keep it in this thread's heap (rare requests; humans and scripts).
-    crate::allocator::release_free_memory();
+    let (fleet, plan) = (fleet.clone(), state.plan.load_full());
+    // On the blocking pool (a row per live run pod, under the view's lock), whose thread then
+    // gives the rows' memory back (rare requests: humans and scripts).
+    let body = tokio::task::spawn_blocking(move || {
+        let body = serde_json::to_vec(&report::build(&fleet.read(), &plan, true));
+        crate::allocator::release_free_memory();
+        body
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|b| b.map_err(|e| e.to_string()));
     match body {
         Ok(b) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
-        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+        Err(e) => ApiError::Internal(e).into_response(),
     }
 }
 
