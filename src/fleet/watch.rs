@@ -318,7 +318,9 @@ impl Sink<Pod> for PodSink {
             .into_iter()
             .map(|p| ((p.namespace.clone(), p.name.clone()), p))
             .collect();
-        self.fleet.write().pods = pods;
+        // Swapped under the lock, the old view dropped after it (admission reads the lock).
+        let old = std::mem::replace(&mut self.fleet.write().pods, pods);
+        drop(old);
     }
 
     fn apply(&self, p: RunPod) {
@@ -367,9 +369,10 @@ impl<K> Sink<K> for NamedSink {
     }
 
     fn replace(&self, items: Vec<String>) {
+        let namespaces = items.into_iter().collect();
         let mut v = self.fleet.write();
         if let Some(w) = self.watch(&mut v) {
-            w.namespaces = items.into_iter().collect();
+            w.namespaces = namespaces;
         }
     }
 
