@@ -623,7 +623,7 @@ mod tests {
             path: crate::engine::patch::pointer(["spec", "volumes"]),
             value: serde_json::json!([{"name": "v\"é", "secret": {"secretName": "s"}}]),
         })];
-        allowed.warnings = vec!["w \"1\"".into(), "w2".into()];
+        allowed.warnings = vec!["w \"1\"".into(), "w2".into()].into();
         allowed.audit = vec![("store", "gcs".into()), ("rule", "team \"a\"".into())];
         let denied = Outcome::denied("no: \"quoted\" \\ path".into());
         let mut quiet = Outcome::denied(String::new());
@@ -649,7 +649,7 @@ mod tests {
                     .into();
             }
             if !outcome.warnings.is_empty() {
-                r["warnings"] = serde_json::json!(outcome.warnings);
+                r["warnings"] = serde_json::json!(outcome.warnings.as_slice());
             }
             if !outcome.audit.is_empty() {
                 let audit: Map<String, Value> = outcome

@@ -7,7 +7,7 @@ use super::pod::{Container, Env, Placed, PodView};
 use super::report::{ContainerReport, ContainerStatus, MarkerReport, Piece, PieceKind, PieceState};
 use super::select::{is_target, skip_list};
 use super::volumes;
-use super::{ConflictKind, Decision, IgnoreReason, Outcome};
+use super::{q, ConflictKind, Decision, IgnoreReason, Outcome, Warnings};
 use crate::clients::{self, GOOGLE_APPLICATION_CREDENTIALS};
 use crate::config::OnConflict;
 use crate::k8s_names::is_dns_label;
@@ -96,7 +96,7 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan, report: bool) 
         out.report = reports;
         return out;
     }
-    let mut warnings = Vec::new();
+    let mut warnings = Warnings::new();
     // Borrowed: copying every volume name of the pod was an allocation per volume per request.
     let mut taken: Vec<Cow<'_, str>> = view
         .volumes
@@ -310,11 +310,11 @@ fn container_work(
     plan: &StorePlan,
     volumes: &[ResolvedVolume<'_>],
     p: &Placed<'_, '_>,
-    warnings: &mut Vec<String>,
+    warnings: &mut Warnings,
     report: bool,
 ) -> ContainerWork {
     let c = p.c;
-    let cname = c.name.as_ref();
+    let cname = q(c.name.as_ref());
     let mut work = ContainerWork {
         appends: Vec::new(),
         conflicts: Vec::new(),
@@ -343,7 +343,7 @@ fn container_work(
         if let Some(mt) = existing {
             if mt.sub_path_expr.as_deref().is_some_and(|s| !s.is_empty()) {
                 warnings.push(format!(
-                    "container {cname:?}: {} is mounted with subPathExpr; GC_KEY_PATH cannot be checked",
+                    "container {cname}: {} is mounted with subPathExpr; GC_KEY_PATH cannot be checked",
                     m.what
                 ));
             }
@@ -364,7 +364,7 @@ fn container_work(
             work.conflicts.push((
                 kind,
                 format!(
-                    "container {cname:?}: {} cannot be mounted at {}: {conflict}",
+                    "container {cname}: {} cannot be mounted at {}: {conflict}",
                     m.what, m.dir
                 ),
             ));
@@ -440,7 +440,7 @@ fn container_work(
             }
             Some(_) => {
                 warnings.push(format!(
-                    "container {cname:?}: env {} is already set and was kept; the store expects it from {} {}",
+                    "container {cname}: env {} is already set and was kept; the store expects it from {} {}",
                     item.env_name, item.resource, item.key
                 ));
                 PieceState::NotAdded
@@ -488,7 +488,7 @@ fn container_work(
                                 .to_string()
                         });
                         warnings.push(format!(
-                            "container {cname:?}: GC_KEY_PATH is set to {} and was kept, but the key is mounted at {path}",
+                            "container {cname}: GC_KEY_PATH is set to {} and was kept, but the key is mounted at {path}",
                             e.value.as_deref().unwrap_or("a valueFrom reference")
                         ));
                         e.value.as_deref()
@@ -521,7 +521,7 @@ fn container_work(
                     if let Some(e) = c.env_var(alias) {
                         if e.value.as_deref() != Some(path.as_str()) {
                             warnings.push(format!(
-                                "container {cname:?}: {alias} points elsewhere than the key at {path}; the Polyaxon SDK picks \
+                                "container {cname}: {alias} points elsewhere than the key at {path}; the Polyaxon SDK picks \
                                  among GC_KEY_PATH and its aliases at random, so remove {alias}"
                             ));
                         }
@@ -536,7 +536,7 @@ fn container_work(
                     format!("the mounted secret does not expose key {:?}", gk.key)
                 });
                 warnings.push(format!(
-                    "container {cname:?}: the mounted secret does not expose key {:?}, so GC_KEY_PATH was not set",
+                    "container {cname}: the mounted secret does not expose key {:?}, so GC_KEY_PATH was not set",
                     gk.key
                 ))
             }
@@ -572,10 +572,9 @@ fn unreadable_key(
         None => "a non-root user (runAsNonRoot)".to_string(),
     };
     Some(format!(
-        "container {:?} runs as {who}, but the key file {path} has mode {mode:04o}, is owned by root and the pod \
-         sets no fsGroup, so the container cannot read it; set spec.securityContext.fsGroup (the kubelet then \
-         gives the file that group and mode|0440), or give the secret defaultMode 0444",
-        c.name.as_ref()
+        "container {} runs as {who} and cannot read the key file {path} (mode {mode:04o}, owned by root, no \
+         fsGroup): set spec.securityContext.fsGroup, or give the secret defaultMode 0444",
+        q(&c.name)
     ))
 }
 

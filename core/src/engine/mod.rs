@@ -14,6 +14,8 @@ pub mod pod_scan;
 pub mod report;
 pub mod select;
 pub mod volumes;
+pub mod warnings;
+pub use warnings::{q, Finding, Warnings};
 
 use crate::config::{Mode, NoMatch, OnMissingReference, RunFacts};
 use crate::limits::PodLimits;
@@ -181,7 +183,8 @@ impl ConflictKind {
 pub struct Outcome {
     pub decision: Decision,
     pub patch: Vec<PatchOperation>,
-    pub warnings: Vec<String>,
+    /// Bounded where written ([`Warnings`]): every warning passes through it.
+    pub warnings: Warnings,
     /// Audit annotations (unprefixed keys; the apiserver prefixes them with the webhook name).
     pub audit: Vec<(&'static str, String)>,
     /// Conflicts found, whether they denied the pod or skipped a container.
@@ -211,7 +214,7 @@ impl Outcome {
         Outcome {
             decision: Decision::Ignored(reason),
             patch: Vec::new(),
-            warnings: Vec::new(),
+            warnings: Warnings::new(),
             audit: Vec::new(),
             conflicts: Vec::new(),
             injected_containers: 0,
@@ -322,6 +325,25 @@ pub fn over_entries(limits: &PodLimits) -> String {
 /// Decide and build the patch for one request: the one way through the engine (the server, the
 /// offline command, describe/explain and the tests all come here).
 pub fn mutate(pod: &Decoded<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
+    let mut out = decide(pod, plan, req);
+    bound(&mut out);
+    out
+}
+
+/// What a review writes that grows with the pod, cut at the engine's exits ([`mutate`],
+/// [`validate`]): the denial message and the pod's name (warnings are bounded as written).
+fn bound(out: &mut Outcome) {
+    if let Decision::Denied(m) = &mut out.decision {
+        if m.len() > warnings::MAX_DENIAL_CHARS {
+            *m = warnings::cut(std::mem::take(m), warnings::MAX_DENIAL_CHARS);
+        }
+    }
+    if out.pod_name.len() > warnings::POD_NAME_CHARS {
+        out.pod_name = warnings::cut(std::mem::take(&mut out.pod_name), warnings::POD_NAME_CHARS);
+    }
+}
+
+fn decide(pod: &Decoded<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
     if !req.is_pod_create() {
         return Outcome::ignored(IgnoreReason::NotPodCreate);
     }
