@@ -42,6 +42,8 @@ const NAMED_PAGE: u32 = 100;
 const LIVE_PODS: &str = "status.phase!=Succeeded,status.phase!=Failed";
 /// Events between two hand-backs of freed memory (each event's object is freed once reduced).
 const COLLECT_EVERY: u32 = 256;
+/// A quiet stream for this long after events: their freed memory is handed back.
+const QUIET: Duration = Duration::from_secs(1);
 
 /// One watch a plan needs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -169,6 +171,13 @@ impl<'de> Deserialize<'de> for RawPod {
             },
             text,
         })
+    }
+}
+
+impl RawPod {
+    /// The pod's text as the engine reads it.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 }
 
@@ -374,7 +383,21 @@ where
         let stream = watcher::watcher(api.clone(), config.clone());
         futures::pin_mut!(stream);
         let mut listing: Option<Vec<S::Item>> = None;
-        while let Some(event) = stream.next().await {
+        loop {
+            // After a burst, the freed memory goes back once the stream is quiet for a moment.
+            let event = if since_collect > 0 {
+                match tokio::time::timeout(QUIET, stream.next()).await {
+                    Ok(e) => e,
+                    Err(_) => {
+                        since_collect = 0;
+                        crate::allocator::release_free_memory();
+                        continue;
+                    }
+                }
+            } else {
+                stream.next().await
+            };
+            let Some(event) = event else { break };
             match event {
                 Ok(Event::Init) => listing = Some(Vec::new()),
                 Ok(Event::InitApply(o)) => {
