@@ -32,13 +32,6 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 impl Server {
     fn start() -> Server {
         Server::start_with("examples/helm-values.yaml")
@@ -48,13 +41,15 @@ impl Server {
         let bin = std::env::var("PLX_WEBHOOK_BIN")
             .expect("PLX_WEBHOOK_BIN: the release binary (tests/attacks/run.sh sets it)");
         let dir = tempfile::tempdir().unwrap();
-        let (tls, admin) = (free_port(), free_port());
         let ca_path = dir.path().join("ca.crt");
+        let addresses = dir.path().join("addresses.json");
         let log = std::fs::File::create(dir.path().join("webhook.log")).unwrap();
         let child = Command::new(bin)
             .args(["serve", "--config", config])
-            .arg(format!("--listen={tls}"))
-            .arg(format!("--admin-listen={admin}"))
+            // Ports the kernel picks, read back: none can be taken between choosing and binding.
+            .args(["--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"])
+            .arg("--addresses-file")
+            .arg(&addresses)
             .arg("--dev-ca-out")
             .arg(&ca_path)
             .current_dir(root())
@@ -62,19 +57,23 @@ impl Server {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
+        let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut server = Server {
             child,
-            tls,
-            admin,
+            tls: unbound,
+            admin: unbound,
             ca: String::new(),
             _dir: dir,
         };
         for _ in 0..200 {
-            if let Ok(ca) = std::fs::read_to_string(&ca_path) {
-                if std::net::TcpStream::connect(admin).is_ok() {
-                    server.ca = ca;
-                    return server;
-                }
+            if let (Ok(ca), Ok(bound)) = (
+                std::fs::read_to_string(&ca_path),
+                std::fs::read_to_string(&addresses),
+            ) {
+                let bound: Value = serde_json::from_str(&bound).unwrap();
+                let addr = |k: &str| bound[k].as_str().unwrap().parse().unwrap();
+                (server.tls, server.admin, server.ca) = (addr("webhook"), addr("admin"), ca);
+                return server;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
