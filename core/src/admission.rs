@@ -536,12 +536,23 @@ pub fn review_with<'a>(
     references: Option<&dyn References>,
 ) -> Result<(Review<'a>, Outcome, Result<Vec<u8>, EncodeError>), ReviewError> {
     let review = Review::parse_with(body, &plan.limits)?;
+    let (outcome, bytes) = answer(&review, plan, stage, references);
+    Ok((review, outcome, bytes))
+}
+
+/// Decide a parsed review for `stage` and encode the response.
+pub fn answer(
+    review: &Review<'_>,
+    plan: &Plan,
+    stage: Stage,
+    references: Option<&dyn References>,
+) -> (Outcome, Result<Vec<u8>, EncodeError>) {
     let outcome = match stage {
         Stage::Mutate => review.decide_with(plan, references),
         Stage::Validate => review.validate(plan),
     };
-    let bytes = response_body(&review, &outcome);
-    Ok((review, outcome, bytes))
+    let bytes = response_body(review, &outcome);
+    (outcome, bytes)
 }
 
 #[cfg(test)]

@@ -267,6 +267,17 @@ pub enum Decoded<'a> {
     OverLimit(String),
 }
 
+impl Decoded<'_> {
+    /// Containers and init containers read (what the patch grows with).
+    pub fn containers(&self) -> usize {
+        let Decoded::Pod(p) = self else { return 0 };
+        let spec = p.spec.as_ref();
+        let len = |v: Option<&Vec<pod::Container<'_>>>| v.map_or(0, Vec::len);
+        len(spec.and_then(|s| s.containers.as_ref()))
+            + len(spec.and_then(|s| s.init_containers.as_ref()))
+    }
+}
+
 /// Read a pod from its JSON text in one pass (every field the engine does not need is skipped),
 /// or say which field is wrong, within the default [`PodLimits`].
 pub fn decode(text: &str) -> Decoded<'_> {
