@@ -209,7 +209,7 @@ impl Metrics {
         }
         registry.register(
             "admission_requests",
-            "Admission requests by result (mutated, unchanged, ignored, denied, error) and API version",
+            "Admission requests by result (mutated, unchanged, ignored, denied, audit, error) and API version",
             m.requests.clone(),
         );
         registry.register(
@@ -269,7 +269,7 @@ impl Metrics {
         );
         registry.register(
             "connections_closed",
-            "Connections closed by the server for a timeout (handshake_timeout, header_timeout, idle_timeout), by listener",
+            "Connections closed by the server for a timeout (handshake_timeout, header_timeout, idle_timeout, send_timeout), by listener",
             m.connections_closed.clone(),
         );
         registry.register(
