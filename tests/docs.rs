@@ -696,3 +696,48 @@ fn numbers_the_docs_quote_are_the_rendered_manifests() {
     wrong.extend(extra);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+// ------------------------------------------------------------------ the README's first steps
+
+/// The README's five-minute start: its `mutate --explain` command, run as written, allows the
+/// pod, and every line of the excerpt it shows is what the binary prints.
+#[test]
+fn the_readme_first_command_prints_what_the_readme_shows() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let at = readme
+        .find("cargo run -- mutate ")
+        .expect("the README's five-minute start runs mutate");
+    let line = readme[at..].lines().next().unwrap();
+    let args: Vec<&str> = line["cargo run -- ".len()..]
+        .split('>')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert!(args.contains(&"--explain"), "{line}");
+    let out = Command::new(env!("CARGO_BIN_EXE_plx-store-webhook"))
+        .args(&args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stderr).unwrap();
+    let excerpt_at = readme[at..]
+        .find("```text\n")
+        .expect("an excerpt of its output")
+        + at
+        + 8;
+    let excerpt = &readme[excerpt_at..excerpt_at + readme[excerpt_at..].find("```").unwrap()];
+    for l in excerpt.lines().filter(|l| *l != "…") {
+        assert!(
+            printed.contains(l),
+            "the README shows {l:?}; mutate --explain printed:\n{printed}"
+        );
+    }
+    let patch: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!patch.as_array().unwrap().is_empty());
+}
