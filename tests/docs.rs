@@ -30,36 +30,37 @@ const RULE_FILES: &[&str] = &[
 fn metrics_table() -> String {
     let m = Metrics::with_fleet();
     // Touch every family once so its label names appear in the exposition.
-    m.requests.get_or_create(&RequestLabels {
+    let _ = m.requests.get_or_create(&RequestLabels {
         result: "x",
         api_version: "x",
     });
     for f in [&m.skips, &m.denials] {
-        f.get_or_create(&ReasonLabels { reason: "x" });
+        let _ = f.get_or_create(&ReasonLabels { reason: "x" });
     }
-    m.conflicts.get_or_create(&KindLabels { kind: "x" });
+    let _ = m.conflicts.get_or_create(&KindLabels { kind: "x" });
     for f in [
         &m.config_reloads,
         &m.cert_reloads,
         &m.identities,
         &m.validations,
     ] {
-        f.get_or_create(&ResultLabels { result: "x" });
+        let _ = f.get_or_create(&ResultLabels { result: "x" });
     }
     m.set_config("x", "x");
-    m.connections_open
+    let _ = m
+        .connections_open
         .get_or_create(&ListenerLabels { listener: "x" });
     m.connection_refused("x");
     m.connection_closed("x", "x");
     m.set_reload_result("x", true);
     let fleet = m.fleet.as_ref().unwrap();
-    fleet.run_pods.get_or_create(&StateLabels { state: "x" });
-    fleet.missing_references.get_or_create(&MissingLabels {
+    let _ = fleet.run_pods.get_or_create(&StateLabels { state: "x" });
+    let _ = fleet.missing_references.get_or_create(&MissingLabels {
         kind: "x",
         name: "x".into(),
         namespace: "x".into(),
     });
-    fleet.watches_failing.get_or_create(&WatchLabels {
+    let _ = fleet.watches_failing.get_or_create(&WatchLabels {
         resource: "x",
         name: "x".into(),
         reason: "x",
@@ -603,7 +604,7 @@ fn numbers_the_docs_quote_are_the_rendered_manifests() {
     expect(
         "replicas",
         quoted_before(" replicas"),
-        &[replicas.clone()],
+        std::slice::from_ref(&replicas),
         true,
     );
     expect("replicas:", quoted_after("replicas:"), &[replicas], false);
@@ -665,7 +666,7 @@ fn numbers_the_docs_quote_are_the_rendered_manifests() {
     expect(
         "the preStop sleep",
         quoted_before(" s preStop"),
-        &[format!("{pre_stop}")],
+        std::slice::from_ref(&pre_stop),
         false,
     );
     expect(
