@@ -14,6 +14,74 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The tracing target the line has always carried (and that `RUST_LOG` filters on).
 pub const TARGET: &str = "plx_store_webhook::server";
 
+/// Every key of a JSON decision line, in the order it is written, with what it holds: the
+/// source of the log reference in docs/observability.md (`tests/docs.rs` holds the two equal,
+/// and a unit test holds this list to what [`Decision::write_json`] writes).
+pub const FIELDS: &[(&str, &str)] = &[
+    ("timestamp", "RFC 3339, UTC, microseconds"),
+    ("level", "`INFO`"),
+    (
+        "target",
+        "`plx_store_webhook::server` (what `RUST_LOG` filters on)",
+    ),
+    ("message", "`admission decision`"),
+    (
+        "uid",
+        "the AdmissionReview's `request.uid` (the apiserver's audit log has the same)",
+    ),
+    ("namespace", "the request's namespace"),
+    (
+        "pod",
+        "the pod's name, or its `generateName` (Polyaxon's run pods have one)",
+    ),
+    ("operation", "`CREATE` for every pod the webhook acts on"),
+    (
+        "dry_run",
+        "true for `kubectl create --dry-run=server` (nothing is stored)",
+    ),
+    (
+        "api_version",
+        "`v1` or `v1beta1`: the AdmissionReview version the apiserver sent",
+    ),
+    (
+        "store",
+        "the store the run was routed to (empty when not routed)",
+    ),
+    (
+        "rule",
+        "the rule that routed it (empty for the default store)",
+    ),
+    (
+        "identity",
+        "keyless stores: the run's ServiceAccount (empty for stores with a key)",
+    ),
+    (
+        "config_hash",
+        "the hash of the whole config that decided (`plx-store-webhook.dev/config-hash`)",
+    ),
+    (
+        "fingerprint",
+        "the routed decision's fingerprint (`plx-store-webhook.dev/decision`)",
+    ),
+    (
+        "decision",
+        "`mutated`, `unchanged`, `ignored`, `denied` or `audit`",
+    ),
+    (
+        "reason",
+        "why it was ignored, or the denial message the user saw (empty otherwise)",
+    ),
+    (
+        "warnings",
+        "the admission warnings (audit mode: what would be added), Debug-formatted",
+    ),
+    ("patch_ops", "JSON patch operations in the answer"),
+    (
+        "duration_us",
+        "microseconds from the body read to the answer",
+    ),
+];
+
 /// Where decision lines go: the JSON log's buffer, or `tracing` when `None`.
 #[derive(Clone, Default)]
 pub struct DecisionLog(Option<LogBuffer>);
@@ -283,6 +351,42 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn fields_list_every_key_in_the_order_written() {
+        let d = Decision {
+            uid: "u",
+            namespace: "n",
+            pod: "p",
+            operation: "CREATE",
+            dry_run: false,
+            api_version: "v1",
+            store: "s",
+            rule: "r",
+            identity: "",
+            config_hash: "h",
+            fingerprint: "f",
+            decision: "mutated",
+            reason: "",
+            warnings: &[],
+            patch_ops: 1,
+            duration_us: 2,
+        };
+        let mut line = Vec::new();
+        d.write_json(&mut line, SystemTime::now());
+        // serde_json keeps insertion order only with preserve_order: read the keys by hand.
+        let text = String::from_utf8(line).unwrap();
+        let keys: Vec<&str> = FIELDS.iter().map(|(k, _)| *k).collect();
+        let mut at = 0;
+        for k in &keys {
+            let found = text[at..]
+                .find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("{k} not written after byte {at}: {text}"));
+            at += found + 1;
+        }
+        let written: Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(written.as_object().unwrap().len(), keys.len(), "{text}");
     }
 
     fn traced(d: &Decision<'_>) -> Value {

@@ -1,7 +1,7 @@
 //! Prometheus metrics, low cardinality by construction: every label value comes from a closed
 //! set (decisions, reasons, versions), never from a pod.
 
-use crate::engine::{Decision, Outcome};
+use crate::engine::{Decision, DenyReason, Outcome};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -64,6 +64,8 @@ pub struct Metrics {
     pub duration: Histogram,
     pub injected_containers: Counter,
     pub skips: Family<ReasonLabels, Counter>,
+    /// Refused run pods by why (a closed set), so the denial-ratio alert can name the top one.
+    pub denials: Family<ReasonLabels, Counter>,
     pub conflicts: Family<KindLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub cert_reloads: Family<ResultLabels, Counter>,
@@ -167,6 +169,7 @@ impl Metrics {
             duration: Histogram::new(exponential_buckets(0.000_025, 2.0, 19)),
             injected_containers: Counter::default(),
             skips: Family::default(),
+            denials: Family::default(),
             conflicts: Family::default(),
             config_reloads: Family::default(),
             cert_reloads: Family::default(),
@@ -206,7 +209,7 @@ impl Metrics {
         }
         registry.register(
             "admission_requests",
-            "Admission requests by result (mutated, unchanged, ignored, denied, error) and API version",
+            "Admission requests by result (mutated, unchanged, ignored, denied, audit, error) and API version",
             m.requests.clone(),
         );
         registry.register(
@@ -223,6 +226,11 @@ impl Metrics {
             "skips",
             "Pods or containers left alone, by reason",
             m.skips.clone(),
+        );
+        registry.register(
+            "denials",
+            "Run pods refused, by reason (conflict, identity, no_rule_matched, missing_reference, too_large, malformed)",
+            m.denials.clone(),
         );
         registry.register(
             "conflicts",
@@ -261,7 +269,7 @@ impl Metrics {
         );
         registry.register(
             "connections_closed",
-            "Connections closed by the server for a timeout (handshake_timeout, header_timeout, idle_timeout), by listener",
+            "Connections closed by the server for a timeout (handshake_timeout, header_timeout, idle_timeout, send_timeout), by listener",
             m.connections_closed.clone(),
         );
         registry.register(
@@ -289,6 +297,12 @@ impl Metrics {
             "Build information",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
+        // Every reason from zero, so a first denial is a rate and the reference lists them all.
+        for r in DenyReason::ALL {
+            let _ = m
+                .denials
+                .get_or_create(&ReasonLabels { reason: r.metric() });
+        }
         Metrics { registry, ..m }
     }
 
@@ -304,6 +318,11 @@ impl Metrics {
         self.duration.observe(seconds);
         if let Decision::Ignored(r) = outcome.decision {
             self.skips
+                .get_or_create(&ReasonLabels { reason: r.metric() })
+                .inc();
+        }
+        if let (Decision::Denied(_), Some(r)) = (&outcome.decision, outcome.deny_reason) {
+            self.denials
                 .get_or_create(&ReasonLabels { reason: r.metric() })
                 .inc();
         }

@@ -797,6 +797,11 @@ fn no_match_warns_or_denies_as_configured() {
     );
     let deny = format!("{TEAMS}  noMatch: deny\n");
     let out = routed(&deny, &run_pod_with(Some("globex"), None), "ops");
+    // The reason the denial-ratio alert names (plx_webhook_denials_total{reason}).
+    assert_eq!(
+        out.deny_reason,
+        Some(plx_store_webhook::engine::DenyReason::NoRuleMatched)
+    );
     match out.decision {
         Decision::Denied(m) => assert!(m.contains("globex") && m.contains("noMatch"), "{m}"),
         d => panic!("{d:?}"),

@@ -104,6 +104,13 @@ fn all_rendered(tmp: &Path) -> Vec<(&'static str, String, Vec<Value>)> {
         "overlays/cert-manager",
         "components:\n  - ../../monitoring\n",
     ));
+    // With the optional apiserver-side alerts (docs/observability.md).
+    out.push(with_additions(
+        tmp,
+        "overlays/cert-manager + monitoring + monitoring-apiserver",
+        "overlays/cert-manager",
+        "components:\n  - ../../monitoring\n  - ../../monitoring-apiserver\n",
+    ));
     // The fleet view's component (README "Fleet view").
     out.push(with_additions(
         tmp,

@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use plx_store_webhook::engine::Would;
 use plx_store_webhook::{load_str, Decision, Plan, Request};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -290,6 +291,11 @@ proptest! {
         prop_assert_eq!(&fast.decision, &out.decision);
         prop_assert_eq!(&fast.patch, &out.patch);
         prop_assert_eq!(&fast.warnings, &out.warnings);
+        // Every denial (or audit mode's would-deny), and only those, names its reason: the
+        // reason the denial-ratio alert reports.
+        let denies = matches!(out.decision, Decision::Denied(_) | Decision::Audited(Would::Deny));
+        prop_assert_eq!(denies, out.deny_reason.is_some());
+        prop_assert_eq!(fast.deny_reason, out.deny_reason);
         if let Decision::Denied(m) = &out.decision {
             prop_assert!(m.contains("container") && m.len() > 40, "{}", m);
             prop_assert!(out.patch.is_empty());

@@ -130,6 +130,10 @@ fn on_missing_reference_deny_refuses_and_audit_says_it_would() {
         m.contains("secret gcs-secret not found in namespace team-a: the pod will not start"),
         "{m}"
     );
+    assert_eq!(
+        out.deny_reason,
+        Some(plx_store_webhook::engine::DenyReason::MissingReference)
+    );
     assert!(out.patch.is_empty());
     let have = cluster(true, &[(ObjectKind::Secret, "gcs-secret", "team-a")]);
     assert_eq!(

@@ -628,7 +628,7 @@ mod tests {
     #[test]
     fn the_written_response_is_the_review_it_stands_for() {
         use json_patch::{AddOperation, PatchOperation};
-        let mut allowed = Outcome::denied(String::new());
+        let mut allowed = Outcome::denied(crate::engine::DenyReason::Malformed, String::new());
         allowed.decision = Decision::Mutated;
         allowed.patch = vec![PatchOperation::Add(AddOperation {
             path: crate::engine::patch::pointer(["spec", "volumes"]),
@@ -636,8 +636,11 @@ mod tests {
         })];
         allowed.warnings = vec!["w \"1\"".into(), "w2".into()].into();
         allowed.audit = vec![("store", "gcs".into()), ("rule", "team \"a\"".into())];
-        let denied = Outcome::denied("no: \"quoted\" \\ path".into());
-        let mut quiet = Outcome::denied(String::new());
+        let denied = Outcome::denied(
+            crate::engine::DenyReason::Malformed,
+            "no: \"quoted\" \\ path".into(),
+        );
+        let mut quiet = Outcome::denied(crate::engine::DenyReason::Malformed, String::new());
         quiet.decision = Decision::Ignored(engine::IgnoreReason::NotARun);
         for (version, uid, outcome) in [
             (ApiVersion::V1, "uid-1", &allowed),

@@ -1037,6 +1037,60 @@ def fleet_memory_with_fat_annotations():
         kubectl("-n", "team-fat", "delete", "pods", "--all", "--wait=false")
 
 
+def apiserver_alert_when_the_webhook_is_unreachable():
+    """The optional apiserver-side alerts (manifests/monitoring-apiserver) on a real Prometheus
+    scraping this kube-apiserver's /metrics: the webhook's own metrics never see a call that
+    does not reach it. The mutating configuration pointed at a closed port (as a NetworkPolicy
+    or a dead Service would leave it): run pods are refused and PlxStoreWebhookApiserverCallsFailing
+    goes pending for store.plx-store-webhook.dev. The latency rule reads series this apiserver has."""
+    api = urllib.parse.urlparse(next(l.split('"')[1] for l in open(KUBECONFIG) if "server:" in l))
+    text = kubectl("get", "--raw", "/metrics").stdout
+    assert 'apiserver_admission_webhook_admission_duration_seconds_bucket{name="store.plx-store-webhook.dev"' in text
+    log("  apiserver has apiserver_admission_webhook_request_total: "
+        f"{'apiserver_admission_webhook_request_total' in text} (the rules do not rely on it)")
+    prom_port = free_port()
+    with open(f"{T}/prometheus-apiserver.yml", "w") as f:
+        f.write(f"""global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+rule_files: ["{ROOT}/manifests/monitoring-apiserver/alerts.rules.yml"]
+scrape_configs:
+  - job_name: apiserver
+    scheme: https
+    tls_config: {{ca_file: "{T}/api/ca.crt"}}
+    authorization: {{credentials: e2e-token}}
+    static_configs: [{{targets: ["{api.netloc}"]}}]
+""")
+    start("prometheus-apiserver", ["prometheus", f"--config.file={T}/prometheus-apiserver.yml",
+                                   f"--storage.tsdb.path={T}/prom-apiserver", f"--web.listen-address=127.0.0.1:{prom_port}"])
+    mwc = json.loads(json.dumps(BASE_MWC))
+    try:
+        wait_for("Prometheus scraping the apiserver", lambda: prom_query(
+            prom_port, 'apiserver_admission_webhook_admission_duration_seconds_count{name="store.plx-store-webhook.dev"}'), 90)
+        assert not alerts(prom_port, "PlxStoreWebhookApiserverCallsFailing"), "fired while the webhook answers"
+        mwc["webhooks"][0]["clientConfig"]["url"] = f"https://127.0.0.1:{free_port()}/mutate"
+        kubectl("apply", "-f", "-", input=json.dumps(mwc))
+        refused = []
+
+        def pending():
+            _, r = create(fixture("job.gcs-ctxdir.json"), check=False)
+            refused.append(r.returncode != 0 and "failed calling webhook" in r.stderr)
+            return [a for a in alerts(prom_port, "PlxStoreWebhookApiserverCallsFailing")
+                    if a["labels"].get("name") == "store.plx-store-webhook.dev"
+                    and a["labels"].get("error_type") == "calling_webhook_error"]
+        wait_for("PlxStoreWebhookApiserverCallsFailing pending", pending, 90)
+        assert any(refused), "no run pod was refused with `failed calling webhook`"
+        got = pending()[0]
+        assert got["state"] in ("pending", "firing") and got["annotations"]["runbook_url"].endswith(
+            "runbook.html#apiserver-cannot-call-the-webhook"), got
+        log(f"  {sum(refused)} run pods refused; alert {got['state']}")
+        # The latency rule's expression reads real series here.
+        assert prom_query(prom_port, 'sum by (name, le) (rate(apiserver_admission_webhook_admission_duration_seconds_bucket{name=~"(store|enforce)\\\\.plx-store-webhook\\\\.dev"}[1m]))')
+    finally:
+        stop("prometheus-apiserver")
+        kubectl("apply", "-f", "-", input=json.dumps(BASE_MWC))
+        wait_for("the webhook back in the path", lambda: "plx-store-webhook.dev/store" in
+                 json.dumps(create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")[0]["metadata"]), 60)
+
+
 def cert_rotation_while_creating_pods():
     stop_flag, results = threading.Event(), []
 
@@ -1081,7 +1135,7 @@ def main():
         for s in [layouts, team_rules_route_by_namespace_and_owner, not_runs_stored_unchanged, server_dry_run_mutates_and_stores_nothing, conflict_is_refused_with_our_message,
                   warnings_reach_kubectl, reinvocation_covers_a_later_init_container, enforce_refuses_runs_without_their_store, keyless_identities, keyless_bypasses_refused,
                   audit_mode_admits_with_annotations_only, fleet_view_through_rbac, fleet_memory_with_fat_annotations,
-                  cert_rotation_while_creating_pods, webhook_down_refuses_runs_only]:
+                  cert_rotation_while_creating_pods, apiserver_alert_when_the_webhook_is_unreachable, webhook_down_refuses_runs_only]:
             # PLX_E2E_ONLY=name,name runs only those scenarios (after the common setup).
             if os.environ.get("PLX_E2E_ONLY") and s.__name__ not in os.environ["PLX_E2E_ONLY"].split(","):
                 continue

@@ -29,6 +29,9 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MON = os.path.join(ROOT, "manifests/monitoring")
+# The optional apiserver-side group: loaded and parsed here; its series come from a real
+# kube-apiserver, so tests/e2e proves them.
+MON_APISERVER = os.path.join(ROOT, "manifests/monitoring-apiserver")
 results = {"passed": 0, "failed": 0}
 
 
@@ -121,6 +124,7 @@ def main():
   evaluation_interval: 1s
 rule_files:
   - {MON}/alerts.rules.yml
+  - {MON_APISERVER}/alerts.rules.yml
 scrape_configs:
   - job_name: plx-store-webhook
     static_configs:
@@ -212,28 +216,37 @@ scrape_configs:
         check(True, "the alert clears once a good config is back")
         load(5)
         time.sleep(2.5)  # two more scrapes after the last requests
+        # The denial alert's description names the top reason from this query: the real series
+        # say the conflicts were the denials.
+        top = query(prom_port, "topk(1, sum by (reason) (rate(plx_webhook_denials_total[1m])))")
+        reasons = [r["metric"].get("reason") for r in top.get("data", {}).get("result", [])]
+        check(reasons == ["conflict"], f"top denial reason on the real series: {reasons}")
 
         # Every rule loaded and healthy.
         groups = prom(prom_port, "/api/v1/rules")["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        with open(os.path.join(MON, "alerts.rules.yml")) as f:
-            import yaml  # noqa: PLC0415 - only needed here
-            shipped = yaml.safe_load(f)
+        import yaml  # noqa: PLC0415 - only needed here
+        shipped = {"groups": []}
+        for d in (MON, MON_APISERVER):
+            with open(os.path.join(d, "alerts.rules.yml")) as f:
+                plain = yaml.safe_load(f)
+            with open(os.path.join(d, "prometheusrule.yaml")) as f:
+                operator = yaml.safe_load(f)
+            check(operator["spec"]["groups"] == plain["groups"],
+                  f"{os.path.basename(d)}: PrometheusRule holds the same groups as alerts.rules.yml")
+            shipped["groups"] += plain["groups"]
         names = [r["alert"] for g in shipped["groups"] for r in g["rules"]]
         check(sorted(r["name"] for r in rules) == sorted(names), f"Prometheus loaded all {len(names)} alert rules")
         for r in rules:
             check(r["health"] == "ok" and not r.get("lastError"), f"rule {r['name']} healthy {r.get('lastError') or ''}")
-        with open(os.path.join(MON, "prometheusrule.yaml")) as f:
-            operator = yaml.safe_load(f)
-        check(operator["spec"]["groups"] == shipped["groups"], "PrometheusRule holds the same groups as alerts.rules.yml")
 
         # Every alert expression parses; every metric it reads has data.
         for g in shipped["groups"]:
             for r in g["rules"]:
                 q = query(prom_port, r["expr"])
                 check(q.get("status") == "success", f"alert {r['alert']} expression evaluates {q.get('error', '')}")
-                if g["name"].endswith("-fleet"):
-                    continue  # series only with --fleet and an apiserver: proved in tests/e2e
+                if g["name"].endswith(("-fleet", "-apiserver")):
+                    continue  # series only with --fleet, or from an apiserver: proved in tests/e2e
                 for metric in sorted(set(re.findall(r"plx_webhook_[a-z_]+", r["expr"]))):
                     d = query(prom_port, metric)
                     check(d.get("status") == "success" and d["data"]["result"],

@@ -6,7 +6,7 @@
 use super::keypath::{Entries, Layout};
 use super::patch::pointer;
 use super::pod::{Container, PodView};
-use super::{q, ConflictKind, Decision, Finding, Outcome};
+use super::{q, ConflictKind, Decision, DenyReason, Finding, Outcome};
 use crate::config::{Identity, OnConflict, StoreKind};
 use crate::plan::{Plan, StorePlan};
 use json_patch::{AddOperation, PatchOperation};
@@ -144,7 +144,7 @@ pub(super) fn apply(
     let fail = |out: &mut Outcome, msg: String| {
         let conflicts = std::mem::take(&mut out.conflicts);
         let report = std::mem::take(&mut out.report);
-        *out = Outcome::denied(msg);
+        *out = Outcome::denied(DenyReason::Identity, msg);
         out.conflicts = conflicts;
         out.report = report;
     };
@@ -288,12 +288,15 @@ pub(super) fn refuse_foreign_account(
     };
     if let Some((_, owner)) = plan.identity_owners.iter().find(|(a, _)| a == current) {
         let conflicts = std::mem::take(&mut out.conflicts);
-        *out = Outcome::denied(format!(
+        *out = Outcome::denied(
+            DenyReason::Identity,
+            format!(
             "plx-store-webhook: the pod asks for service account {current:?}, the cloud identity of {owner}; this run \
              is routed to store {:?}, which has a key. A run may not use another team's identity: remove \
              serviceAccountName from the run (environment.serviceAccountName)",
             sp.store_name
-        ));
+        ),
+        );
         out.conflicts = conflicts;
     }
 }

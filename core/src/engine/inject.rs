@@ -7,7 +7,7 @@ use super::pod::{Container, Env, Placed, PodView};
 use super::report::{ContainerReport, ContainerStatus, MarkerReport, Piece, PieceKind, PieceState};
 use super::select::{is_target, skip_list};
 use super::volumes;
-use super::{q, ConflictKind, Decision, IgnoreReason, Outcome, Warnings};
+use super::{q, ConflictKind, Decision, DenyReason, IgnoreReason, Outcome, Warnings};
 use crate::clients::{self, GOOGLE_APPLICATION_CREDENTIALS};
 use crate::config::OnConflict;
 use crate::k8s_names::is_dns_label;
@@ -148,12 +148,15 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan, report: bool) 
         }
     }
     if !denials.is_empty() {
-        let mut out = Outcome::denied(format!(
+        let mut out = Outcome::denied(
+            DenyReason::Conflict,
+            format!(
             "plx-store-webhook: cannot give store {:?} to this pod: {}. Fix the pod or the store config, set \
              injection.onConflict: skip, or list the container in annotation {ANNOTATION_SKIP_CONTAINERS}",
             plan.store_name,
             denials.join("; ")
-        ));
+        ),
+        );
         out.conflicts = conflicts;
         out.report = reports;
         return out;
@@ -203,6 +206,7 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan, report: bool) 
     };
     Outcome {
         decision,
+        deny_reason: None,
         patch: b.finish(),
         warnings,
         audit: vec![

@@ -179,9 +179,52 @@ impl ConflictKind {
     }
 }
 
+/// Why a run was refused, from a closed set: the `reason` of `plx_webhook_denials_total`, so
+/// the denial-ratio alert can name what is refusing most runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyReason {
+    /// A mount conflict in the pod (`injection.onConflict: deny`).
+    Conflict,
+    /// Keyless stores: a key beside the identity, a legacy token, or another team's account.
+    Identity,
+    /// No store rule matches and `injection.noMatch` is `deny`.
+    NoRuleMatched,
+    /// The run's namespace lacks an object its store needs (`onMissingReference: deny`).
+    MissingReference,
+    /// Over the pod limits (fails closed).
+    TooLarge,
+    /// The object is not a readable Pod.
+    Malformed,
+}
+
+impl DenyReason {
+    pub const ALL: [DenyReason; 6] = [
+        DenyReason::Conflict,
+        DenyReason::Identity,
+        DenyReason::NoRuleMatched,
+        DenyReason::MissingReference,
+        DenyReason::TooLarge,
+        DenyReason::Malformed,
+    ];
+
+    /// Metric label value.
+    pub fn metric(self) -> &'static str {
+        match self {
+            DenyReason::Conflict => "conflict",
+            DenyReason::Identity => "identity",
+            DenyReason::NoRuleMatched => "no_rule_matched",
+            DenyReason::MissingReference => "missing_reference",
+            DenyReason::TooLarge => "too_large",
+            DenyReason::Malformed => "malformed",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub decision: Decision,
+    /// Why, when the decision is a denial.
+    pub deny_reason: Option<DenyReason>,
     pub patch: Vec<PatchOperation>,
     /// Bounded where written ([`Warnings`]): every warning passes through it.
     pub warnings: Warnings,
@@ -213,6 +256,7 @@ impl Outcome {
     fn ignored(reason: IgnoreReason) -> Self {
         Outcome {
             decision: Decision::Ignored(reason),
+            deny_reason: None,
             patch: Vec::new(),
             warnings: Warnings::new(),
             audit: Vec::new(),
@@ -230,9 +274,10 @@ impl Outcome {
     }
 
     /// A denial with nothing else.
-    pub fn denied(message: String) -> Self {
+    pub fn denied(reason: DenyReason, message: String) -> Self {
         Outcome {
             decision: Decision::Denied(message),
+            deny_reason: Some(reason),
             ..Outcome::ignored(IgnoreReason::NotPodCreate)
         }
     }
@@ -361,17 +406,18 @@ fn decide(pod: &Decoded<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
     match pod {
         Decoded::Pod(p) => decide_pod(p, plan, req),
         Decoded::Missing => Outcome::denied(
+            DenyReason::Malformed,
             "plx-store-webhook: request.object is missing; cannot read the Pod".into(),
         ),
         // Fail closed: a pod this large is refused, never admitted unchecked.
-        Decoded::OverLimit(why) => Outcome::denied(too_large(why)),
+        Decoded::OverLimit(why) => Outcome::denied(DenyReason::TooLarge, too_large(why)),
         // Not ours unless it is a run: only a malformed *run* pod is refused.
         Decoded::Malformed(m) => {
             let labels = m.meta.as_ref().and_then(|meta| meta.labels.as_ref());
             if m.meta.is_some() && !select::selector_matches(labels, &plan.policy.selector) {
                 return Outcome::ignored(IgnoreReason::NotARun);
             }
-            Outcome::denied(not_a_pod(&m.problem()))
+            Outcome::denied(DenyReason::Malformed, not_a_pod(&m.problem()))
         }
     }
 }
@@ -403,9 +449,9 @@ fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
     let view = match pod::PodView::new(pod, &plan.limits) {
         Ok(view) => view,
         Err(e @ pod::NotInjectable::TooManyContainers { .. }) => {
-            return Outcome::denied(too_large(&e.to_string()))
+            return Outcome::denied(DenyReason::TooLarge, too_large(&e.to_string()))
         }
-        Err(e) => return Outcome::denied(not_a_pod(&e.to_string())),
+        Err(e) => return Outcome::denied(DenyReason::Malformed, not_a_pod(&e.to_string())),
     };
     let facts = run_facts(&view, namespace);
     let (store_plan, rule) = match plan.route(&facts) {
@@ -471,12 +517,15 @@ fn check_references(
         OnMissingReference::Warn => out.warnings.extend(words),
         OnMissingReference::Deny => {
             let keep = std::mem::take(&mut out.audit);
-            *out = Outcome::denied(format!(
+            *out = Outcome::denied(
+                DenyReason::MissingReference,
+                format!(
                 "plx-store-webhook: this run is routed to store {:?}, but {}. Create it there (or route the \
                  namespace to another store), then recreate the pod (injection.onMissingReference: deny)",
                 sp.store_name,
                 words.join("; ")
-            ));
+            ),
+            );
             out.audit = keep;
         }
     }
@@ -493,7 +542,7 @@ fn unmatched(how: NoMatch, f: &RunFacts<'_>) -> Outcome {
         f.component.unwrap_or("")
     );
     match how {
-        NoMatch::Deny => Outcome::denied(msg),
+        NoMatch::Deny => Outcome::denied(DenyReason::NoRuleMatched, msg),
         _ => {
             let mut out = Outcome::ignored(IgnoreReason::NoRuleMatched);
             out.warnings.push(msg);
