@@ -392,6 +392,17 @@ fn webhook_configuration_selects_what_the_handler_checks() {
             certs::MWC_NAME
         };
         assert_eq!(mwc["metadata"]["name"], want_name, "{name}");
+        // The break-glass selector (docs/install.md) finds every webhook configuration.
+        for whc in docs.iter().filter(|d| {
+            d["kind"]
+                .as_str()
+                .is_some_and(|k| k.ends_with("WebhookConfiguration"))
+        }) {
+            assert_eq!(
+                whc["metadata"]["labels"]["app.kubernetes.io/part-of"], "plx-store-webhook",
+                "{name}"
+            );
+        }
         assert_eq!(w["name"], certs::WEBHOOK_NAME);
         let selector: Vec<(String, String)> = w["objectSelector"]["matchLabels"]
             .as_object()

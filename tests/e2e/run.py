@@ -1212,16 +1212,15 @@ def main():
     try:
         setup_apiserver()
         setup_webhook()
-        scenarios = [layouts, team_rules_route_by_namespace_and_owner, not_runs_stored_unchanged, server_dry_run_mutates_and_stores_nothing, conflict_is_refused_with_our_message,
-                     warnings_reach_kubectl, reinvocation_covers_a_later_init_container, enforce_refuses_runs_without_their_store, keyless_identities, keyless_bypasses_refused,
-                     audit_mode_admits_with_annotations_only, fleet_view_through_rbac, cert_rotation_while_creating_pods,
-                     serving_renewal_keeps_trust, ca_rotation_through_the_overlap, break_glass_with_enforce_lets_runs_through, helm_release_lifecycle,
-                     webhook_down_refuses_runs_only]
-        # PLX_E2E_ONLY=name,name runs only those scenarios (after the setup).
-        only = [n for n in os.environ.get("PLX_E2E_ONLY", "").split(",") if n]
-        for s in scenarios:
-            if not only or s.__name__ in only:
-                scenario(s)
+        for s in [layouts, team_rules_route_by_namespace_and_owner, not_runs_stored_unchanged, server_dry_run_mutates_and_stores_nothing, conflict_is_refused_with_our_message,
+                  warnings_reach_kubectl, reinvocation_covers_a_later_init_container, enforce_refuses_runs_without_their_store, keyless_identities, keyless_bypasses_refused,
+                  audit_mode_admits_with_annotations_only, fleet_view_through_rbac, cert_rotation_while_creating_pods,
+                  serving_renewal_keeps_trust, ca_rotation_through_the_overlap, break_glass_with_enforce_lets_runs_through, helm_release_lifecycle,
+                  webhook_down_refuses_runs_only]:
+            # PLX_E2E_ONLY=name,name runs only those scenarios (after the common setup).
+            if os.environ.get("PLX_E2E_ONLY") and s.__name__ not in os.environ["PLX_E2E_ONLY"].split(","):
+                continue
+            scenario(s)
     except Exception as e:
         RESULTS.append(("setup", False, str(e)))
         log(f"FAIL setup: {e}")

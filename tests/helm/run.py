@@ -223,6 +223,15 @@ def schema_rejects_wrong_values():
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
     cfg = yaml.safe_load(cm["data"]["config.yaml"])
     check(cfg["artifactsStore"] == polyaxon["artifactsStore"] and cfg["injection"] == polyaxon["injection"], "a Polyaxon values file passes as is; its artifactsStore and injection are the config")
+    # Polyaxon's own top-level keys of the same names as common chart keys stay Polyaxon's: the
+    # webhook's pods ignore them.
+    polyaxon_more = {**polyaxon, "nodeSelector": {"polyaxon": "core"}, "tolerations": [{"key": "polyaxon", "operator": "Exists"}],
+                     "affinity": {}, "imagePullSecrets": ["regcred"], "securityContext": {"enabled": True, "user": 2222},
+                     "logLevel": "WARNING", "rbac": {"enabled": True}, "api": {"replicas": 3}, "limitResources": True}
+    chart.validate_schema(chart.merge_values(polyaxon_more))
+    dep = next(d for d in render(polyaxon_more) if d["kind"] == "Deployment")
+    same = dep == next(d for d in docs if d["kind"] == "Deployment")
+    check(same, "Polyaxon's nodeSelector, tolerations, imagePullSecrets, securityContext, logLevel... do not reach the webhook's pods")
     # No store and no agentConfig: a render error that says what to set.
     try:
         render({})
