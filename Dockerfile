@@ -1,11 +1,11 @@
 # Multi-stage build: the release binary alone on distroless (glibc), running as non-root.
 #   docker build --build-arg GIT_COMMIT=$(git rev-parse HEAD) -t plx-store-webhook:0.1.0 .
 # Reproducing an image: check out the release tag, build with the same GIT_COMMIT; the bases are
-# named by version below (the Rust toolchain is rust-version in Cargo.toml, Debian 12 "bookworm"
-# underneath both stages) and the dependencies are the ones in Cargo.lock (--locked). Mirror
-# the bases into your registry and pin them by digest (FROM name@sha256:...) for byte-identical
-# rebuilds.
-ARG RUST_IMAGE=rust:1.89.0-slim-bookworm
+# named by version below (the toolchain the release was built and tested with — Cargo.lock's
+# notify-types needs at least 1.91 — on Debian 12 "bookworm", as the runtime) and the
+# dependencies are the ones in Cargo.lock (--locked). Mirror the bases into your registry and pin
+# them by digest (FROM name@sha256:...) for byte-identical rebuilds.
+ARG RUST_IMAGE=rust:1.95.0-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM ${RUST_IMAGE} AS build
