@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.parse
 import urllib.request
 
@@ -171,8 +172,9 @@ def scenario(fn):
         RESULTS.append((name, True, ""))
         log(f"PASS {name} ({time.time() - started:.1f}s)")
     except Exception as e:  # report and go on to the next scenario
+        where = traceback.extract_tb(e.__traceback__)[-1]
         RESULTS.append((name, False, str(e)))
-        log(f"FAIL {name}: {e}")
+        log(f"FAIL {name}: {str(e) or type(e).__name__} (run.py:{where.lineno}: {where.line})")
     return fn
 
 
@@ -1135,10 +1137,29 @@ def break_glass_with_enforce_lets_runs_through():
 HELM_NS = "plx-helm-e2e"
 
 
+def stand_in_crds():
+    """cert-manager's and prometheus-operator's kinds, as CRDs that keep any field (their
+    controllers do not run here): enough for the apiserver to store what the chart renders."""
+    for group, kinds in (("cert-manager.io", ("Issuer", "Certificate")), ("monitoring.coreos.com", ("PodMonitor", "PrometheusRule"))):
+        for kind in kinds:
+            plural = kind.lower() + "s"
+            kubectl("apply", "-f", "-", input=json.dumps({
+                "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{plural}.{group}"},
+                "spec": {"group": group, "scope": "Namespaced", "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+                         "versions": [{"name": "v1", "served": True, "storage": True,
+                                       "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}))
+    wait_for("the stand-in CRDs", lambda: all(kubectl("get", k, "-A", check=False).returncode == 0
+                                              for k in ("issuers.cert-manager.io", "certificates.cert-manager.io", "podmonitors.monitoring.coreos.com",
+                                                        "prometheusrules.monitoring.coreos.com")), 60)
+
+
 def helm_release_lifecycle():
-    """The chart installed, upgraded (a config change), rolled back and uninstalled with Helm v4's
-    own SDK against the real apiserver, the objects checked after each step."""
+    """The chart installed (defaults: cert-manager's CA chain; with enforce, fleet and monitoring),
+    upgraded (a config change, replicas, provided certificates), rolled back and uninstalled with
+    Helm v4's own SDK against the real apiserver, the objects checked after each step."""
     import helm_python as helm
+    stand_in_crds()
     values = {
         "fullnameOverride": "plx-helm-e2e",
         "artifactsStore": {"name": "gcs-artifacts", "kind": "gcs", "schema": {"bucket": "gs://gcs-artifacts"},
@@ -1146,28 +1167,27 @@ def helm_release_lifecycle():
         # A selector no pod of the other scenarios carries: the release's service is not reachable
         # here (no kube-proxy), so its configurations must not take other scenarios' pods.
         "injection": {"onConflict": "deny", "selector": {"plx-store-webhook.dev/e2e-helm": "never"}},
-        "certificates": {"mode": "provided", "provided": {"caBundle": CA_BUNDLE}},
         "priorityClass": {"create": True, "name": "plx-helm-e2e-critical", "value": 1000000},
         "enforce": {"enabled": True},
         "fleet": {"enabled": True},
+        "monitoring": {"podMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}},
     }
     chart = helm.Chart.load(os.path.join(ROOT, "charts", "plx-store-webhook"))
     cfg = helm.Config(kubeconfig_path=KUBECONFIG, namespace=HELM_NS)
+    cert_manager = (("issuer", "plx-helm-e2e-selfsigned"), ("certificate", "plx-helm-e2e-ca"), ("issuer", "plx-helm-e2e-ca"),
+                    ("certificate", "plx-helm-e2e"))
+    monitoring = (("podmonitor", "plx-helm-e2e"), ("prometheusrule", "plx-helm-e2e"), ("configmap", "plx-helm-e2e-dashboard"))
 
     def get(kind, name, ns=HELM_NS):
         r = kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
         return json.loads(r.stdout) if r.returncode == 0 else None
 
-    def config_of():
-        cm = get("configmap", "plx-helm-e2e-config")
-        return cm and cm["data"]["config.yaml"]
-
-    def check_installed(revision, on_conflict, replicas):
+    def check_installed(revision, on_conflict, replicas, provided):
         st = cfg.status("plx-store-webhook")
         assert (st.get("revision"), st.get("status")) == (revision, "deployed"), {k: v for k, v in st.items() if k not in ("manifest", "chart", "config")}
         dep = get("deployment", "plx-helm-e2e")
         assert dep["spec"]["replicas"] == replicas, dep["spec"]["replicas"]
-        text = config_of()
+        text = get("configmap", "plx-helm-e2e-config")["data"]["config.yaml"]
         assert f"onConflict: {on_conflict}" in text, text
         # The config the chart renders is one the webhook loads.
         path = f"{T}/helm-config.yaml"
@@ -1175,37 +1195,51 @@ def helm_release_lifecycle():
             f.write(text)
         run([WEBHOOK, "check-config", path])
         mwc = get("mutatingwebhookconfiguration", "plx-helm-e2e", "")
-        w = mwc["webhooks"][0]
-        assert w["clientConfig"]["caBundle"] == CA_BUNDLE and w["clientConfig"]["service"]["namespace"] == HELM_NS
-        assert w["objectSelector"]["matchLabels"] == {"plx-store-webhook.dev/e2e-helm": "never"}, w["objectSelector"]
-        assert mwc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "plx-store-webhook"
         vwc = get("validatingwebhookconfiguration", "plx-helm-e2e-enforce", "")
         assert vwc["webhooks"][0]["clientConfig"]["service"]["path"] == "/validate"
+        for whc in (mwc, vwc):
+            w = whc["webhooks"][0]
+            assert w["clientConfig"]["service"]["namespace"] == HELM_NS
+            assert w["objectSelector"]["matchLabels"] == {"plx-store-webhook.dev/e2e-helm": "never"}, w["objectSelector"]
+            assert whc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "plx-store-webhook"
+            if provided:
+                assert w["clientConfig"]["caBundle"] == CA_BUNDLE, w["clientConfig"]
+                assert "cert-manager.io/inject-ca-from" not in whc["metadata"].get("annotations", {}), whc["metadata"]
+            else:
+                assert whc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{HELM_NS}/plx-helm-e2e"
+        # The CA chain: serving Certificate from the CA Issuer, CA from the self-signed one.
+        for kind, name in cert_manager:
+            assert (get(kind, name) is None) == provided, f"{kind} {name} with provided={provided}"
+        if not provided:
+            assert get("certificate", "plx-helm-e2e")["spec"]["issuerRef"]["name"] == "plx-helm-e2e-ca"
+            ca = get("certificate", "plx-helm-e2e-ca")["spec"]
+            assert ca["isCA"] and ca["issuerRef"]["name"] == "plx-helm-e2e-selfsigned" and ca["privateKey"]["rotationPolicy"] == "Never"
         role = get("clusterrole", "plx-helm-e2e-fleet", "")
         assert any(r.get("resourceNames") == ["gcs-secret"] for r in role["rules"]), role["rules"]
         for kind, name in (("service", "plx-helm-e2e"), ("serviceaccount", "plx-helm-e2e"), ("networkpolicy", "plx-helm-e2e"), ("poddisruptionbudget", "plx-helm-e2e"),
-                           ("priorityclass", "plx-helm-e2e-critical"), ("clusterrolebinding", "plx-helm-e2e-fleet")):
+                           ("priorityclass", "plx-helm-e2e-critical"), ("clusterrolebinding", "plx-helm-e2e-fleet")) + monitoring:
             assert get(kind, name) is not None, f"{kind} {name} missing"
 
     try:
         cfg.install(chart, "plx-store-webhook", values, namespace=HELM_NS, create_namespace=True, timeout=60)
-        check_installed(1, "deny", 2)
+        check_installed(1, "deny", 2, provided=False)
         upgraded = json.loads(json.dumps(values))
         upgraded["injection"]["onConflict"] = "skip"
         upgraded["replicas"] = 3
+        upgraded["certificates"] = {"mode": "provided", "provided": {"caBundle": CA_BUNDLE}}
         cfg.upgrade(chart, "plx-store-webhook", upgraded, namespace=HELM_NS, timeout=60)
-        check_installed(2, "skip", 3)
+        check_installed(2, "skip", 3, provided=True)
         cfg.rollback("plx-store-webhook", version=1, timeout=60)
-        check_installed(3, "deny", 2)
+        check_installed(3, "deny", 2, provided=False)
         assert sorted(r["revision"] for r in cfg.history("plx-store-webhook")) == [1, 2, 3]
         cfg.uninstall("plx-store-webhook", timeout=60)
         for kind, name, ns in (("deployment", "plx-helm-e2e", HELM_NS), ("configmap", "plx-helm-e2e-config", HELM_NS),
                                ("mutatingwebhookconfiguration", "plx-helm-e2e", ""), ("validatingwebhookconfiguration", "plx-helm-e2e-enforce", ""),
-                               ("clusterrole", "plx-helm-e2e-fleet", ""), ("priorityclass", "plx-helm-e2e-critical", "")):
+                               ("clusterrole", "plx-helm-e2e-fleet", ""), ("priorityclass", "plx-helm-e2e-critical", "")) + \
+                tuple((k, n, HELM_NS) for k, n in cert_manager + monitoring):
             wait_for(f"{kind} {name} to be gone", lambda: get(kind, name, ns) is None, 30)
     finally:
         cfg.uninstall("plx-store-webhook", ignore_not_found=True, timeout=60)
-
 
 def main():
     started = time.time()
