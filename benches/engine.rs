@@ -183,9 +183,62 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// The fleet view's own work per watch event: a run pod's event decoded as the watch reads it
+/// (`RawPod`) and judged (`fleet::judge`: `/validate`'s check, plus the engine's report when
+/// the pod fails it), beside the `/validate` review of the same pod (`cargo bench --bench engine
+/// -- fleet/`).
+fn fleet(c: &mut Criterion) {
+    use plx_store_webhook::admission::Stage;
+    use plx_store_webhook::fleet::{judge, watch::RawPod};
+    let plan = plan("");
+    let raw = fixture("job.gcs-ctxdir.json");
+    let out = mutate(
+        &decode(&raw.to_string()),
+        &plan,
+        &Request::pod_create("polyaxon"),
+    );
+    let mut injected = raw.clone();
+    json_patch::patch(&mut injected, &out.patch).unwrap();
+    let mut g = c.benchmark_group("fleet");
+    for (name, pod) in [("current", &injected), ("missing", &raw)] {
+        let mut pod = pod.clone();
+        pod["metadata"]["namespace"] = json!("polyaxon");
+        pod["metadata"]["name"] = json!("p");
+        let event = serde_json::to_vec(&json!({"type": "MODIFIED", "object": pod})).unwrap();
+        g.bench_with_input(BenchmarkId::new("watch-event", name), &event, |b, e| {
+            b.iter(|| {
+                let ev: kube::core::WatchEvent<RawPod> =
+                    serde_json::from_slice(black_box(e)).unwrap();
+                match ev {
+                    kube::core::WatchEvent::Modified(p) => judge("polyaxon", "p", p.text(), &plan),
+                    _ => None,
+                }
+            })
+        });
+        let body = review_bytes(&pod);
+        g.bench_with_input(
+            BenchmarkId::new("validate-review", name),
+            &body,
+            |b, body| {
+                b.iter(|| {
+                    admission::review_at(black_box(body), &plan, Stage::Validate)
+                        .unwrap()
+                        .2
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = fleet_benches;
+    config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
+    targets = fleet
+}
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
     targets = bench
 }
-criterion_main!(benches);
+criterion_main!(benches, fleet_benches);

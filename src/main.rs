@@ -117,7 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()?;
             let report = match rt.block_on(plx_store_webhook::fleet::snapshot(
-                &plan,
+                &std::sync::Arc::new(plan),
                 std::time::Duration::from_secs(timeout_seconds),
             )) {
                 Ok(r) => r,

@@ -7,7 +7,7 @@ mod common;
 use common::client::via_router;
 use common::*;
 use plx_store_webhook::fleet::view::{Failure, NamedWatch, WatchState};
-use plx_store_webhook::fleet::{rbac, report, Fleet, RunPod};
+use plx_store_webhook::fleet::{judge, rbac, report, Fleet};
 use plx_store_webhook::references::{ObjectKind, Presence, References};
 use plx_store_webhook::server::AppState;
 use plx_store_webhook::Plan;
@@ -31,12 +31,15 @@ fn fleet(state: WatchState, namespaces: &[&str]) -> Arc<Fleet> {
     let f = Arc::new(Fleet::default());
     {
         let mut v = f.write();
-        v.pods_watch = WatchState {
-            synced: true,
-            failure: None,
-        };
+        v.pods_watches.insert(
+            String::new(),
+            WatchState {
+                synced: true,
+                failure: None,
+            },
+        );
         v.named.entry(ObjectKind::Secret).or_default().insert(
-            "gcs-secret".into(),
+            ("gcs-secret".into(), String::new()),
             NamedWatch {
                 state,
                 namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
@@ -138,13 +141,11 @@ async fn fleet_endpoint_and_gauges() {
     let f = fleet(synced(), &["team-b"]);
     {
         let mut v = f.write();
-        for (ns, name, store) in [
-            ("team-a", "never", None),
-            ("team-b", "ok", Some("gcs-artifacts")),
-        ] {
-            let mut p = RunPod::from_meta(ns, name, [], []);
-            p.store = store.map(String::from);
-            p.decision = Some(plan.default.fingerprint.clone());
+        v.pods_config.clone_from(&plan.config_hash);
+        let raw = read_json("tests/fixtures/polyaxon-pods/job.nostore.json");
+        let injected = check_applied(&plan, &raw, "team-b").1;
+        for (ns, name, pod) in [("team-a", "never", &raw), ("team-b", "ok", &injected)] {
+            let p = judge(ns, name, &pod.to_string(), &plan).unwrap();
             v.pods.insert((ns.into(), name.into()), p);
         }
     }
@@ -239,5 +240,66 @@ fn rbac_names_every_object_and_nothing_else() {
         assert!(
             !rules.contains("create") && !rules.contains("update") && !rules.contains("delete")
         );
+        // No watch calls `get`: the verb is not granted.
+        assert!(!rules.contains("\"get\""), "{rules}");
     }
+}
+
+/// Routes that name their namespaces get Roles there, not a ClusterRole: the store Secret of a
+/// rule for `team-a` and `team-b` is readable in those two namespaces only.
+#[test]
+fn rbac_is_namespaced_where_the_routes_are() {
+    let yaml = std::fs::read_to_string(root().join("examples/teams.yaml"))
+        .unwrap()
+        .replace(
+            "namespaces: [\"team-vision\", \"team-vision-*\"]",
+            "namespaces: [team-a, team-b]",
+        );
+    let plan = Plan::from_config(&plx_store_webhook::load_str(&yaml, "t").unwrap());
+    let doc = rbac::render(&plan, "wh", "ns");
+    let docs: Vec<&str> = doc.split("---\n").collect();
+    let cluster = docs
+        .iter()
+        .find(|d| d.contains("kind: ClusterRole\n"))
+        .unwrap();
+    // vision-aws is still needed cluster-wide by the owner-matched acme-mnist rule.
+    assert!(cluster.contains("resources: [\"pods\"]"), "{cluster}");
+    // Only the two namespaces' Roles otherwise.
+    let only_a = yaml.replace(
+        "    - name: acme-mnist\n      match:\n        owners: [acme]\n        projects: [\"mnist*\"]\n      store: vision-s3\n      connections: [scratch]\n",
+        "",
+    );
+    assert_ne!(only_a, yaml);
+    let plan = Plan::from_config(&plx_store_webhook::load_str(&only_a, "t").unwrap());
+    let doc = rbac::render(&plan, "wh", "ns");
+    for ns in ["team-a", "team-b"] {
+        let role = doc
+            .split("---\n")
+            .find(|d| d.contains("kind: Role\n") && d.contains(&format!("namespace: {ns}\n")))
+            .unwrap_or_else(|| panic!("no Role in {ns}: {doc}"));
+        assert!(
+            role.contains("resources: [\"secrets\"]\n    resourceNames: [\"vision-aws\"]\n    verbs: [\"list\", \"watch\"]"),
+            "{role}"
+        );
+        assert!(doc.contains(&format!("kind: RoleBinding\nmetadata:\n  name: plx-store-webhook-fleet\n  namespace: {ns}\n")), "{doc}");
+    }
+    let cluster = doc
+        .split("---\n")
+        .find(|d| d.contains("kind: ClusterRole\n"))
+        .unwrap();
+    assert!(!cluster.contains("vision-aws"), "{cluster}");
+    // The watches are the same rules: one per namespace for vision-aws.
+    let t = plx_store_webhook::fleet::watch::targets(&plan);
+    let vision: Vec<_> = t
+        .iter()
+        .filter_map(|t| match t {
+            plx_store_webhook::fleet::watch::Target::Named { object, namespace }
+                if object.name == "vision-aws" =>
+            {
+                namespace.clone()
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(vision, ["team-a", "team-b"]);
 }

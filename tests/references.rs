@@ -186,35 +186,22 @@ fn a_keyless_teams_account_missing_is_named() {
 
 mod classify {
     use super::*;
-    use plx_store_webhook::fleet::{classify, RunPod, State};
+    use plx_store_webhook::fleet::{classify, judge, State};
 
-    /// The pod as the apiserver stores it after our webhook, read back as the fleet view keeps it.
-    fn admitted(plan: &Plan, ns: &str, owner: &str) -> RunPod {
+    /// The pod as the apiserver stores it after our webhook.
+    fn admitted(plan: &Plan, ns: &str, owner: &str) -> Value {
         let mut pod = read_json("tests/fixtures/polyaxon-pods/job.nostore.json");
         pod["metadata"]["namespace"] = ns.into();
         pod["metadata"]["annotations"]["operation.polyaxon.com/owner"] = owner.into();
-        let (_, stored) = check_applied(plan, &pod, ns);
-        meta(&stored)
+        check_applied(plan, &pod, ns).1
     }
 
-    fn meta(pod: &Value) -> RunPod {
-        let strs = |v: &Value| -> Vec<(String, String)> {
-            v.as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                .collect()
-        };
-        let (l, a) = (
-            strs(&pod["metadata"]["labels"]),
-            strs(&pod["metadata"]["annotations"]),
-        );
-        RunPod::from_meta(
-            pod["metadata"]["namespace"].as_str().unwrap(),
-            "p",
-            l.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            a.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        )
+    /// Judged under `plan` as the fleet view does on a watch event, then classified.
+    fn state(pod: &Value, plan: &Plan, refs: &dyn References) -> Option<(State, String)> {
+        let ns = pod["metadata"]["namespace"].as_str().unwrap();
+        let p = judge(ns, "p", &pod.to_string(), plan)?;
+        let c = classify(&p, plan, refs)?;
+        Some((c.state, c.why))
     }
 
     fn teams(edit: impl Fn(String) -> String) -> Plan {
@@ -231,8 +218,8 @@ mod classify {
         let nlp = admitted(&before, "team-nlp-1", "globex");
         let default = admitted(&before, "polyaxon", "globex");
         for p in [&vision, &nlp, &default] {
-            let c = classify(p, &before, &all).unwrap();
-            assert_eq!(c.state, State::Current, "{p:?}: {}", c.why);
+            let (st, why) = state(p, &before, &all).unwrap();
+            assert_eq!(st, State::Current, "{p}: {why}");
         }
         let after = teams(|s| {
             s.replace(
@@ -240,52 +227,73 @@ mod classify {
                 "      store: nlp-gcs\n      connections: [scratch, vision-s3]",
             )
         });
-        assert_eq!(
-            classify(&vision, &after, &all).unwrap().state,
-            State::Current
-        );
-        assert_eq!(
-            classify(&default, &after, &all).unwrap().state,
-            State::Current
-        );
-        let c = classify(&nlp, &after, &all).unwrap();
-        assert_eq!(c.state, State::Stale, "{}", c.why);
-        assert!(c.why.contains("recreate it"), "{}", c.why);
-        // A namespace moved to another team: stale, naming both stores.
+        assert_eq!(state(&vision, &after, &all).unwrap().0, State::Current);
+        assert_eq!(state(&default, &after, &all).unwrap().0, State::Current);
+        let (st, why) = state(&nlp, &after, &all).unwrap();
+        assert_eq!(st, State::Stale, "{why}");
+        assert!(why.contains("recreate it"), "{why}");
+        // A connection taken away: the pod has all today's pieces, but claims the earlier
+        // decision (which gave more): stale.
+        let fewer = teams(|s| {
+            s.replace(
+                "      store: nlp-gcs\n      connections: [scratch]",
+                "      store: nlp-gcs",
+            )
+        });
+        let (st, why) = state(&nlp, &fewer, &all).unwrap();
+        assert_eq!(st, State::Stale, "{why}");
+        // A namespace moved to another team: stale, naming the store it claims.
         let moved = teams(|s| {
             s.replace(
                 "namespaces: [\"team-nlp*\"]\n      store: nlp-gcs\n      connections",
                 "namespaces: [\"team-nlp*\"]\n      store: vision-s3\n      connections",
             )
         });
-        let c = classify(&nlp, &moved, &all).unwrap();
-        assert_eq!(c.state, State::Stale);
-        assert!(c.why.contains("has store \"nlp-gcs\""), "{}", c.why);
+        let (st, why) = state(&nlp, &moved, &all).unwrap();
+        assert_eq!(st, State::Stale);
+        assert!(why.contains("store \"nlp-gcs\""), "{why}");
     }
 
+    /// The tenant writes the markers: a pod without the credentials is `missing` whatever its
+    /// annotations say, and a tenant-set mode changes nothing.
     #[test]
-    fn missing_audit_legacy_and_missing_references() {
+    fn markers_never_hide_a_pod() {
         let p = teams(|s| s);
         let all = cluster(false, &[]);
-        // Never admitted by us.
-        let raw = meta(&{
-            let mut pod = read_json("tests/fixtures/polyaxon-pods/job.nostore.json");
-            pod["metadata"]["namespace"] = "team-vision-1".into();
-            pod
-        });
-        assert_eq!(classify(&raw, &p, &all).unwrap().state, State::Missing);
-        // Audit mode.
+        let real = admitted(&p, "team-vision-1", "globex");
+        let mut raw = read_json("tests/fixtures/polyaxon-pods/job.nostore.json");
+        raw["metadata"]["namespace"] = "team-vision-1".into();
+        assert_eq!(state(&raw, &p, &all).unwrap().0, State::Missing);
+        // Every marker of a real pod copied onto it, and `mode: audit` besides.
+        let mut spoof = raw.clone();
+        for (k, v) in real["metadata"]["annotations"].as_object().unwrap() {
+            spoof["metadata"]["annotations"][k] = v.clone();
+        }
+        let (st, why) = state(&spoof, &p, &all).unwrap();
+        assert_eq!(st, State::Missing, "{why}");
+        assert!(
+            why.contains("its markers claim store \"vision-s3\""),
+            "{why}"
+        );
+        spoof["metadata"]["annotations"]["plx-store-webhook.dev/mode"] = "audit".into();
+        assert_eq!(state(&spoof, &p, &all).unwrap().0, State::Missing);
+        // On a pod that has its credentials, a tenant-set mode is just as meaningless.
+        let mut moded = real.clone();
+        moded["metadata"]["annotations"]["plx-store-webhook.dev/mode"] = "audit".into();
+        assert_eq!(state(&moded, &p, &all).unwrap().0, State::Current);
+        // Audit only when today's route is in audit mode.
         let audited =
             teams(|s| s.replace("  noMatch: default", "  mode: audit\n  noMatch: default"));
         let a = admitted(&audited, "team-vision-1", "globex");
-        assert!(a.audit);
-        assert_eq!(classify(&a, &audited, &all).unwrap().state, State::Audit);
-        // Admitted before the fingerprint: current only under the same config hash.
-        let mut legacy = admitted(&p, "team-vision-1", "globex");
-        legacy.decision = None;
-        assert_eq!(classify(&legacy, &p, &all).unwrap().state, State::Current);
-        legacy.config_hash = Some("000000000000".into());
-        assert_eq!(classify(&legacy, &p, &all).unwrap().state, State::Stale);
+        assert_eq!(state(&a, &audited, &all).unwrap().0, State::Audit);
+        // A pod admitted in audit mode once its route injects: it has nothing, so missing.
+        assert_eq!(state(&a, &p, &all).unwrap().0, State::Missing);
+    }
+
+    #[test]
+    fn missing_references_unmatched_and_excluded() {
+        let p = teams(|s| s);
+        let all = cluster(false, &[]);
         // The namespace lacks the store's Secret: missing-reference, named.
         let ok = admitted(&p, "team-vision-1", "globex");
         let lacks = cluster(
@@ -296,10 +304,10 @@ mod classify {
                 "team-vision-1",
             )],
         );
-        let c = classify(&ok, &p, &lacks).unwrap();
-        assert_eq!(c.state, State::MissingReference);
+        let (st, why) = state(&ok, &p, &lacks).unwrap();
+        assert_eq!(st, State::MissingReference);
         assert_eq!(
-            c.why,
+            why,
             "secret vision-aws not found in namespace team-vision-1: the pod will not start"
         );
         // Excluded namespaces are not ours to count.
@@ -309,13 +317,40 @@ mod classify {
                 "injection:\n  namespaces: {exclude: [\"team-vision-*\"]}\n",
             )
         });
-        assert!(classify(&ok, &excl, &all).is_none());
-        // Unmatched with noMatch: warn.
-        let warn = teams(|s| s.replace("noMatch: default", "noMatch: warn"));
-        let stray = admitted(&warn, "elsewhere", "globex");
-        assert_eq!(
-            classify(&stray, &warn, &all).unwrap().state,
-            State::Unmatched
+        assert!(state(&ok, &excl, &all).is_none());
+        // Unmatched with noMatch: warn or deny.
+        for how in ["warn", "deny"] {
+            let plan = teams(|s| s.replace("noMatch: default", &format!("noMatch: {how}")));
+            let mut stray = read_json("tests/fixtures/polyaxon-pods/job.nostore.json");
+            stray["metadata"]["namespace"] = "elsewhere".into();
+            stray["metadata"]["annotations"]["operation.polyaxon.com/owner"] = "globex".into();
+            assert_eq!(state(&stray, &plan, &all).unwrap().0, State::Unmatched);
+        }
+    }
+
+    /// Whatever the tenant writes in its metadata, the record keeps a bounded few hundred bytes.
+    #[test]
+    fn the_record_is_bounded_whatever_the_metadata() {
+        let p = teams(|s| s);
+        let mut pod = admitted(&p, "team-vision-1", "globex");
+        let fat = "x".repeat(200 * 1024);
+        for k in [
+            "operation.polyaxon.com/owner",
+            "operation.polyaxon.com/project",
+            "plx-store-webhook.dev/store",
+            "plx-store-webhook.dev/decision",
+            "plx-store-webhook.dev/config-hash",
+        ] {
+            pod["metadata"]["annotations"][k] = fat.clone().into();
+        }
+        pod["metadata"]["labels"]["operation.polyaxon.com/uuid"] = fat.clone().into();
+        let r = judge("team-vision-1", "p", &pod.to_string(), &p).unwrap();
+        assert_eq!((&r.owner, &r.project, &r.run), (&None, &None, &None));
+        assert_eq!(r.verdict, State::Stale, "{}", r.why);
+        assert!(
+            r.why.len() <= plx_store_webhook::fleet::MAX_WHY,
+            "{}",
+            r.why.len()
         );
     }
 }

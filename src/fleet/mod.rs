@@ -6,6 +6,7 @@
 
 pub mod rbac;
 pub mod report;
+pub mod scope;
 pub mod view;
 pub mod watch;
 
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// One look at the cluster (the `fleet` command): start the watches `plan` needs, wait until
 /// each has listed or failed (at most `timeout`), and report.
-pub async fn snapshot(plan: &Plan, timeout: Duration) -> anyhow::Result<report::Report> {
+pub async fn snapshot(plan: &Arc<Plan>, timeout: Duration) -> anyhow::Result<report::Report> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("no Kubernetes client (KUBECONFIG or in-cluster): {e}"))?;
@@ -27,15 +28,10 @@ pub async fn snapshot(plan: &Plan, timeout: Duration) -> anyhow::Result<report::
     watches.follow(plan);
     let deadline = Instant::now() + timeout;
     loop {
-        let settled = {
-            let v = fleet.read();
-            let done = |s: &view::WatchState| s.synced || s.failure.is_some();
-            done(&v.pods_watch)
-                && v.named
-                    .values()
-                    .flat_map(|m| m.values())
-                    .all(|w| done(&w.state))
-        };
+        let settled = fleet
+            .read()
+            .states()
+            .all(|s| s.synced || s.failure.is_some());
         if settled || Instant::now() >= deadline {
             break;
         }

@@ -50,6 +50,9 @@ pub struct WatchRow {
     pub resource: &'static str,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
+    /// The one namespace it watches (absent: cluster-wide).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
     pub synced: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
@@ -71,7 +74,10 @@ pub fn build(view: &View, plan: &Plan, with_pods: bool) -> Report {
         State::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     let mut pods = Vec::new();
     let mut missing: BTreeMap<(ObjectKind, String, String), usize> = BTreeMap::new();
-    for p in view.pods.values() {
+    // Records judged under another config (it just changed; the pod watches are relisting)
+    // say nothing about this one.
+    let judged = view.pods_config == plan.config_hash;
+    for p in view.pods.values().filter(|_| judged) {
         let Some(c) = classify(p, plan, view) else {
             continue;
         };
@@ -103,28 +109,34 @@ pub fn build(view: &View, plan: &Plan, with_pods: bool) -> Report {
         }
     }
     pods.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
-    let mut watches = vec![WatchRow {
-        resource: "pods",
-        name: String::new(),
-        synced: view.pods_watch.synced,
-        failure: view.pods_watch.failure.clone(),
-    }];
+    let mut watches: Vec<WatchRow> = view
+        .pods_watches
+        .iter()
+        .map(|(ns, st)| WatchRow {
+            resource: "pods",
+            name: String::new(),
+            namespace: ns.clone(),
+            synced: st.synced,
+            failure: st.failure.clone(),
+        })
+        .collect();
     let mut named: Vec<_> = view
         .named
         .iter()
         .flat_map(|(k, m)| m.iter().map(move |(n, w)| (*k, n, w)))
         .collect();
     named.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    for (kind, name, w) in named {
+    for (kind, (name, namespace), w) in named {
         watches.push(WatchRow {
             resource: kind.resource(),
             name: name.clone(),
+            namespace: namespace.clone(),
             synced: w.state.synced,
             failure: w.state.failure.clone(),
         });
     }
     Report {
-        synced: view.synced(),
+        synced: judged && view.synced(),
         config_hash: plan.config_hash.clone(),
         counts,
         pods,
@@ -244,16 +256,19 @@ pub fn table(r: &Report) -> String {
     if !failing.is_empty() {
         let _ = writeln!(out, "\nwatches not synced:");
         for w in failing {
-            let what = if w.name.is_empty() {
+            let mut what = if w.name.is_empty() {
                 w.resource.to_string()
             } else {
                 format!("{} {}", w.resource, w.name)
             };
+            if !w.namespace.is_empty() {
+                let _ = write!(what, " in {}", w.namespace);
+            }
             match &w.failure {
                 Some(f) if f.forbidden => {
                     let _ = writeln!(
                         out,
-                        "  {what}: forbidden; add to the ClusterRole: {}",
+                        "  {what}: forbidden; add to the RBAC (plx-store-webhook rbac): {}",
                         f.rule
                     );
                 }

@@ -4,7 +4,7 @@
 
 use crate::fleet::RunPod;
 use crate::references::{ObjectKind, Presence, References};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A watch's health: synced once its first list is complete; failing until it lists again.
@@ -31,7 +31,7 @@ pub struct Failure {
     pub rule: String,
 }
 
-/// One named object's watch: which namespaces have it.
+/// One named object's watch (cluster-wide, or in one namespace): which namespaces have it.
 #[derive(Debug, Default)]
 pub struct NamedWatch {
     pub state: WatchState,
@@ -41,15 +41,24 @@ pub struct NamedWatch {
 /// Everything the watches know.
 #[derive(Debug, Default)]
 pub struct View {
-    /// Live run pods by (namespace, name).
+    /// Live run pods by (namespace, name), as judged under the config with hash `pods_config`.
     pub pods: HashMap<(String, String), RunPod>,
-    pub pods_watch: WatchState,
-    pub named: HashMap<ObjectKind, HashMap<String, NamedWatch>>,
+    pub pods_config: String,
+    /// The pod watches by namespace ("" for the cluster-wide one).
+    pub pods_watches: BTreeMap<String, WatchState>,
+    /// Named objects' watches by kind, then (name, namespace or "" for cluster-wide).
+    pub named: HashMap<ObjectKind, HashMap<(String, String), NamedWatch>>,
 }
 
 impl References for View {
     fn presence(&self, kind: ObjectKind, name: &str, namespace: &str) -> Presence {
-        match self.named.get(&kind).and_then(|m| m.get(name)) {
+        let Some(m) = self.named.get(&kind) else {
+            return Presence::Unknown;
+        };
+        let watch = m
+            .get(&(name.to_string(), String::new()))
+            .or_else(|| m.get(&(name.to_string(), namespace.to_string())));
+        match watch {
             Some(w) if w.state.trusted() => {
                 if w.namespaces.contains(namespace) {
                     Presence::Present
@@ -63,14 +72,28 @@ impl References for View {
 }
 
 impl View {
-    /// Every watch synced and none failing.
+    /// Every watch synced and none failing (and at least the pods' started).
     pub fn synced(&self) -> bool {
-        self.pods_watch.trusted()
+        self.pods_synced()
             && self
                 .named
                 .values()
                 .flat_map(|m| m.values())
                 .all(|w| w.state.trusted())
+    }
+
+    /// Every pod watch synced and none failing.
+    pub fn pods_synced(&self) -> bool {
+        !self.pods_watches.is_empty() && self.pods_watches.values().all(WatchState::trusted)
+    }
+
+    /// Every watch's state, pods' first (for settling and reports).
+    pub fn states(&self) -> impl Iterator<Item = &WatchState> {
+        self.pods_watches.values().chain(
+            self.named
+                .values()
+                .flat_map(|m| m.values().map(|w| &w.state)),
+        )
     }
 }
 

@@ -1,21 +1,30 @@
-//! The watches behind the fleet view, through kube-rs: run pods (metadata only, by the run
-//! selector, finished pods left out) and, for every object the config references, one
-//! metadata-only watch with `fieldSelector=metadata.name=<name>` — the one form of list and
-//! watch that RBAC's `resourceNames` can authorize, so no Secret is ever listed and no secret
-//! byte reaches the process. Lists are paged; no streaming lists (a 1.20 apiserver never ends
-//! them). A failing watch drops its stream and lists again after a backoff, so its data is
-//! trusted again only after a complete relist (a relist replaces, never adds).
+//! The watches behind the fleet view, through kube-rs: run pods (whole pods, by the run
+//! selector, finished pods left out), each judged on arrival by the core's [`judge`] — the
+//! `/validate` check — and reduced to its small record, the pod itself dropped; and, for every
+//! object the config references, one metadata-only watch with `fieldSelector=metadata.name=<name>`
+//! (the one form of list and watch that RBAC's `resourceNames` can authorize). Each watch looks
+//! where [`scope`](super::scope) says: cluster-wide, or namespace by namespace. Lists are paged
+//! in small pages; no streaming lists (a 1.20 apiserver never ends them). A failing watch drops
+//! its stream and lists again after a backoff, so its data is trusted again only after a
+//! complete relist (a relist replaces, never adds). A config change restarts the pod watches:
+//! the records are judgements under one plan.
 
+use super::scope;
 use super::view::{Failure, Fleet, NamedWatch, View, WatchState};
-use crate::fleet::RunPod;
+use crate::fleet::{judge, RunPod};
 use crate::plan::Plan;
-use crate::references::{self, ObjectKind, ObjectRef};
+use crate::references::{ObjectKind, ObjectRef};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::NamespaceResourceScope;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -24,26 +33,52 @@ use tokio::task::JoinHandle;
 
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Small pages keep the transient list memory small (the kube-rs reflector advice).
-const PAGE_SIZE: u32 = 100;
+/// Pods per list page: a page is held whole while it is read (its body and each pod decoded),
+/// so a relist's peak is about one page of the largest pods, not the fleet.
+const POD_PAGE: u32 = 25;
+/// Named objects per page (metadata only, one name: a page holds at most one per namespace).
+const NAMED_PAGE: u32 = 100;
 /// Pods that have finished run no more: not counted.
 const LIVE_PODS: &str = "status.phase!=Succeeded,status.phase!=Failed";
 /// Events between two hand-backs of freed memory (each event's object is freed once reduced).
-const COLLECT_EVERY: u32 = 1024;
+const COLLECT_EVERY: u32 = 256;
+/// A quiet stream for this long after events: their freed memory is handed back.
+const QUIET: Duration = Duration::from_secs(1);
 
 /// One watch a plan needs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
-    Pods { selector: String },
-    Named(ObjectRef),
+    /// Run pods, judged under the config with this hash (a new config restarts the watch).
+    Pods {
+        selector: String,
+        config: String,
+        namespace: Option<String>,
+    },
+    Named {
+        object: ObjectRef,
+        namespace: Option<String>,
+    },
 }
 
 /// The watches `plan` needs.
 pub fn targets(plan: &Plan) -> Vec<Target> {
-    let mut t = vec![Target::Pods {
-        selector: selector(plan),
-    }];
-    t.extend(references::of_plan(plan).into_iter().map(Target::Named));
+    let s = scope::of(plan);
+    let mut t: Vec<Target> = s
+        .pods
+        .each()
+        .into_iter()
+        .map(|namespace| Target::Pods {
+            selector: selector(plan),
+            config: plan.config_hash.clone(),
+            namespace,
+        })
+        .collect();
+    for (object, at) in &s.named {
+        t.extend(at.each().into_iter().map(|namespace| Target::Named {
+            object: object.clone(),
+            namespace,
+        }));
+    }
     t
 }
 
@@ -57,17 +92,116 @@ pub fn selector(plan: &Plan) -> String {
         .join(",")
 }
 
-/// The ClusterRole rule a watch needs, as one YAML flow mapping.
+/// The RBAC rule a watch needs, as one YAML flow mapping (in a Role of its namespace when it
+/// has one, else in the ClusterRole).
 pub fn rule(target: &Target) -> String {
-    match target {
-        Target::Pods { .. } => {
-            r#"{apiGroups: [""], resources: ["pods"], verbs: ["list", "watch"]}"#.to_string()
-        }
-        Target::Named(r) => format!(
-            r#"{{apiGroups: [""], resources: ["{}"], resourceNames: ["{}"], verbs: ["get", "list", "watch"]}}"#,
-            r.kind.resource(),
-            r.name
+    let (rule, ns) = match target {
+        Target::Pods { namespace, .. } => (
+            r#"{apiGroups: [""], resources: ["pods"], verbs: ["list", "watch"]}"#.to_string(),
+            namespace,
         ),
+        Target::Named { object, namespace } => (
+            format!(
+                r#"{{apiGroups: [""], resources: ["{}"], resourceNames: ["{}"], verbs: ["list", "watch"]}}"#,
+                object.kind.resource(),
+                object.name
+            ),
+            namespace,
+        ),
+    };
+    match ns {
+        Some(ns) => format!("{rule} in a Role of namespace {ns}"),
+        None => rule,
+    }
+}
+
+/// A run pod as the watch reads it: its text as the engine reads a pod (metadata's labels and
+/// annotations, and the spec; never managedFields or status), and the little metadata the
+/// watcher tracks. Built per object while a page or event is read, dropped once judged.
+#[derive(Debug, Clone)]
+pub struct RawPod {
+    metadata: ObjectMeta,
+    text: String,
+}
+
+impl<'de> Deserialize<'de> for RawPod {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(default)]
+            metadata: Meta,
+            #[serde(default)]
+            spec: Value,
+        }
+        #[derive(Deserialize, Serialize, Default)]
+        #[serde(rename_all = "camelCase")]
+        struct Meta {
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            name: Option<String>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            namespace: Option<String>,
+            #[serde(default, skip_serializing)]
+            resource_version: Option<String>,
+            #[serde(default, skip_serializing)]
+            uid: Option<String>,
+            #[serde(default)]
+            labels: Value,
+            #[serde(default)]
+            annotations: Value,
+        }
+        #[derive(Serialize)]
+        struct Text<'a> {
+            metadata: &'a Meta,
+            spec: &'a Value,
+        }
+        let w = Wire::deserialize(d)?;
+        let text = serde_json::to_string(&Text {
+            metadata: &w.metadata,
+            spec: &w.spec,
+        })
+        .map_err(serde::de::Error::custom)?;
+        let m = w.metadata;
+        Ok(RawPod {
+            metadata: ObjectMeta {
+                name: m.name,
+                namespace: m.namespace,
+                resource_version: m.resource_version,
+                uid: m.uid,
+                ..ObjectMeta::default()
+            },
+            text,
+        })
+    }
+}
+
+impl RawPod {
+    /// The pod's text as the engine reads it.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Resource for RawPod {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Pod".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "pods".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
     }
 }
 
@@ -88,7 +222,7 @@ impl Watches {
     }
 
     /// Start the watches `plan` needs, stop (and forget) the others.
-    pub fn follow(&mut self, plan: &Plan) {
+    pub fn follow(&mut self, plan: &Arc<Plan>) {
         let want = targets(plan);
         let gone: Vec<Target> = self
             .running
@@ -102,63 +236,86 @@ impl Watches {
             }
             let mut v = self.fleet.write();
             match &t {
-                Target::Pods { .. } => {
-                    v.pods.clear();
-                    v.pods_watch = WatchState::default();
+                Target::Pods { namespace, .. } => {
+                    v.pods_watches.remove(&key(namespace));
                 }
-                Target::Named(r) => {
-                    if let Some(m) = v.named.get_mut(&r.kind) {
-                        m.remove(&r.name);
+                Target::Named { object, namespace } => {
+                    if let Some(m) = v.named.get_mut(&object.kind) {
+                        m.remove(&(object.name.clone(), key(namespace)));
                     }
                 }
+            }
+        }
+        {
+            // Records judged under another plan mean nothing under this one.
+            let mut v = self.fleet.write();
+            if v.pods_config != plan.config_hash {
+                v.pods.clear();
+                v.pods_config.clone_from(&plan.config_hash);
             }
         }
         for t in want {
             if self.running.contains_key(&t) {
                 continue;
             }
-            let handle = self.spawn(&t);
+            let handle = self.spawn(&t, plan);
             self.running.insert(t, handle);
         }
     }
 
-    fn spawn(&self, t: &Target) -> JoinHandle<()> {
+    fn spawn(&self, t: &Target, plan: &Arc<Plan>) -> JoinHandle<()> {
         let fleet = self.fleet.clone();
         let client = self.client.clone();
         let rule = rule(t);
         match t.clone() {
-            Target::Pods { selector } => {
-                fleet.write().pods_watch = WatchState::default();
+            Target::Pods {
+                selector,
+                namespace,
+                ..
+            } => {
+                fleet
+                    .write()
+                    .pods_watches
+                    .insert(key(&namespace), WatchState::default());
                 let config = watcher::Config::default()
                     .labels(&selector)
                     .fields(LIVE_PODS)
-                    .page_size(PAGE_SIZE);
-                let api = Api::<PartialObjectMeta<Pod>>::all(client);
-                tokio::spawn(run(api, config, PodSink { fleet, rule }))
+                    .page_size(POD_PAGE);
+                let api = match &namespace {
+                    Some(ns) => Api::<RawPod>::namespaced(client, ns),
+                    None => Api::<RawPod>::all(client),
+                };
+                let sink = PodSink {
+                    fleet,
+                    rule,
+                    plan: plan.clone(),
+                    namespace,
+                };
+                tokio::spawn(run(api, config, sink))
             }
-            Target::Named(r) => {
-                fleet
-                    .write()
-                    .named
-                    .entry(r.kind)
-                    .or_default()
-                    .insert(r.name.clone(), NamedWatch::default());
+            Target::Named { object, namespace } => {
+                fleet.write().named.entry(object.kind).or_default().insert(
+                    (object.name.clone(), key(&namespace)),
+                    NamedWatch::default(),
+                );
                 let config = watcher::Config::default()
-                    .fields(&format!("metadata.name={}", r.name))
-                    .page_size(PAGE_SIZE);
+                    .fields(&format!("metadata.name={}", object.name))
+                    .page_size(NAMED_PAGE);
                 let sink = NamedSink {
                     fleet,
                     rule,
-                    target: r.clone(),
+                    target: object.clone(),
+                    namespace: namespace.clone(),
                 };
-                match r.kind {
-                    ObjectKind::Secret => spawn_named::<Secret>(client, config, sink),
-                    ObjectKind::ConfigMap => spawn_named::<ConfigMap>(client, config, sink),
+                let ns = namespace.as_deref();
+                match object.kind {
+                    ObjectKind::Secret => spawn_named::<Secret>(client, ns, config, sink),
+                    ObjectKind::ConfigMap => spawn_named::<ConfigMap>(client, ns, config, sink),
                     ObjectKind::PersistentVolumeClaim => {
-                        spawn_named::<PersistentVolumeClaim>(client, config, sink)
+                        spawn_named::<PersistentVolumeClaim>(client, ns, config, sink)
                     }
                     ObjectKind::ServiceAccount => {
-                        spawn_named::<ServiceAccount>(client, config, sink)
+                        spawn_named::<ServiceAccount>(client, ns, config, sink)
                     }
                 }
             }
@@ -166,12 +323,32 @@ impl Watches {
     }
 }
 
-/// One named object's watch, cluster-wide, metadata only.
-fn spawn_named<K>(client: Client, config: watcher::Config, sink: NamedSink) -> JoinHandle<()>
+/// A watch's namespace as the view keys it ("" for a cluster-wide watch).
+fn key(namespace: &Option<String>) -> String {
+    namespace.clone().unwrap_or_default()
+}
+
+/// One named object's watch, metadata only, cluster-wide or in one namespace.
+fn spawn_named<K>(
+    client: Client,
+    namespace: Option<&str>,
+    config: watcher::Config,
+    sink: NamedSink,
+) -> JoinHandle<()>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
 {
-    tokio::spawn(run(Api::<PartialObjectMeta<K>>::all(client), config, sink))
+    let api = match namespace {
+        Some(ns) => Api::<PartialObjectMeta<K>>::namespaced(client, ns),
+        None => Api::<PartialObjectMeta<K>>::all(client),
+    };
+    tokio::spawn(run(api, config, sink))
 }
 
 impl Drop for Watches {
@@ -183,22 +360,22 @@ impl Drop for Watches {
 }
 
 /// Where one watch's events go: each object reduced to what the view keeps of it.
-trait Sink<K>: Send + 'static {
+trait Sink<O>: Send + 'static {
     type Item: Send;
-    fn item(&self, o: &PartialObjectMeta<K>) -> Option<Self::Item>;
+    fn item(&self, o: &O) -> Option<Self::Item>;
     fn replace(&self, items: Vec<Self::Item>);
-    fn apply(&self, item: Self::Item);
-    fn delete(&self, item: Self::Item);
+    fn apply(&self, o: &O);
+    fn delete(&self, o: &O);
     fn state<'v>(&self, v: &'v mut View) -> Option<&'v mut WatchState>;
     fn rule(&self) -> &str;
     fn what(&self) -> String;
     fn fleet(&self) -> &Fleet;
 }
 
-async fn run<K, S>(api: Api<PartialObjectMeta<K>>, config: watcher::Config, sink: S)
+async fn run<O, S>(api: Api<O>, config: watcher::Config, sink: S)
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    S: Sink<K>,
+    O: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    S: Sink<O>,
 {
     let mut delay = BACKOFF_MIN;
     let mut since_collect = 0u32;
@@ -206,13 +383,28 @@ where
         let stream = watcher::watcher(api.clone(), config.clone());
         futures::pin_mut!(stream);
         let mut listing: Option<Vec<S::Item>> = None;
-        while let Some(event) = stream.next().await {
+        loop {
+            // After a burst, the freed memory goes back once the stream is quiet for a moment.
+            let event = if since_collect > 0 {
+                match tokio::time::timeout(QUIET, stream.next()).await {
+                    Ok(e) => e,
+                    Err(_) => {
+                        since_collect = 0;
+                        crate::allocator::release_free_memory();
+                        continue;
+                    }
+                }
+            } else {
+                stream.next().await
+            };
+            let Some(event) = event else { break };
             match event {
                 Ok(Event::Init) => listing = Some(Vec::new()),
                 Ok(Event::InitApply(o)) => {
                     if let (Some(l), Some(i)) = (listing.as_mut(), sink.item(&o)) {
                         l.push(i);
                     }
+                    since_collect += 1;
                 }
                 Ok(Event::InitDone) => {
                     sink.replace(listing.take().unwrap_or_default());
@@ -223,21 +415,18 @@ where
                         }
                         st.synced = true;
                     }
+                    drop(v);
                     delay = BACKOFF_MIN;
                     // The list's pages and the replaced entries are free now: give them back
                     // (the watches run on their own thread, so this is their whole heap).
-                    crate::allocator::release_free_memory();
+                    since_collect = COLLECT_EVERY;
                 }
                 Ok(Event::Apply(o)) => {
-                    if let Some(i) = sink.item(&o) {
-                        sink.apply(i);
-                    }
+                    sink.apply(&o);
                     since_collect += 1;
                 }
                 Ok(Event::Delete(o)) => {
-                    if let Some(i) = sink.item(&o) {
-                        sink.delete(i);
-                    }
+                    sink.delete(&o);
                     since_collect += 1;
                 }
                 Err(e) => {
@@ -250,7 +439,7 @@ where
                         if changed {
                             if f.forbidden {
                                 tracing::warn!(watch = %sink.what(), error = %f.message, rule = %f.rule,
-                                    "fleet watch forbidden: add this rule to the webhook's ClusterRole (plx-store-webhook rbac --config …)");
+                                    "fleet watch forbidden: add this rule to the webhook's RBAC (plx-store-webhook rbac --config …)");
                             } else {
                                 tracing::warn!(watch = %sink.what(), error = %f.message, "fleet watch failing; retrying");
                             }
@@ -265,7 +454,7 @@ where
                 crate::allocator::release_free_memory();
             }
         }
-        if since_collect >= COLLECT_EVERY {
+        if since_collect > 0 {
             since_collect = 0;
             crate::allocator::release_free_memory();
         }
@@ -294,48 +483,82 @@ fn failure(e: &watcher::Error, rule: &str) -> Failure {
     }
 }
 
-/// Run pods, reduced to their metadata's classification facts.
+/// Run pods, each judged under `plan` and kept as its small record.
 struct PodSink {
     fleet: Arc<Fleet>,
     rule: String,
+    plan: Arc<Plan>,
+    /// The one namespace this watch lists (`None`: all).
+    namespace: Option<String>,
 }
 
-impl Sink<Pod> for PodSink {
+impl PodSink {
+    /// The view, if it still holds judgements under this sink's plan (a config change may have
+    /// moved on while this watch was being stopped).
+    fn view(&self) -> Option<std::sync::RwLockWriteGuard<'_, View>> {
+        let v = self.fleet.write();
+        (v.pods_config == self.plan.config_hash).then_some(v)
+    }
+}
+
+fn pod_key(o: &RawPod) -> Option<(String, String)> {
+    Some((o.metadata.namespace.clone()?, o.metadata.name.clone()?))
+}
+
+impl Sink<RawPod> for PodSink {
     type Item = RunPod;
 
-    fn item(&self, o: &PartialObjectMeta<Pod>) -> Option<RunPod> {
-        let m = &o.metadata;
-        Some(RunPod::from_meta(
-            m.namespace.as_deref()?,
-            m.name.as_deref()?,
-            pairs(&m.labels),
-            pairs(&m.annotations),
-        ))
+    fn item(&self, o: &RawPod) -> Option<RunPod> {
+        let (ns, name) = (
+            o.metadata.namespace.as_deref()?,
+            o.metadata.name.as_deref()?,
+        );
+        judge(ns, name, &o.text, &self.plan)
     }
 
     fn replace(&self, items: Vec<RunPod>) {
-        let pods = items
-            .into_iter()
-            .map(|p| ((p.namespace.clone(), p.name.clone()), p))
-            .collect();
-        // Swapped under the lock, the old view dropped after it (admission reads the lock).
-        let old = std::mem::replace(&mut self.fleet.write().pods, pods);
-        drop(old);
+        let Some(mut v) = self.view() else { return };
+        let mut old = match &self.namespace {
+            None => std::mem::take(&mut v.pods),
+            Some(ns) => {
+                let (mine, others) = std::mem::take(&mut v.pods)
+                    .into_iter()
+                    .partition(|((n, _), _)| n == ns);
+                v.pods = others;
+                mine
+            }
+        };
+        for p in items {
+            v.pods.insert((p.namespace.clone(), p.name.clone()), p);
+        }
+        // The old records are dropped after the lock (admission reads it).
+        drop(v);
+        old.clear();
     }
 
-    fn apply(&self, p: RunPod) {
-        self.fleet
-            .write()
-            .pods
-            .insert((p.namespace.clone(), p.name.clone()), p);
+    fn apply(&self, o: &RawPod) {
+        let Some(key) = pod_key(o) else { return };
+        // Judged before the lock: the spec is read and dropped here.
+        let judged = self.item(o);
+        let Some(mut v) = self.view() else { return };
+        match judged {
+            Some(p) => v.pods.insert(key, p),
+            None => v.pods.remove(&key),
+        };
     }
 
-    fn delete(&self, p: RunPod) {
-        self.fleet.write().pods.remove(&(p.namespace, p.name));
+    fn delete(&self, o: &RawPod) {
+        let Some(key) = pod_key(o) else { return };
+        if let Some(mut v) = self.view() {
+            v.pods.remove(&key);
+        }
     }
 
     fn state<'v>(&self, v: &'v mut View) -> Option<&'v mut WatchState> {
-        Some(&mut v.pods_watch)
+        if v.pods_config != self.plan.config_hash {
+            return None;
+        }
+        v.pods_watches.get_mut(&key(&self.namespace))
     }
 
     fn rule(&self) -> &str {
@@ -343,7 +566,10 @@ impl Sink<Pod> for PodSink {
     }
 
     fn what(&self) -> String {
-        "pods".into()
+        match &self.namespace {
+            Some(ns) => format!("pods in {ns}"),
+            None => "pods".into(),
+        }
     }
 
     fn fleet(&self) -> &Fleet {
@@ -356,16 +582,29 @@ struct NamedSink {
     fleet: Arc<Fleet>,
     rule: String,
     target: ObjectRef,
+    namespace: Option<String>,
 }
 
-impl<K> Sink<K> for NamedSink {
-    type Item = String;
-
-    fn item(&self, o: &PartialObjectMeta<K>) -> Option<String> {
+impl NamedSink {
+    fn namespace_of<K>(&self, o: &PartialObjectMeta<K>) -> Option<String> {
         // The field selector already holds the name; checked again all the same.
         (o.metadata.name.as_deref() == Some(self.target.name.as_str()))
             .then(|| o.metadata.namespace.clone())
             .flatten()
+    }
+
+    fn watch<'v>(&self, v: &'v mut View) -> Option<&'v mut NamedWatch> {
+        v.named
+            .get_mut(&self.target.kind)
+            .and_then(|m| m.get_mut(&(self.target.name.clone(), key(&self.namespace))))
+    }
+}
+
+impl<K: Send + Sync + 'static> Sink<PartialObjectMeta<K>> for NamedSink {
+    type Item = String;
+
+    fn item(&self, o: &PartialObjectMeta<K>) -> Option<String> {
+        self.namespace_of(o)
     }
 
     fn replace(&self, items: Vec<String>) {
@@ -376,14 +615,20 @@ impl<K> Sink<K> for NamedSink {
         }
     }
 
-    fn apply(&self, ns: String) {
+    fn apply(&self, o: &PartialObjectMeta<K>) {
+        let Some(ns) = self.namespace_of(o) else {
+            return;
+        };
         let mut v = self.fleet.write();
         if let Some(w) = self.watch(&mut v) {
             w.namespaces.insert(ns);
         }
     }
 
-    fn delete(&self, ns: String) {
+    fn delete(&self, o: &PartialObjectMeta<K>) {
+        let Some(ns) = self.namespace_of(o) else {
+            return;
+        };
         let mut v = self.fleet.write();
         if let Some(w) = self.watch(&mut v) {
             w.namespaces.remove(&ns);
@@ -399,25 +644,17 @@ impl<K> Sink<K> for NamedSink {
     }
 
     fn what(&self) -> String {
-        format!("{} {}", self.target.kind.resource(), self.target.name)
+        match &self.namespace {
+            Some(ns) => format!(
+                "{} {} in {ns}",
+                self.target.kind.resource(),
+                self.target.name
+            ),
+            None => format!("{} {}", self.target.kind.resource(), self.target.name),
+        }
     }
 
     fn fleet(&self) -> &Fleet {
         &self.fleet
     }
-}
-
-impl NamedSink {
-    fn watch<'v>(&self, v: &'v mut View) -> Option<&'v mut NamedWatch> {
-        v.named
-            .get_mut(&self.target.kind)
-            .and_then(|m| m.get_mut(&self.target.name))
-    }
-}
-
-fn pairs(map: &Option<std::collections::BTreeMap<String, String>>) -> Vec<(&str, &str)> {
-    map.iter()
-        .flatten()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect()
 }

@@ -199,7 +199,7 @@ fn spawn_fleet(state: &AppState) {
                 };
                 let mut watches = crate::fleet::watch::Watches::new(client, fleet);
                 loop {
-                    watches.follow(&plan.load());
+                    watches.follow(&plan.load_full());
                     changed.notified().await;
                 }
             })
@@ -212,7 +212,12 @@ fn spawn_fleet(state: &AppState) {
 /// The fleet view cannot run at all: say so in it (and the log); admission goes on.
 fn fail(fleet: &crate::fleet::Fleet, message: String) {
     tracing::error!(error = %message, "fleet view off: admission goes on without it");
-    fleet.write().pods_watch.failure = Some(crate::fleet::view::Failure {
+    fleet
+        .write()
+        .pods_watches
+        .entry(String::new())
+        .or_default()
+        .failure = Some(crate::fleet::view::Failure {
         message,
         forbidden: false,
         rule: String::new(),

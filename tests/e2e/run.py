@@ -862,12 +862,40 @@ scrape_configs:
         nlp_pod = pod["metadata"]["name"]
         assert "not found" not in r.stderr, r.stderr
         wait_for("current", lambda: states("team-nlp-f").get(nlp_pod) == "current")
+        # A tenant-set `mode: audit` on an inject route: injected all the same, and its real
+        # state (current) shows, not `audit`.
+        moded = run_in("team-nlp-f")
+        moded["metadata"]["annotations"]["plx-store-webhook.dev/mode"] = "audit"
+        moded = create(moded)[0]["metadata"]["name"]
+        wait_for("the tenant-set mode judged by its spec", lambda: states("team-nlp-f").get(moded) == "current")
+        kubectl("-n", "team-nlp-f", "delete", "pod", moded, "--wait=false")
+        wait_for("it to leave", lambda: moded not in states("team-nlp-f"))
+        # The spoof: created without the run labels (the webhooks see CREATE only, and skip it),
+        # every marker of a real run copied onto it and `mode: audit` besides, then labelled a
+        # run by UPDATE. It carries no credentials: missing, whatever it claims.
+        real = json.loads(kubectl("-n", "team-nlp-f", "get", "pod", nlp_pod, "-o", "json").stdout)["metadata"]["annotations"]
+        spoof = run_in("team-nlp-f")
+        for k in ("app.kubernetes.io/managed-by", "app.kubernetes.io/part-of"):
+            spoof["metadata"]["labels"].pop(k)
+        spoof["metadata"]["annotations"].update({k: v for k, v in real.items() if k.startswith("plx-store-webhook.dev/")})
+        spoof["metadata"]["annotations"]["plx-store-webhook.dev/mode"] = "audit"
+        stored, _ = create(spoof)
+        spoof = stored["metadata"]["name"]
+        assert not any("gcs" in v.get("name", "") for v in stored["spec"].get("volumes", [])), stored["spec"]["volumes"]
+        kubectl("-n", "team-nlp-f", "label", "pod", spoof, "app.kubernetes.io/managed-by=polyaxon", "app.kubernetes.io/part-of=polyaxon-runs")
+        wait_for("the spoof judged missing", lambda: states("team-nlp-f").get(spoof) == "missing")
         f = fleet_json()
-        assert f["counts"]["missing"] == 2 and f["counts"]["missing-reference"] == 1 and f["counts"]["current"] == 1, f["counts"]
+        assert f["counts"]["missing"] == 3 and f["counts"]["missing-reference"] == 1 and f["counts"]["current"] == 1, f["counts"]
         assert {"kind": "secret", "name": "vision-aws", "namespace": "team-vision-f", "runs": 3} in f["missing_references"], f["missing_references"]
-        # On Prometheus: the gauges, the alerts pending, the fleet panels with data.
-        wait_for("Prometheus to scrape the fleet gauges", lambda: prom_query(prom_port, 'plx_webhook_run_pods{state="missing"}')[0]["value"][1] == "2", 90)
-        wait_for("RunPodsWithoutCredentials", lambda: alerts(prom_port, "PlxStoreWebhookRunPodsWithoutCredentials"), 30)
+        assert series("plx_webhook_run_pods", state="missing") == 3
+        r = run([WEBHOOK, "fleet", "--config", f"{T}/cfg/config.yaml", "--timeout-seconds", "20"], check=False, timeout=60,
+                env_kubeconfig=FLEET_KUBECONFIG)
+        assert r.returncode == 1 and any(spoof in l and " missing " in l for l in r.stdout.splitlines()), r.stdout
+        # On Prometheus: the gauges, the alerts pending (counting the spoof), the fleet panels with data.
+        wait_for("Prometheus to scrape the fleet gauges", lambda: prom_query(prom_port, 'plx_webhook_run_pods{state="missing"}')[0]["value"][1] == "3", 90)
+        wait_for("RunPodsWithoutCredentials counting the spoof", lambda: any(
+            a["labels"].get("state") == "missing" and float(a["value"]) == 3
+            for a in alerts(prom_port, "PlxStoreWebhookRunPodsWithoutCredentials")), 30)
         wait_for("StoreObjectMissing for vision-aws in team-vision-f", lambda: any(
             a["labels"].get("name") == "vision-aws" and a["labels"].get("namespace") == "team-vision-f"
             for a in alerts(prom_port, "PlxStoreWebhookStoreObjectMissing")), 30)
@@ -877,8 +905,15 @@ scrape_configs:
                     assert prom_query(prom_port, t["expr"]), f"panel {p['title']} has no data"
         # Least privilege: the named objects only; every other Secret, and any Secret list, is a 403.
         as_sa = lambda *a: run(["kubectl", "--kubeconfig", FLEET_KUBECONFIG, *a], check=False)  # noqa: E731
-        assert as_sa("-n", "team-nlp-f", "get", "secret", "nlp-gcs-secret", "-o", "name").returncode == 0
-        for args in (("-n", "team-nlp-f", "get", "secret", "unrelated"), ("get", "secrets", "-A"), ("-n", "team-nlp-f", "get", "secrets")):
+        # What the token can read: the named Secret's list/watch by name (the watches' one form;
+        # data included, as `rbac` says), run pods by list. No `get` at all: the watches never use it.
+        r = as_sa("-n", "team-nlp-f", "get", "secrets", "--field-selector", "metadata.name=nlp-gcs-secret", "-o", "json")
+        assert r.returncode == 0 and json.loads(r.stdout)["items"][0]["data"], (r.stdout, r.stderr)
+        assert as_sa("get", "pods", "-A", "-l", "app.kubernetes.io/part-of=polyaxon-runs", "-o", "name").returncode == 0
+        for args in (("-n", "team-nlp-f", "get", "secret", "nlp-gcs-secret"), ("-n", "team-nlp-f", "get", "pod", nlp_pod),
+                     ("-n", "team-nlp-f", "get", "secret", "unrelated"), ("get", "secrets", "-A"), ("-n", "team-nlp-f", "get", "secrets"),
+                     ("-n", "team-nlp-f", "get", "configmaps"), ("-n", "team-nlp-f", "create", "configmap", "x"),
+                     ("-n", "team-nlp-f", "delete", "pod", nlp_pod)):
             r = as_sa(*args)
             assert r.returncode != 0 and "forbidden" in r.stderr.lower(), (args, r.stdout, r.stderr)
         # Creating the objects clears it within seconds; a new run is not warned.
@@ -934,7 +969,7 @@ scrape_configs:
         assert fleet_json()["counts"] == before, (fleet_json()["counts"], before)
         # Deleted pods leave; with only current runs left, `fleet` exits 0.
         assert fleet_json()["counts"]["stale"] == 2, fleet_json()["counts"]
-        for ns, pods in (("team-vision-f", early + [outside_pod]), ("team-nlp-f", [nlp_pod])):
+        for ns, pods in (("team-vision-f", early + [outside_pod]), ("team-nlp-f", [nlp_pod, spoof])):
             kubectl("-n", ns, "delete", "pod", *pods, "--wait=false")
         wait_for("deleted pods to leave", lambda: fleet_json()["counts"]["missing"] == 0 and fleet_json()["counts"]["stale"] == 0)
         r = run([WEBHOOK, "fleet", "--config", f"{T}/cfg/config.yaml", "--timeout-seconds", "20"], check=False, timeout=60,
@@ -943,6 +978,37 @@ scrape_configs:
     finally:
         stop("prometheus")
         use_layout("examples/store-ctxdir.yaml")
+
+
+def rss_kib(pid, field="VmRSS:"):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith(field))
+
+
+def fleet_memory_with_fat_annotations():
+    """Memory set by the pod count, not by what tenants write: 500 live run pods, each with a
+    legal 200 KiB `operation.polyaxon.com/owner`, all in the view (judged, capped records): the
+    webhook's RSS stays under 48 MiB (issue #31; the release binary's peak: bench/fleet_memory.py)."""
+    n = int(os.environ.get("PLX_E2E_FAT_PODS", "500"))
+    ensure_namespace("team-fat")
+    pod = run_in("team-fat", owner="o" * (200 * 1024))
+    pod["metadata"].pop("generateName", None)
+    for start_at in range(0, n, 25):
+        items = []
+        for i in range(start_at, min(n, start_at + 25)):
+            p = json.loads(json.dumps(pod))
+            p["metadata"]["name"] = f"fat-{i:04d}"
+            items.append(p)
+        kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    try:
+        wait_for("every fat pod in the view", lambda: len(states("team-fat")) == n, 120)
+        assert fleet_json()["synced"]
+        time.sleep(2)
+        rss = rss_kib(PROCS["webhook"].pid)
+        log(f"  {n} pods x 200 KiB annotations in the view: webhook RSS {rss / 1024:.1f} MiB")
+        assert rss < 48 * 1024, f"RSS {rss} KiB with {n} fat pods (bound 48 MiB)"
+    finally:
+        kubectl("-n", "team-fat", "delete", "pods", "--all", "--wait=false")
 
 
 def cert_rotation_while_creating_pods():
@@ -1248,7 +1314,8 @@ def main():
         setup_webhook()
         for s in [layouts, team_rules_route_by_namespace_and_owner, not_runs_stored_unchanged, server_dry_run_mutates_and_stores_nothing, conflict_is_refused_with_our_message,
                   warnings_reach_kubectl, reinvocation_covers_a_later_init_container, enforce_refuses_runs_without_their_store, keyless_identities, keyless_bypasses_refused,
-                  audit_mode_admits_with_annotations_only, fleet_view_through_rbac, cert_rotation_while_creating_pods,
+                  audit_mode_admits_with_annotations_only, fleet_view_through_rbac, fleet_memory_with_fat_annotations,
+                  cert_rotation_while_creating_pods,
                   serving_renewal_keeps_trust, ca_rotation_through_the_overlap, break_glass_with_enforce_lets_runs_through, helm_release_lifecycle,
                   webhook_down_refuses_runs_only]:
             # PLX_E2E_ONLY=name,name runs only those scenarios (after the common setup).
