@@ -9,13 +9,15 @@
 - the schema rejects wrong values with a message naming the key;
 - one source of truth: for each kustomize overlay (and component), the chart with the equivalent
   values renders the same objects (Helm's own labels aside);
-- the fleet ClusterRole is what `plx-store-webhook rbac` prints, for every example config;
+- the fleet RBAC (ClusterRole, per-namespace Roles, bindings) is what `plx-store-webhook rbac`
+  prints, for every example config and generated configs whose routes name their namespaces;
 - the alerts and dashboard files are manifests/monitoring's.
 """
 import copy
 import itertools
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -273,25 +275,93 @@ def chart_equals_kustomize():
             compare(" + ".join(("polyaxon-agent-config",) + comps), kdocs, render(v, namespace="polyaxon"))
 
 
+def namespaced_configs(n, seed):
+    """Configs whose routes name their namespaces in every way `rbac` distinguishes: the teams and
+    keyless examples with each rule's `match.namespaces` and the policy's include/exclude drawn from
+    literal names and globs (so Roles per namespace, a ClusterRole, both, or nothing at all)."""
+    rng = random.Random(seed)
+    names = ["team-a", "team-b", "team-vision", "kube-system"]
+    globs = ["team-*", "team-?", "*", "kube-*"]
+
+    def pick(pool, most):
+        return rng.sample(pool, rng.randint(1, most))
+
+    bases = []
+    for f in ("teams.yaml", "keyless.yaml"):
+        with open(os.path.join(ROOT, "examples", f)) as fh:
+            bases.append((f, yaml.safe_load(fh)))
+    for i in range(n):
+        f, cfg = copy.deepcopy(rng.choice(bases))
+        inj = cfg["injection"]
+        for rule in inj["rules"]:
+            match = rule.setdefault("match", {})
+            roll = rng.random()
+            if roll < 0.5:
+                match["namespaces"] = pick(names, 3)
+            elif roll < 0.7:
+                match["namespaces"] = pick(names, 2) + pick(globs, 1)
+            else:
+                match.pop("namespaces", None)
+            if not match:
+                rule.pop("match")
+        inj["rules"] = rng.sample(inj["rules"], rng.randint(0, len(inj["rules"])))
+        include = rng.choice([[], pick(names, 3), pick(names + globs, 2)])
+        exclude = rng.choice([[], [], ["kube-system"], ["team-b"], pick(globs, 1)])
+        inj["namespaces"] = {"include": include, "exclude": exclude}
+        yield f"{f} #{i} (seed {seed})", cfg
+
+
 def rbac_follows_the_command():
-    """The chart's fleet ClusterRole grants what `plx-store-webhook rbac` prints, config by config."""
+    """The chart's fleet RBAC (ClusterRole, Roles and their bindings) is what `plx-store-webhook
+    rbac` prints, config by config: every example, and generated configs whose routes name their
+    namespaces (PLX_HELM_RBAC_SEED, PLX_HELM_RBAC_CONFIGS)."""
+    configs = []
     examples = sorted(f for f in os.listdir(os.path.join(ROOT, "examples")) if f.endswith(".yaml"))
     for f in examples + ["../manifests/base/store-config.yaml"]:
-        path = os.path.join(ROOT, "examples", f)
-        with open(path) as fh:
-            cfg = yaml.safe_load(fh)
-        out = subprocess.run([WEBHOOK, "rbac", "--config", path], capture_output=True, text=True, timeout=60)
-        if out.returncode != 0:
-            check(False, f"rbac --config {f}: {out.stderr.strip()}")
-            continue
-        want = [d for d in yaml.safe_load_all(out.stdout) if d and d["kind"] in ("ClusterRole", "Role")]
-        got = [d for d in render({**cfg, "fleet": {"enabled": True}}) if d["kind"] in ("ClusterRole", "Role")]
+        with open(os.path.join(ROOT, "examples", f)) as fh:
+            configs.append((f, yaml.safe_load(fh)))
+    seed = int(os.environ.get("PLX_HELM_RBAC_SEED", "31"))
+    configs += namespaced_configs(int(os.environ.get("PLX_HELM_RBAC_CONFIGS", "60")), seed)
+    kinds = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 
-        def rules(docs):
-            # Where each rule applies (a ClusterRole, or a Role in a namespace) is part of it.
-            return sorted(json.dumps([d["kind"], d["metadata"].get("namespace"), r], sort_keys=True) for d in docs for r in d["rules"])
-        check(rules(want) == rules(got), f"fleet RBAC for {f} is what `rbac` prints" +
-              ("" if rules(want) == rules(got) else f"\n     rbac:  {rules(want)}\n     chart: {rules(got)}"))
+    def objects(docs):
+        # Labels aside (Helm's own, the chart's part-of), the whole object; rules as a set.
+        out = {}
+        for d in docs:
+            if d["kind"] in kinds:
+                d = copy.deepcopy(d)
+                d["metadata"].pop("labels", None)
+                if "rules" in d:
+                    d["rules"] = sorted(json.dumps(r, sort_keys=True) for r in d["rules"])
+                out[(d["kind"], d["metadata"].get("namespace") or "")] = d
+        return out
+    shapes = set()
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, cfg in configs:
+            path = os.path.join(tmp, "config.yaml")
+            with open(path, "w") as fh:
+                yaml.safe_dump(cfg, fh)
+            out = subprocess.run([WEBHOOK, "rbac", "--config", path, "--service-account", "plx-store-webhook", "--namespace", "plx-store-webhook"],
+                                 capture_output=True, text=True, timeout=60)
+            if out.returncode != 0:
+                check(False, f"rbac --config {label}: {out.stderr.strip()}")
+                continue
+            want = objects(d for d in yaml.safe_load_all(out.stdout) if d)
+            rendered = render({**cfg, "fleet": {"enabled": True}})
+            got = objects(rendered)
+            shape = (any(k == "ClusterRole" for k, _ in want), any(k == "Role" for k, _ in want))
+            if shape not in shapes:
+                validate([d for d in rendered if d["kind"] in kinds], f"the chart's fleet RBAC for {label}")
+            shapes.add(shape)
+            detail = ""
+            if want != got:
+                detail = "\n     config: " + json.dumps(cfg.get("injection", {}), sort_keys=True)[:1500]
+                for k in sorted(set(want) | set(got)):
+                    if want.get(k) != got.get(k):
+                        detail += f"\n     {k}\n       rbac:  {json.dumps(want.get(k), sort_keys=True)}\n       chart: {json.dumps(got.get(k), sort_keys=True)}"
+            check(want == got, f"fleet RBAC for {label} is what `rbac` prints ({', '.join(f'{k} {n}'.strip() for k, n in sorted(want)) or 'nothing'}){detail}")
+    # The generated configs reach every form: ClusterRole only, Roles only, both, and none.
+    check(shapes == {(True, False), (False, True), (True, True), (False, False)}, f"the RBAC configs cover every form: {sorted(shapes)}")
 
 
 def main():

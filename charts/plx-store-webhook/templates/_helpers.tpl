@@ -108,30 +108,99 @@ clientConfig:
 {{- toYaml $c -}}
 {{- end -}}
 
-{{/* The objects the config's routes reference, by kind, as `plx-store-webhook rbac` lists them
-(references::of_plan): each route's store and connections (Secret, ConfigMap, claim) and its
-identity's ServiceAccount. tests/helm/run.py compares this with the command's output for every
-example config, so a change of the command's rules fails there until this follows it. */}}
-{{- define "plx.fleetNames" -}}
+{{/* The fleet view's RBAC as `plx-store-webhook rbac` derives it (fleet::scope, fleet::rbac):
+each route (the default, then every rule) references objects by kind — its store's and
+connections' Secret, ConfigMap or claim, its identity's ServiceAccount (references::of_store) —
+and looks in its namespaces: its rule's `match.namespaces` when all literal, within
+`injection.namespaces.include` when that is all literal, kept by include/exclude; otherwise
+cluster-wide. An object is granted where any of its routes looks; run pods where the default
+route looks. Gives JSON {"cluster": RULES, "namespaces": {NS: RULES}}, RULES = {"pods": true,
+RESOURCE: [names]}. tests/helm/run.py compares the rendering with the command's output for
+every example config and a seeded set of generated ones. */}}
+{{- define "plx.fleetGrants" -}}
 {{- $v := .Values -}}
 {{- $inj := $v.injection | default dict -}}
+{{- $nss := $inj.namespaces | default dict -}}
+{{- $policy := dict "include" ($nss.include | default list) "exclude" ($nss.exclude | default list) -}}
 {{- $byName := dict -}}
 {{- range $v.connections }}{{ $_ := set $byName .name . }}{{ end -}}
 {{- $store := required "fleet.enabled: the chart grants the names the config references; pass artifactsStore (and connections) even with agentConfig" ($v.artifactsStore | default nil) -}}
 {{- $_ := set $byName $store.name $store -}}
-{{- $routes := list (dict "store" $store.name "identity" ($inj.identity | default dict) "connections" ($inj.connections | default list)) -}}
+{{- $default := dict "store" $store.name "identity" ($inj.identity | default dict) "connections" ($inj.connections | default list) "namespaces" list -}}
+{{- $routes := list $default -}}
 {{- range $inj.rules -}}
-{{- $routes = append $routes (dict "store" (.store | default $store.name) "identity" (.identity | default dict) "connections" (concat ($inj.connections | default list) (.connections | default list))) -}}
+{{- $routes = append $routes (dict "store" (.store | default $store.name) "identity" (.identity | default dict) "connections" (concat ($inj.connections | default list) (.connections | default list)) "namespaces" (get (.match | default dict) "namespaces" | default list)) -}}
 {{- end -}}
-{{- $names := dict "secrets" list "configmaps" list "persistentvolumeclaims" list "serviceaccounts" list -}}
+{{- /* kind -> name -> where ({"cluster": bool, "ns": [...]}), as the routes union it */ -}}
+{{- $at := dict "secrets" dict "configmaps" dict "persistentvolumeclaims" dict "serviceaccounts" dict -}}
 {{- range $routes -}}
+{{- $where := include "plx.fleetWhere" (merge (dict "rule" .namespaces) $policy) | fromJson -}}
+{{- $refs := list -}}
 {{- range prepend .connections .store -}}
 {{- $c := get $byName . | default dict -}}
-{{- with $c.secret }}{{ with .name }}{{ $_ := set $names "secrets" (append $names.secrets .) }}{{ end }}{{ end -}}
-{{- with $c.configMap }}{{ with .name }}{{ $_ := set $names "configmaps" (append $names.configmaps .) }}{{ end }}{{ end -}}
-{{- if eq ($c.kind | default "") "volume_claim" }}{{ with $c.schema }}{{ with .volumeClaim }}{{ $_ := set $names "persistentvolumeclaims" (append $names.persistentvolumeclaims .) }}{{ end }}{{ end }}{{ end -}}
+{{- with $c.secret }}{{ with .name }}{{ $refs = append $refs (list "secrets" .) }}{{ end }}{{ end -}}
+{{- with $c.configMap }}{{ with .name }}{{ $refs = append $refs (list "configmaps" .) }}{{ end }}{{ end -}}
+{{- if eq ($c.kind | default "") "volume_claim" }}{{ with $c.schema }}{{ with .volumeClaim }}{{ $refs = append $refs (list "persistentvolumeclaims" .) }}{{ end }}{{ end }}{{ end -}}
 {{- end -}}
-{{- with .identity.serviceAccountName }}{{ $_ := set $names "serviceaccounts" (append $names.serviceaccounts .) }}{{ end -}}
+{{- with .identity.serviceAccountName }}{{ $refs = append $refs (list "serviceaccounts" .) }}{{ end -}}
+{{- range $refs -}}
+{{- $byKind := get $at (index . 0) -}}
+{{- $old := get $byKind (index . 1) | default (dict "cluster" false "ns" list) -}}
+{{- $_ := set $byKind (index . 1) (dict "cluster" (or $old.cluster $where.cluster) "ns" (concat $old.ns $where.ns)) -}}
 {{- end -}}
-{{- toJson $names -}}
+{{- end -}}
+{{- $out := dict "cluster" dict "namespaces" dict -}}
+{{- $pods := include "plx.fleetWhere" (merge (dict "rule" list) $policy) | fromJson -}}
+{{- if $pods.cluster }}{{ $_ := set $out.cluster "pods" true }}{{ end -}}
+{{- range $pods.ns }}{{ $s := get $out.namespaces . | default dict }}{{ $_ := set $s "pods" true }}{{ $_ := set $out.namespaces . $s }}{{ end -}}
+{{- range $kind, $names := $at -}}
+{{- range $name, $w := $names -}}
+{{- if $w.cluster }}{{ $_ := set $out.cluster $kind (append (get $out.cluster $kind | default list) $name) }}
+{{- else }}{{ range ($w.ns | uniq) }}{{ $s := get $out.namespaces . | default dict }}{{ $_ := set $s $kind (append (get $s $kind | default list) $name) }}{{ $_ := set $out.namespaces . $s }}{{ end }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* Where one route looks (fleet::scope::of's `route`), given its rule's namespace globs and the
+policy's include/exclude: {"cluster": true}, or {"cluster": false, "ns": [...]}. */}}
+{{- define "plx.fleetWhere" -}}
+{{- $rule := include "plx.literalNames" .rule -}}
+{{- $incl := include "plx.literalNames" .include -}}
+{{- if not (or $rule $incl) -}}
+{{- dict "cluster" true "ns" list | toJson -}}
+{{- else -}}
+{{- $set := list -}}
+{{- if and $rule $incl }}{{ $in := fromJsonArray $incl }}{{ range fromJsonArray $rule }}{{ if has . $in }}{{ $set = append $set . }}{{ end }}{{ end }}
+{{- else }}{{ $set = fromJsonArray (coalesce $rule $incl) }}{{ end -}}
+{{- $keep := list -}}
+{{- range $set }}{{ if include "plx.namespaceAllowed" (dict "ns" . "include" $.include "exclude" $.exclude) }}{{ $keep = append $keep . }}{{ end }}{{ end -}}
+{{- dict "cluster" false "ns" $keep | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The names in a list of globs, as a sorted JSON list, when every one is literal (no `*` or
+`?`) and there is at least one; else empty. */}}
+{{- define "plx.literalNames" -}}
+{{- $literal := gt (len .) 0 -}}
+{{- range . }}{{ if regexMatch "[*?]" (toString .) }}{{ $literal = false }}{{ end }}{{ end -}}
+{{- if $literal }}{{ . | uniq | sortAlpha | toJson }}{{ end -}}
+{{- end -}}
+
+{{/* "true" when the webhook handles namespace .ns (engine::select::namespace_allowed): an empty
+include or one of its globs matches, and no exclude glob does. */}}
+{{- define "plx.namespaceAllowed" -}}
+{{- $ns := .ns -}}
+{{- $in := not .include -}}
+{{- range .include }}{{ if include "plx.globMatches" (dict "glob" . "name" $ns) }}{{ $in = true }}{{ end }}{{ end -}}
+{{- range .exclude }}{{ if include "plx.globMatches" (dict "glob" . "name" $ns) }}{{ $in = false }}{{ end }}{{ end -}}
+{{- if $in }}true{{ end -}}
+{{- end -}}
+
+{{/* "true" when glob .glob (`*` any run, `?` one character, the rest literal: core/src/glob.rs)
+matches the whole of .name. */}}
+{{- define "plx.globMatches" -}}
+{{- $re := regexQuoteMeta (toString .glob) | replace "\\*" ".*" | replace "\\?" "." -}}
+{{- if regexMatch (printf "^(?s:%s)$" $re) (toString .name) }}true{{ end -}}
 {{- end -}}
