@@ -88,8 +88,9 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         timeout_seconds: u64,
     },
-    /// Print the ClusterRole and ClusterRoleBinding the fleet view needs for a config: pods
-    /// list/watch, and get/list/watch of only the objects the config names.
+    /// Print the RBAC the fleet view needs for a config: list/watch of run pods (specs
+    /// included) and of only the objects the config names (their data included), in a
+    /// ClusterRole, or in Roles of the namespaces routes name literally.
     Rbac {
         /// Store config, as for `serve`.
         #[arg(long, env = "PLX_WEBHOOK_CONFIG")]

@@ -993,6 +993,12 @@ def fleet_memory_with_fat_annotations():
     ensure_namespace("team-fat")
     pod = run_in("team-fat", owner="o" * (200 * 1024))
     pod["metadata"].pop("generateName", None)
+    before = rss_kib(PROCS["webhook"].pid)
+    # Created with the mutating webhook out of the path: this measures the view, not admission
+    # (whose memory per request the admission budget bounds); they are `missing` in the view.
+    kubectl("delete", "mutatingwebhookconfiguration", BASE_MWC["metadata"]["name"])
+    wait_for("the webhook to be out of the path", lambda: "plx-store-webhook.dev/store" not in
+             json.dumps(create(run_in("team-fat"), "--dry-run=server")[0]["metadata"]))
     for start_at in range(0, n, 25):
         items = []
         for i in range(start_at, min(n, start_at + 25)):
@@ -1002,13 +1008,21 @@ def fleet_memory_with_fat_annotations():
         kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     try:
         wait_for("every fat pod in the view", lambda: len(states("team-fat")) == n, 120)
+        assert set(states("team-fat").values()) == {"missing"}, set(states("team-fat").values())
         assert fleet_json()["synced"]
         time.sleep(2)
         rss = rss_kib(PROCS["webhook"].pid)
-        log(f"  {n} pods x 200 KiB annotations in the view: webhook RSS {rss / 1024:.1f} MiB")
-        assert rss < 48 * 1024, f"RSS {rss} KiB with {n} fat pods (bound 48 MiB)"
+        log(f"  {n} pods x 200 KiB annotations in the view: webhook RSS {before / 1024:.1f} -> {rss / 1024:.1f} MiB")
+        # The bound is the release binary's (bench/fleet_memory.py --ci checks it on a
+        # fresh one); a debug build starts higher, so here the growth is held to its share.
+        if "/release/" in WEBHOOK:
+            assert rss < 48 * 1024, f"RSS {rss} KiB with {n} fat pods (bound 48 MiB)"
+        assert rss - before < 16 * 1024, f"RSS grew {rss - before} KiB with {n} fat pods (bound 16 MiB; 120 MiB before #31)"
     finally:
         kubectl("-n", "team-fat", "delete", "pods", "--all", "--wait=false")
+        kubectl("apply", "-f", "-", input=json.dumps(BASE_MWC))
+        wait_for("the webhook back in the path", lambda: "plx-store-webhook.dev/store" in
+                 json.dumps(create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")[0]["metadata"]), 60)
 
 
 def cert_rotation_while_creating_pods():
