@@ -1236,8 +1236,9 @@ def stand_in_crds():
 
 def helm_release_lifecycle():
     """The chart installed (defaults: cert-manager's CA chain; with enforce, fleet and monitoring),
-    upgraded (a config change, replicas, provided certificates), rolled back and uninstalled with
-    Helm v4's own SDK against the real apiserver, the objects checked after each step."""
+    upgraded (a config change naming the runs' one namespace, so the fleet RBAC becomes a Role
+    there; replicas; provided certificates), rolled back and uninstalled with Helm v4's own SDK
+    against the real apiserver, the objects and the fleet account's access checked after each step."""
     import helm_python as helm
     stand_in_crds()
     values = {
@@ -1262,7 +1263,7 @@ def helm_release_lifecycle():
         r = kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
         return json.loads(r.stdout) if r.returncode == 0 else None
 
-    def check_installed(revision, on_conflict, replicas, provided):
+    def check_installed(revision, on_conflict, replicas, provided, namespaced=False):
         st = cfg.status("plx-store-webhook")
         assert (st.get("revision"), st.get("status")) == (revision, "deployed"), {k: v for k, v in st.items() if k not in ("manifest", "chart", "config")}
         dep = get("deployment", "plx-helm-e2e")
@@ -1294,10 +1295,19 @@ def helm_release_lifecycle():
             assert get("certificate", "plx-helm-e2e")["spec"]["issuerRef"]["name"] == "plx-helm-e2e-ca"
             ca = get("certificate", "plx-helm-e2e-ca")["spec"]
             assert ca["isCA"] and ca["issuerRef"]["name"] == "plx-helm-e2e-selfsigned" and ca["privateKey"]["rotationPolicy"] == "Never"
-        role = get("clusterrole", "plx-helm-e2e-fleet", "")
-        assert any(r.get("resourceNames") == ["gcs-secret"] for r in role["rules"]), role["rules"]
+        # The fleet RBAC as `rbac` prints it: list/watch only; a Role in the one namespace the
+        # config names, else the ClusterRole; never both.
+        role, other = ("role", "clusterrole") if namespaced else ("clusterrole", "role")
+        rules = get(role, "plx-helm-e2e-fleet")["rules"]
+        assert any(r.get("resourceNames") == ["gcs-secret"] and r["verbs"] == ["list", "watch"] for r in rules), rules
+        assert get(other, "plx-helm-e2e-fleet") is None and get(other + "binding", "plx-helm-e2e-fleet") is None, other
+        can = lambda verb, what, ns: kubectl("auth", "can-i", verb, what, "-n", ns,  # noqa: E731
+                                             f"--as=system:serviceaccount:{HELM_NS}:plx-helm-e2e", check=False).returncode == 0
+        assert can("list", "pods", HELM_NS) and can("watch", "secrets/gcs-secret", HELM_NS)
+        assert not can("get", "secrets/gcs-secret", HELM_NS) and not can("list", "secrets", HELM_NS)
+        assert can("list", "pods", "default") != namespaced, f"pods outside the named namespace with namespaced={namespaced}"
         for kind, name in (("service", "plx-helm-e2e"), ("serviceaccount", "plx-helm-e2e"), ("networkpolicy", "plx-helm-e2e"), ("poddisruptionbudget", "plx-helm-e2e"),
-                           ("priorityclass", "plx-helm-e2e-critical"), ("clusterrolebinding", "plx-helm-e2e-fleet")) + monitoring:
+                           ("priorityclass", "plx-helm-e2e-critical"), (role + "binding", "plx-helm-e2e-fleet")) + monitoring:
             assert get(kind, name) is not None, f"{kind} {name} missing"
 
     try:
@@ -1305,10 +1315,11 @@ def helm_release_lifecycle():
         check_installed(1, "deny", 2, provided=False)
         upgraded = json.loads(json.dumps(values))
         upgraded["injection"]["onConflict"] = "skip"
+        upgraded["injection"]["namespaces"] = {"include": [HELM_NS]}
         upgraded["replicas"] = 3
         upgraded["certificates"] = {"mode": "provided", "provided": {"caBundle": CA_BUNDLE}}
         cfg.upgrade(chart, "plx-store-webhook", upgraded, namespace=HELM_NS, timeout=60)
-        check_installed(2, "skip", 3, provided=True)
+        check_installed(2, "skip", 3, provided=True, namespaced=True)
         cfg.rollback("plx-store-webhook", version=1, timeout=60)
         check_installed(3, "deny", 2, provided=False)
         assert sorted(r["revision"] for r in cfg.history("plx-store-webhook")) == [1, 2, 3]
