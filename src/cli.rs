@@ -16,7 +16,8 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(
     name = "plx-store-webhook",
-    version,
+    // The release and the commit it was built from (build.rs).
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PLX_GIT_COMMIT"), ")"),
     about = "Gives Polyaxon run pods their artifacts-store credentials"
 )]
 pub struct Cli {
@@ -87,8 +88,9 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         timeout_seconds: u64,
     },
-    /// Print the ClusterRole and ClusterRoleBinding the fleet view needs for a config: pods
-    /// list/watch, and get/list/watch of only the objects the config names.
+    /// Print the RBAC the fleet view needs for a config: list/watch of run pods (specs
+    /// included) and of only the objects the config names (their data included), in a
+    /// ClusterRole, or in Roles of the namespaces routes name literally.
     Rbac {
         /// Store config, as for `serve`.
         #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
@@ -161,15 +163,27 @@ pub struct CertsArgs {
     /// Extra IP addresses for the certificate (repeatable).
     #[arg(long = "ip")]
     pub extra_ips: Vec<std::net::IpAddr>,
-    /// Validity in days (CA and certificate).
+    /// Validity of the serving certificate in days (a new CA: at least 3650).
     #[arg(long, default_value_t = 365)]
     pub days: u32,
-    /// Folder to write ca.crt, tls.crt, tls.key (mode 0600), cabundle-patch.yaml and cabundle-patch-enforce.yaml into.
+    /// Folder of ca.crt, ca.key and tls.key (mode 0600), tls.crt, cabundle-patch.yaml and
+    /// cabundle-patch-enforce.yaml (the caBundle, every CA to trust).
     #[arg(long, default_value = "certs/out")]
     pub out_dir: PathBuf,
-    /// Overwrite existing files.
-    #[arg(long)]
+    /// Replace existing files with a new CA and pair (the caBundle changes: not gapless; see
+    /// --renew and --rotate-ca).
+    #[arg(long, conflicts_with_all = ["renew", "rotate_ca", "drop_previous_ca"])]
     pub force: bool,
+    /// A new serving pair from the kept CA (ca.key): the caBundle does not change.
+    #[arg(long, conflicts_with_all = ["rotate_ca", "drop_previous_ca"])]
+    pub renew: bool,
+    /// Start a CA rotation: a new CA; the caBundle patches hold the previous and the new CA.
+    /// Apply them, then --renew, then --drop-previous-ca once every replica serves the new pair.
+    #[arg(long, conflicts_with = "drop_previous_ca")]
+    pub rotate_ca: bool,
+    /// End a CA rotation: the caBundle patches hold only the new CA.
+    #[arg(long)]
+    pub drop_previous_ca: bool,
     /// Also print the `kubectl create secret tls` command and the base64 caBundle.
     #[arg(long)]
     pub print: bool,

@@ -144,10 +144,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut sans = certs::service_sans(&args.service, &args.namespace);
             sans.extend(args.extra_dns);
             sans.extend(args.extra_ips.iter().map(|ip| ip.to_string()));
-            let bundle = certs::generate(&args.service, &sans, args.days)?;
-            certs::write_files(&args.out_dir, &bundle, args.force)?;
+            let step = if args.renew {
+                certs::Step::Renew
+            } else if args.rotate_ca {
+                certs::Step::RotateCa
+            } else if args.drop_previous_ca {
+                certs::Step::DropPreviousCa
+            } else {
+                certs::Step::Create { force: args.force }
+            };
+            let bundle = certs::run_step(&args.out_dir, step, &args.service, &sans, args.days)?;
             let dir = args.out_dir.display();
-            println!("wrote {dir}/ca.crt, {dir}/tls.crt, {dir}/tls.key (0600), {dir}/cabundle-patch.yaml, {dir}/cabundle-patch-enforce.yaml");
+            println!("{}", certs::step_summary(step, &dir.to_string()));
+            if matches!(step, certs::Step::RotateCa | certs::Step::DropPreviousCa) {
+                return Ok(ExitCode::SUCCESS);
+            }
             let until = bundle
                 .not_after
                 .format(&time::format_description::well_known::Rfc3339)

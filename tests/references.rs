@@ -332,6 +332,76 @@ mod classify {
         }
     }
 
+    /// One decision: for every config in examples/ and every Polyaxon pod the repository holds,
+    /// in several namespaces, the pod as the webhook leaves it is judged `current` (`audit` on
+    /// audit routes), and the pod without it never `current` or `audit`, whatever markers of
+    /// the admitted pod it carries (copied, with a tenant-set `mode: audit`).
+    #[test]
+    fn what_mutate_gives_is_current_and_nothing_less_is() {
+        let all = cluster(false, &[]);
+        let (mut seen, mut disagree) = (0, 0);
+        for cfg in std::fs::read_dir(root().join("examples")).unwrap() {
+            let path = cfg.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml")
+                || path.ends_with("helm-values.yaml")
+            {
+                continue;
+            }
+            let p = plan(&std::fs::read_to_string(&path).unwrap());
+            for fx in std::fs::read_dir(root().join("tests/fixtures/polyaxon-pods")).unwrap() {
+                let raw0 = read_json(fx.unwrap().path().to_str().unwrap());
+                for ns in ["polyaxon", "team-vision-1", "team-nlp-2", "team-research-1"] {
+                    let mut raw = raw0.clone();
+                    raw["metadata"]["namespace"] = ns.into();
+                    let (out, admitted) = check_applied(&p, &raw, ns);
+                    if !out.allowed() || out.patch.is_empty() {
+                        continue;
+                    }
+                    let Some((st, why)) = state(&admitted, &p, &all) else {
+                        continue;
+                    };
+                    if st == State::Unmatched {
+                        continue;
+                    }
+                    // The fleet's verdict is /validate's on the same pod.
+                    let text = admitted.to_string();
+                    let decoded = plx_store_webhook::engine::decode(&text);
+                    let checked =
+                        plx_store_webhook::engine::validate(&decoded, &p, &Request::pod_create(ns));
+                    let audit = matches!(out.decision, Decision::Audited(_));
+                    if audit {
+                        assert_eq!(st, State::Audit, "{path:?} {ns}: {why}");
+                        continue;
+                    } else if checked.allowed() {
+                        assert_eq!(st, State::Current, "{path:?} {ns}: {why}");
+                    } else {
+                        // Mutate admitted what validate refuses (issue #29 item 3, the engine's
+                        // to close): the fleet sides with validate.
+                        assert!(st.is_problem(), "{path:?} {ns}: {st:?}: {why}");
+                        disagree += 1;
+                    }
+                    let mut spoof = raw.clone();
+                    for (k, v) in admitted["metadata"]["annotations"].as_object().unwrap() {
+                        if k.starts_with("plx-store-webhook.dev/") {
+                            spoof["metadata"]["annotations"][k] = v.clone();
+                        }
+                    }
+                    spoof["metadata"]["annotations"]["plx-store-webhook.dev/mode"] = "audit".into();
+                    for pod in [&raw, &spoof] {
+                        let (st, why) = state(pod, &p, &all).unwrap();
+                        assert!(
+                            st.is_problem(),
+                            "{path:?} {ns}: a pod without its credentials judged {st:?}: {why}"
+                        );
+                    }
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 20, "only {seen} cases");
+        eprintln!("{seen} cases, {disagree} where /validate refuses what /mutate gave");
+    }
+
     /// Whatever the tenant writes in its metadata, the record keeps a bounded few hundred bytes.
     #[test]
     fn the_record_is_bounded_whatever_the_metadata() {

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.parse
 import urllib.request
 
@@ -195,8 +196,9 @@ def scenario(fn):
         RESULTS.append((name, True, ""))
         log(f"PASS {name} ({time.time() - started:.1f}s)")
     except Exception as e:  # report and go on to the next scenario
+        where = traceback.extract_tb(e.__traceback__)[-1]
         RESULTS.append((name, False, str(e)))
-        log(f"FAIL {name}: {e}")
+        log(f"FAIL {name}: {str(e) or type(e).__name__} (run.py:{where.lineno}: {where.line})")
     return fn
 
 
@@ -267,11 +269,16 @@ SETS = 4
 
 def publish_cert(i):
     """Swap the webhook's cert directory to set i, the way the kubelet updates a Secret."""
+    publish_dir(f"{T}/wh-{i}")
+
+
+def publish_dir(src):
+    """Swap the webhook's cert directory to the pair in `src`, the way the kubelet updates a Secret."""
     d = f"{T}/whtls"
     ts = f"..{time.time_ns()}"
     os.makedirs(f"{d}/{ts}")
     for f in ("tls.crt", "tls.key"):
-        shutil.copy(f"{T}/wh-{i}/{f}", f"{d}/{ts}/{f}")
+        shutil.copy(f"{src}/{f}", f"{d}/{ts}/{f}")
     os.symlink(ts, f"{d}/..data_tmp")
     old = os.readlink(f"{d}/..data") if os.path.islink(f"{d}/..data") else None
     os.rename(f"{d}/..data_tmp", f"{d}/..data")
@@ -1019,6 +1026,12 @@ def fleet_memory_with_fat_annotations():
     ensure_namespace("team-fat")
     pod = run_in("team-fat", owner="o" * (200 * 1024))
     pod["metadata"].pop("generateName", None)
+    before = rss_kib(PROCS["webhook"].pid)
+    # Created with the mutating webhook out of the path: this measures the view, not admission
+    # (whose memory per request the admission budget bounds); they are `missing` in the view.
+    kubectl("delete", "mutatingwebhookconfiguration", BASE_MWC["metadata"]["name"])
+    wait_for("the webhook to be out of the path", lambda: "plx-store-webhook.dev/store" not in
+             json.dumps(create(run_in("team-fat"), "--dry-run=server")[0]["metadata"]))
     for start_at in range(0, n, 25):
         items = []
         for i in range(start_at, min(n, start_at + 25)):
@@ -1028,13 +1041,21 @@ def fleet_memory_with_fat_annotations():
         kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     try:
         wait_for("every fat pod in the view", lambda: len(states("team-fat")) == n, 120)
+        assert set(states("team-fat").values()) == {"missing"}, set(states("team-fat").values())
         assert fleet_json()["synced"]
         time.sleep(2)
         rss = rss_kib(PROCS["webhook"].pid)
-        log(f"  {n} pods x 200 KiB annotations in the view: webhook RSS {rss / 1024:.1f} MiB")
-        assert rss < 48 * 1024, f"RSS {rss} KiB with {n} fat pods (bound 48 MiB)"
+        log(f"  {n} pods x 200 KiB annotations in the view: webhook RSS {before / 1024:.1f} -> {rss / 1024:.1f} MiB")
+        # The issue's bound is the release binary's (bench/fleet_memory.py --ci checks it on a
+        # fresh one); a debug build starts higher, so here the growth is held to its share.
+        if "/release/" in WEBHOOK:
+            assert rss < 48 * 1024, f"RSS {rss} KiB with {n} fat pods (bound 48 MiB)"
+        assert rss - before < 16 * 1024, f"RSS grew {rss - before} KiB with {n} fat pods (bound 16 MiB; 120 MiB before #31)"
     finally:
         kubectl("-n", "team-fat", "delete", "pods", "--all", "--wait=false")
+        kubectl("apply", "-f", "-", input=json.dumps(BASE_MWC))
+        wait_for("the webhook back in the path", lambda: "plx-store-webhook.dev/store" in
+                 json.dumps(create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")[0]["metadata"]), 60)
 
 
 def apiserver_alert_when_the_webhook_is_unreachable():
@@ -1127,6 +1148,277 @@ def webhook_down_refuses_runs_only():
     assert pod["metadata"]["name"].startswith("e2e-nolabels-")
 
 
+# ---------------------------------------------------------------- install (issue 30)
+def base_mwc_with(ca_bundle=None, name=None, url=None):
+    mwc = json.loads(json.dumps(BASE_MWC))
+    if ca_bundle is not None:
+        mwc["webhooks"][0]["clientConfig"]["caBundle"] = ca_bundle
+    if url is not None:
+        mwc["webhooks"][0]["clientConfig"]["url"] = url
+    if name is not None:
+        mwc["metadata"]["name"] = name
+    return mwc
+
+
+def restore_base_mwc():
+    publish_cert(0)
+    kubectl("apply", "-f", "-", input=json.dumps(BASE_MWC))
+    wait_for("the shipped webhook configuration to serve again", lambda: "plx-store-webhook.dev/store" in
+             json.dumps(create(fixture("job.gcs-ctxdir.json"), "--dry-run=server")[0]["metadata"]), 60)
+
+
+class Creator:
+    """Creates run pods in a loop while a certificate step happens; every refusal is kept."""
+
+    def __init__(self):
+        self.stop, self.results = threading.Event(), []
+        self.thread = threading.Thread(target=self.loop)
+
+    def loop(self):
+        while not self.stop.is_set():
+            pod, r = create(fixture("job.gcs-etc.json"), check=False)
+            self.results.append((pod is not None and "plx-store-webhook.dev/store" in pod["metadata"].get("annotations", {}), r.stderr.strip()))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(60)
+
+    def assert_none_refused(self, what):
+        failed = [e for ok, e in self.results if not ok]
+        assert self.results and not failed, f"{what}: {len(failed)} of {len(self.results)} creates failed: {failed[:2]}"
+        log(f"  {what}: {len(self.results)} pods created, 0 refused")
+
+
+def bundle_of(patch_file):
+    with open(patch_file) as f:
+        return next(l.split("caBundle: ", 1)[1].strip() for l in f if "caBundle: " in l)
+
+
+RENEW = None
+
+
+def cert_step(*flags):
+    return run([WEBHOOK, "certs", "--service", "plx-store-webhook", "--namespace", "plx-store-webhook", "--ip", "127.0.0.1",
+                "--out-dir", RENEW, *flags]).stdout
+
+
+def kubelet_sync(what):
+    """The kubelet writes a changed Secret into the pod some time after it changed (up to a
+    minute in clusters; a few seconds here), and the webhook reloads it."""
+    time.sleep(2.0)
+    before = metric('plx_webhook_cert_reloads_total{result="success"}')
+    publish_dir(RENEW)
+    wait_for(f"{what} to load", lambda: metric('plx_webhook_cert_reloads_total{result="success"}') > before, 15)
+
+
+def apiserver_sync():
+    """Admission webhook configurations reach the apiserver through an informer: let it see the change."""
+    time.sleep(3.0)
+
+
+def serving_renewal_keeps_trust():
+    """Static certificates: `certs --renew` keeps the CA, so the caBundle (the CA only) never
+    changes; the serving pair swapped under load, as the kubelet does after a delay: 0 refused."""
+    global RENEW
+    RENEW = f"{T}/renew"
+    cert_step()
+    bundle = bundle_of(f"{RENEW}/cabundle-patch.yaml")
+    publish_dir(RENEW)
+    kubectl("apply", "-f", "-", input=json.dumps(base_mwc_with(ca_bundle=bundle)))
+    wait_for("the one-CA caBundle", lambda: create(fixture("job.gcs-ctxdir.json"), "--dry-run=server", check=False)[0] is not None, 60)
+    with Creator() as c:
+        for i in range(3):
+            cert_step("--renew")
+            assert bundle_of(f"{RENEW}/cabundle-patch.yaml") == bundle, "--renew changed the caBundle"
+            kubelet_sync(f"renewed pair {i}")
+            time.sleep(1.0)
+    c.assert_none_refused("3 serving renewals")
+
+
+def ca_rotation_through_the_overlap():
+    """The CA itself rotated by the documented steps (docs/install.md): a caBundle with both CAs,
+    then the pair from the new CA, then the new CA alone — runs created throughout: 0 refused."""
+    first = bundle_of(f"{RENEW}/cabundle-patch.yaml")
+    try:
+        with Creator() as c:
+            cert_step("--rotate-ca")                                   # 1. new CA; bundle = new + previous
+            both = bundle_of(f"{RENEW}/cabundle-patch.yaml")
+            assert base64.b64decode(both).count(b"BEGIN CERTIFICATE") == 2 and both != first
+            kubectl("apply", "-f", "-", input=json.dumps(base_mwc_with(ca_bundle=both)))
+            apiserver_sync()
+            cert_step("--renew")                                       # 2. the pair from the new CA
+            kubelet_sync("the new CA's pair")
+            time.sleep(1.0)                                            # every replica serves it
+            cert_step("--drop-previous-ca")                            # 3. the new CA alone
+            last = bundle_of(f"{RENEW}/cabundle-patch.yaml")
+            assert base64.b64decode(last).count(b"BEGIN CERTIFICATE") == 1 and last not in (first, both)
+            kubectl("apply", "-f", "-", input=json.dumps(base_mwc_with(ca_bundle=last)))
+            apiserver_sync()
+        c.assert_none_refused("a CA rotation")
+    finally:
+        restore_base_mwc()
+
+
+def break_glass_command():
+    """The outage command as docs/install.md gives it (the one line with the break-glass selector)."""
+    with open(os.path.join(ROOT, "docs", "install.md")) as f:
+        line = next(l.strip() for l in f if l.strip().startswith("kubectl delete") and "-l app.kubernetes.io/part-of=plx-store-webhook" in l)
+    return line.split()[1:]
+
+
+def break_glass_with_enforce_lets_runs_through():
+    """The webhook down with enforce installed and the keyless overlay's name: runs refused by both
+    configurations; the documented outage command removes both and runs go through."""
+    dead = f"https://127.0.0.1:{free_port()}"
+    mwc = base_mwc_with(name="00-plx-store-webhook", url=dead + "/mutate")
+    vwc = enforce_vwc()
+    vwc["webhooks"][0]["clientConfig"]["url"] = dead + "/validate"
+    try:
+        kubectl("delete", "mutatingwebhookconfiguration", BASE_MWC["metadata"]["name"])
+        kubectl("apply", "-f", "-", input=json.dumps(mwc))
+        kubectl("apply", "-f", "-", input=json.dumps(vwc))
+        wait_for("runs to be refused while the webhook is down", lambda: create(fixture("job.gcs-ctxdir.json"), "--dry-run=server", check=False)[0] is None)
+        # Only the mutating configuration removed: enforce still refuses every run.
+        kubectl("delete", "mutatingwebhookconfiguration", "00-plx-store-webhook")
+        apiserver_sync()
+        _, r = create(fixture("job.gcs-ctxdir.json"), check=False)
+        assert r.returncode != 0 and "enforce.plx-store-webhook.dev" in r.stderr, r.stderr
+        kubectl("apply", "-f", "-", input=json.dumps(mwc))
+        # The documented command: every configuration of this project, whatever its name.
+        args = break_glass_command()
+        out = kubectl(*args).stdout
+        assert "00-plx-store-webhook" in out and vwc["metadata"]["name"] in out, out
+        left = kubectl("get", "mutatingwebhookconfiguration,validatingwebhookconfiguration", "-l", "app.kubernetes.io/part-of=plx-store-webhook", "-o", "name").stdout
+        assert not left.strip(), left
+        wait_for("runs to go through after the outage steps", lambda: create(fixture("job.gcs-ctxdir.json"), check=False)[0] is not None, 30)
+    finally:
+        kubectl("delete", "mutatingwebhookconfiguration", "00-plx-store-webhook", check=False)
+        kubectl("delete", "validatingwebhookconfiguration", vwc["metadata"]["name"], check=False)
+        restore_base_mwc()
+
+
+HELM_NS = "plx-helm-e2e"
+
+
+def stand_in_crds():
+    """cert-manager's and prometheus-operator's kinds, as CRDs that keep any field (their
+    controllers do not run here): enough for the apiserver to store what the chart renders."""
+    for group, kinds in (("cert-manager.io", ("Issuer", "Certificate")), ("monitoring.coreos.com", ("PodMonitor", "PrometheusRule"))):
+        for kind in kinds:
+            plural = kind.lower() + "s"
+            kubectl("apply", "-f", "-", input=json.dumps({
+                "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": f"{plural}.{group}"},
+                "spec": {"group": group, "scope": "Namespaced", "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+                         "versions": [{"name": "v1", "served": True, "storage": True,
+                                       "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}))
+    wait_for("the stand-in CRDs", lambda: all(kubectl("get", k, "-A", check=False).returncode == 0
+                                              for k in ("issuers.cert-manager.io", "certificates.cert-manager.io", "podmonitors.monitoring.coreos.com",
+                                                        "prometheusrules.monitoring.coreos.com")), 60)
+
+
+def helm_release_lifecycle():
+    """The chart installed (defaults: cert-manager's CA chain; with enforce, fleet and monitoring),
+    upgraded (a config change naming the runs' one namespace, so the fleet RBAC becomes a Role
+    there; replicas; provided certificates), rolled back and uninstalled with Helm v4's own SDK
+    against the real apiserver, the objects and the fleet account's access checked after each step."""
+    import helm_python as helm
+    stand_in_crds()
+    values = {
+        "fullnameOverride": "plx-helm-e2e",
+        "artifactsStore": {"name": "gcs-artifacts", "kind": "gcs", "schema": {"bucket": "gs://gcs-artifacts"},
+                           "secret": {"name": "gcs-secret", "mountPath": "/plx-context/.gc"}},
+        # A selector no pod of the other scenarios carries: the release's service is not reachable
+        # here (no kube-proxy), so its configurations must not take other scenarios' pods.
+        "injection": {"onConflict": "deny", "selector": {"plx-store-webhook.dev/e2e-helm": "never"}},
+        "priorityClass": {"create": True, "name": "plx-helm-e2e-critical", "value": 1000000},
+        "enforce": {"enabled": True},
+        "fleet": {"enabled": True},
+        "monitoring": {"podMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}},
+    }
+    chart = helm.Chart.load(os.path.join(ROOT, "charts", "plx-store-webhook"))
+    cfg = helm.Config(kubeconfig_path=KUBECONFIG, namespace=HELM_NS)
+    cert_manager = (("issuer", "plx-helm-e2e-selfsigned"), ("certificate", "plx-helm-e2e-ca"), ("issuer", "plx-helm-e2e-ca"),
+                    ("certificate", "plx-helm-e2e"))
+    monitoring = (("podmonitor", "plx-helm-e2e"), ("prometheusrule", "plx-helm-e2e"), ("configmap", "plx-helm-e2e-dashboard"))
+
+    def get(kind, name, ns=HELM_NS):
+        r = kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def check_installed(revision, on_conflict, replicas, provided, namespaced=False):
+        st = cfg.status("plx-store-webhook")
+        assert (st.get("revision"), st.get("status")) == (revision, "deployed"), {k: v for k, v in st.items() if k not in ("manifest", "chart", "config")}
+        dep = get("deployment", "plx-helm-e2e")
+        assert dep["spec"]["replicas"] == replicas, dep["spec"]["replicas"]
+        text = get("configmap", "plx-helm-e2e-config")["data"]["config.yaml"]
+        assert f"onConflict: {on_conflict}" in text, text
+        # The config the chart renders is one the webhook loads.
+        path = f"{T}/helm-config.yaml"
+        with open(path, "w") as f:
+            f.write(text)
+        run([WEBHOOK, "check-config", path])
+        mwc = get("mutatingwebhookconfiguration", "plx-helm-e2e", "")
+        vwc = get("validatingwebhookconfiguration", "plx-helm-e2e-enforce", "")
+        assert vwc["webhooks"][0]["clientConfig"]["service"]["path"] == "/validate"
+        for whc in (mwc, vwc):
+            w = whc["webhooks"][0]
+            assert w["clientConfig"]["service"]["namespace"] == HELM_NS
+            assert w["objectSelector"]["matchLabels"] == {"plx-store-webhook.dev/e2e-helm": "never"}, w["objectSelector"]
+            assert whc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "plx-store-webhook"
+            if provided:
+                assert w["clientConfig"]["caBundle"] == CA_BUNDLE, w["clientConfig"]
+                assert "cert-manager.io/inject-ca-from" not in whc["metadata"].get("annotations", {}), whc["metadata"]
+            else:
+                assert whc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{HELM_NS}/plx-helm-e2e"
+        # The CA chain: serving Certificate from the CA Issuer, CA from the self-signed one.
+        for kind, name in cert_manager:
+            assert (get(kind, name) is None) == provided, f"{kind} {name} with provided={provided}"
+        if not provided:
+            assert get("certificate", "plx-helm-e2e")["spec"]["issuerRef"]["name"] == "plx-helm-e2e-ca"
+            ca = get("certificate", "plx-helm-e2e-ca")["spec"]
+            assert ca["isCA"] and ca["issuerRef"]["name"] == "plx-helm-e2e-selfsigned" and ca["privateKey"]["rotationPolicy"] == "Never"
+        # The fleet RBAC as `rbac` prints it: list/watch only; a Role in the one namespace the
+        # config names, else the ClusterRole; never both.
+        role, other = ("role", "clusterrole") if namespaced else ("clusterrole", "role")
+        rules = get(role, "plx-helm-e2e-fleet")["rules"]
+        assert any(r.get("resourceNames") == ["gcs-secret"] and r["verbs"] == ["list", "watch"] for r in rules), rules
+        assert get(other, "plx-helm-e2e-fleet") is None and get(other + "binding", "plx-helm-e2e-fleet") is None, other
+        can = lambda verb, what, ns: kubectl("auth", "can-i", verb, what, "-n", ns,  # noqa: E731
+                                             f"--as=system:serviceaccount:{HELM_NS}:plx-helm-e2e", check=False).returncode == 0
+        assert can("list", "pods", HELM_NS) and can("watch", "secrets/gcs-secret", HELM_NS)
+        assert not can("get", "secrets/gcs-secret", HELM_NS) and not can("list", "secrets", HELM_NS)
+        assert can("list", "pods", "default") != namespaced, f"pods outside the named namespace with namespaced={namespaced}"
+        for kind, name in (("service", "plx-helm-e2e"), ("serviceaccount", "plx-helm-e2e"), ("networkpolicy", "plx-helm-e2e"), ("poddisruptionbudget", "plx-helm-e2e"),
+                           ("priorityclass", "plx-helm-e2e-critical"), (role + "binding", "plx-helm-e2e-fleet")) + monitoring:
+            assert get(kind, name) is not None, f"{kind} {name} missing"
+
+    try:
+        cfg.install(chart, "plx-store-webhook", values, namespace=HELM_NS, create_namespace=True, timeout=60)
+        check_installed(1, "deny", 2, provided=False)
+        upgraded = json.loads(json.dumps(values))
+        upgraded["injection"]["onConflict"] = "skip"
+        upgraded["injection"]["namespaces"] = {"include": [HELM_NS]}
+        upgraded["replicas"] = 3
+        upgraded["certificates"] = {"mode": "provided", "provided": {"caBundle": CA_BUNDLE}}
+        cfg.upgrade(chart, "plx-store-webhook", upgraded, namespace=HELM_NS, timeout=60)
+        check_installed(2, "skip", 3, provided=True, namespaced=True)
+        cfg.rollback("plx-store-webhook", version=1, timeout=60)
+        check_installed(3, "deny", 2, provided=False)
+        assert sorted(r["revision"] for r in cfg.history("plx-store-webhook")) == [1, 2, 3]
+        cfg.uninstall("plx-store-webhook", timeout=60)
+        for kind, name, ns in (("deployment", "plx-helm-e2e", HELM_NS), ("configmap", "plx-helm-e2e-config", HELM_NS),
+                               ("mutatingwebhookconfiguration", "plx-helm-e2e", ""), ("validatingwebhookconfiguration", "plx-helm-e2e-enforce", ""),
+                               ("clusterrole", "plx-helm-e2e-fleet", ""), ("priorityclass", "plx-helm-e2e-critical", "")) + \
+                tuple((k, n, HELM_NS) for k, n in cert_manager + monitoring):
+            wait_for(f"{kind} {name} to be gone", lambda: get(kind, name, ns) is None, 30)
+    finally:
+        cfg.uninstall("plx-store-webhook", ignore_not_found=True, timeout=60)
+
 def main():
     started = time.time()
     try:
@@ -1135,7 +1427,9 @@ def main():
         for s in [layouts, team_rules_route_by_namespace_and_owner, not_runs_stored_unchanged, server_dry_run_mutates_and_stores_nothing, conflict_is_refused_with_our_message,
                   warnings_reach_kubectl, reinvocation_covers_a_later_init_container, enforce_refuses_runs_without_their_store, keyless_identities, keyless_bypasses_refused,
                   audit_mode_admits_with_annotations_only, fleet_view_through_rbac, fleet_memory_with_fat_annotations,
-                  cert_rotation_while_creating_pods, apiserver_alert_when_the_webhook_is_unreachable, webhook_down_refuses_runs_only]:
+                  cert_rotation_while_creating_pods, apiserver_alert_when_the_webhook_is_unreachable,
+                  serving_renewal_keeps_trust, ca_rotation_through_the_overlap, break_glass_with_enforce_lets_runs_through, helm_release_lifecycle,
+                  webhook_down_refuses_runs_only]:
             # PLX_E2E_ONLY=name,name runs only those scenarios (after the common setup).
             if os.environ.get("PLX_E2E_ONLY") and s.__name__ not in os.environ["PLX_E2E_ONLY"].split(","):
                 continue

@@ -10,4 +10,6 @@ command -v openssl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y
 # The fleet scenario proves its gauges and alerts on a real Prometheus (Debian's, as tests/monitoring).
 command -v prometheus >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 cargo build --quiet --locked --bin plx-store-webhook --example e2e-add-init --example e2e-observer --example e2e-strip
-exec timeout 600 python3 tests/e2e/run.py "$apiserver" target/debug/plx-store-webhook target/debug/examples/e2e-add-init target/debug/examples/e2e-observer target/debug/examples/e2e-strip
+# The Helm scenario drives Helm v4's Go SDK (helm-python-sdk) from the chart tests' venv.
+py=$(bash tests/helm/venv.sh)
+exec timeout 900 "$py" tests/e2e/run.py "$apiserver" target/debug/plx-store-webhook target/debug/examples/e2e-add-init target/debug/examples/e2e-observer target/debug/examples/e2e-strip
