@@ -540,7 +540,7 @@ fn printed_values_are_as_written_and_exit_codes_documented() {
     assert!(out.contains("on conflict: deny"), "{out}");
     let help = text(&bin(&["mutate", "--help"], None).stdout);
     assert!(
-        help.contains("Exit codes: 0") && help.contains("2 the webhook would deny"),
+        help.contains("Exit codes: 0") && help.contains("2 the policy said no"),
         "{help}"
     );
     let dir = tempfile::tempdir().unwrap();

@@ -256,6 +256,11 @@ pub fn evaluate(
             out.objects.push(doc);
         }
     }
+    if mode == Mode::Mutate {
+        for r in &mut out.results {
+            r.patch.get_or_insert_with(Vec::new);
+        }
+    }
     out
 }
 

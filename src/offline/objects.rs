@@ -36,8 +36,9 @@ pub fn read_inputs(paths: &[String]) -> anyhow::Result<Vec<Input>> {
             if files.is_empty() {
                 anyhow::bail!("{p}: a directory with no .yaml, .yml or .json file");
             }
-            for f in files {
-                out.push(read_one(&f)?);
+            // The test files beside the resources are not resources.
+            for f in files.iter().filter(|f| !super::testfile::is_test_file(f)) {
+                out.push(read_one(f)?);
             }
         } else {
             out.push(read_one(path)?);
@@ -111,12 +112,13 @@ pub fn documents(input: &Input) -> anyhow::Result<Vec<Doc>> {
 
 fn yaml_docs(input: &Input) -> anyhow::Result<Vec<Value>> {
     serde_saphyr::from_multiple::<Value>(&input.text).map_err(|e| {
+        let text = e.render_with_options(serde_saphyr::render_options! {
+            source_name: Some(input.name.as_str()),
+        });
         anyhow::anyhow!(
             "{}: not JSON or YAML: {}",
             input.name,
-            e.render_with_options(serde_saphyr::render_options! {
-                source_name: Some(input.name.as_str()),
-            })
+            text.strip_prefix("error: ").unwrap_or(&text)
         )
     })
 }

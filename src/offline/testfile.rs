@@ -135,11 +135,12 @@ pub fn run_file(path: &Path, config: Option<&Source>, summary: &mut Summary) -> 
     let text =
         std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {name}: {e}"))?;
     let file: TestFile = serde_saphyr::from_str(&text).map_err(|e| {
+        let text = e.render_with_options(serde_saphyr::render_options! {
+            source_name: Some(name.as_str()),
+        });
         anyhow::anyhow!(
-            "test file {}",
-            e.render_with_options(serde_saphyr::render_options! {
-                source_name: Some(name.as_str()),
-            })
+            "test file {name}: {}",
+            text.strip_prefix("error: ").unwrap_or(&text)
         )
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));

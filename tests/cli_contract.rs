@@ -1,0 +1,512 @@
+//! The command line as a contract a CI pipeline relies on (docs/cli.md): one exit-code table,
+//! stable JSON shapes (one test per shape), errors said once with the file, line and section,
+//! every input form `mutate`/`validate` read, `test` on the repository's own examples.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn bin(args: &[&str], stdin: Option<&str>) -> Output {
+    bin_env(args, stdin, &[])
+}
+
+fn bin_env(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plx-store-webhook"));
+    cmd.args(args)
+        .current_dir(root())
+        .env_remove("PLX_WEBHOOK_CONFIG")
+        .env_remove("PLX_WEBHOOK_SETTINGS")
+        .env_remove("PLX_WEBHOOK_LOG_FORMAT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    if let Some(s) = stdin {
+        let _ = child.stdin.take().unwrap().write_all(s.as_bytes());
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&o.stdout), text(&o.stderr)))
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort();
+    k
+}
+
+const TEAMS: &str = "examples/teams.yaml";
+
+#[test]
+fn usage_errors_exit_64_help_exits_0() {
+    for args in [
+        &["mutate"][..],
+        &["check-config"],
+        &["mutate", "--config", TEAMS, "--output", "nope"],
+        &["no-such-command"],
+        &[],
+    ] {
+        let o = bin(args, Some(""));
+        assert_eq!(o.status.code(), Some(64), "{args:?}: {}", text(&o.stderr));
+    }
+    assert_eq!(bin(&["--help"], None).status.code(), Some(0));
+    assert_eq!(bin(&["validate", "--help"], None).status.code(), Some(0));
+}
+
+/// `… | head -1`: the reader closed the pipe; the command ends quietly, no panic.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plx-store-webhook"))
+        .args(["check-config", "--config", TEAMS])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(o.stderr.is_empty(), "{}", text(&o.stderr));
+}
+
+/// One typo: the error said once, headed by the real file with line and column, under the
+/// section it is in, `error:` first; as one JSON line when logs are JSON.
+#[test]
+fn a_config_error_is_said_once_with_file_line_and_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("values.yaml");
+    std::fs::write(
+        &f,
+        "artifactsStore:\n  name: s3\n  kind: s3\n  schema: {bucket: \"s3://x\"}\n  secret:\n    name: aws\n    mountpath: /x\ninjection:\n  onConflct: deny\n",
+    )
+    .unwrap();
+    let name = f.to_str().unwrap();
+    let o = bin(&["check-config", "--config", name], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.starts_with("error: config "), "{err}");
+    assert_eq!(
+        err.matches("unknown field `mountpath`").count(),
+        2,
+        "message and caret only: {err}"
+    );
+    assert!(err.contains(&format!("--> {name}:7:5")), "{err}");
+    assert!(err.contains("artifactsStore.secret: "), "{err}");
+    assert!(!err.contains("<input>"), "{err}");
+
+    std::fs::write(
+        &f,
+        "artifactsStore:\n  name: s3\n  kind: s3\n  schema: {bucket: \"s3://x\"}\n  secret: {name: aws}\ninjection:\n  onConflct: deny\n",
+    )
+    .unwrap();
+    let o = bin_env(
+        &["check-config", "--config", name],
+        None,
+        &[("PLX_WEBHOOK_LOG_FORMAT", "json")],
+    );
+    let line: Value = serde_json::from_slice(&o.stderr).unwrap();
+    assert_eq!(line["level"], "ERROR");
+    assert_eq!(line["path"], "injection");
+    assert_eq!(
+        (line["line"].as_u64(), line["column"].as_u64()),
+        (Some(7), Some(3))
+    );
+    assert_eq!(line["file"], name);
+
+    let o = bin(
+        &["check-config", "--config", "-"],
+        Some("artifactsStore: {name: a, kind: gcp}\n"),
+    );
+    let err = text(&o.stderr);
+    assert_eq!(err.matches("unknown store kind").count(), 1, "{err}");
+    assert!(err.contains("config <stdin>: artifactsStore.kind"), "{err}");
+}
+
+/// `serve`'s startup errors in JSON when its logs are JSON (the default).
+#[test]
+fn serve_startup_errors_are_json_lines() {
+    let o = bin(
+        &[
+            "serve",
+            "--config",
+            "/no/such/config.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    let last: Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "ERROR", "{err}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("/no/such/config.yaml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_json_shape_configmaps_lints_and_strict() {
+    let o = bin(
+        &[
+            "check-config",
+            "--config",
+            TEAMS,
+            "-o",
+            "json",
+            "--namespace",
+            "team-vision",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let v = json(&o);
+    assert_eq!(
+        keys(&v),
+        ["config", "errors", "findings", "hash", "notes", "resolved", "route"]
+    );
+    assert_eq!(
+        v["route"],
+        serde_json::json!({"store": "vision-s3", "rule": "vision"})
+    );
+    // PLX_WEBHOOK_CONFIG, and the config as kubectl prints the agent ConfigMap, with the
+    // shipped settings ConfigMap.
+    let agent = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: polyaxon-polyaxon-agent-config, namespace: polyaxon}
+data:
+  POLYAXON_AGENT_ARTIFACTS_STORE: '{"name": "gcs-artifacts", "kind": "gcs", "schema": {"bucket": "gs://gcs-artifacts"}, "secret": {"name": "gcs-secret", "mountPath": "/plx-context/.gc"}}'
+"#;
+    let o = bin_env(
+        &["check-config", "-o", "yaml"],
+        Some(agent),
+        &[
+            ("PLX_WEBHOOK_CONFIG", "-"),
+            (
+                "PLX_WEBHOOK_SETTINGS",
+                "manifests/overlays/polyaxon-agent-config/settings.yaml",
+            ),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v: Value = serde_saphyr::from_str(&text(&o.stdout)).unwrap();
+    assert_eq!(v["resolved"]["store"]["name"], "gcs-artifacts");
+    assert_eq!(v["resolved"]["injection"]["on_conflict"], "deny", "{v}");
+
+    let lint = "artifactsStore: {name: main, kind: s3, schema: {bucket: \"gs://oops\"}, secret: {name: aws}}\n\
+        connections: [{name: v, kind: gcs, schema: {bucket: \"gs://v\"}, secret: {name: v}}]\n\
+        injection:\n  rules:\n    - {name: all, match: {namespaces: []}, store: main}\n    - {name: later, match: {namespaces: [team-a]}, store: v}\n";
+    let o = bin(&["check-config", "--config", "-", "-o", "json"], Some(lint));
+    assert_eq!(o.status.code(), Some(2));
+    let v = json(&o);
+    let got: Vec<(String, String, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert_eq!(keys(f), ["code", "message", "path", "severity"]);
+            (
+                f["severity"].as_str().unwrap().into(),
+                f["code"].as_str().unwrap().into(),
+                f["path"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want = [
+        ("error", "PSW4001", "artifactsStore.schema.bucket"),
+        ("error", "PSW4002", "injection.rules[0].match.namespaces"),
+        ("note", "PSW4003", "injection.rules[1]"),
+    ];
+    assert_eq!(got.len(), want.len(), "{got:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!((g.0.as_str(), g.1.as_str(), g.2.as_str()), w);
+    }
+    // A shadowed rule alone is a note: exit 0, and 2 with --strict.
+    let note = "artifactsStore: {name: main, kind: s3, schema: {bucket: \"s3://x\"}, secret: {name: aws}}\n\
+        injection:\n  rules:\n    - {name: all, store: main}\n    - {name: later, match: {namespaces: [team-a]}, store: main}\n";
+    assert_eq!(
+        bin(&["check-config", "--config", "-"], Some(note))
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        bin(&["check-config", "--config", "-", "--strict"], Some(note))
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+/// Every input form, answered per object with its kind and name.
+#[test]
+fn mutate_and_validate_read_every_form_and_answer_per_object() {
+    let o = bin(
+        &[
+            "mutate",
+            "--config",
+            TEAMS,
+            "-o",
+            "results",
+            "examples/tests",
+        ],
+        None,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a denial among them: {}",
+        text(&o.stderr)
+    );
+    let v = json(&o);
+    let rows = v.as_array().unwrap();
+    for r in rows {
+        assert_eq!(
+            keys(r),
+            [
+                "code",
+                "decision",
+                "identity",
+                "kind",
+                "message",
+                "name",
+                "namespace",
+                "patch",
+                "replica",
+                "rule",
+                "source",
+                "store",
+                "warnings"
+            ]
+        );
+    }
+    let seen: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{} {} {}",
+                r["kind"].as_str().unwrap(),
+                r["name"].as_str().unwrap(),
+                r["replica"].as_str().unwrap(),
+                r["decision"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "Job/vision-train  mutated",
+            "PyTorchJob/nlp-dist Master mutated",
+            "PyTorchJob/nlp-dist Worker mutated",
+            "Pod/mnist-run  mutated",
+            "Pod/taken-mount  denied",
+            "Deployment/dashboard  not-served",
+            "Service/dashboard  skipped",
+        ]
+    );
+    assert!(text(&o.stderr)
+        .contains("skipped: Service/dashboard: [PSW5001] not a Pod or pod template: kind Service"));
+
+    // The mutated objects as YAML, read back by validate: allowed (the denied one left out).
+    let o = bin(
+        &[
+            "mutate",
+            "--config",
+            TEAMS,
+            "-o",
+            "yaml",
+            "examples/tests/runs.yaml",
+        ],
+        None,
+    );
+    let yaml = text(&o.stdout);
+    assert_eq!(yaml.matches("\n---\n").count(), 3, "{yaml}");
+    let o = bin(
+        &["validate", "--config", TEAMS, "-o", "json", "-"],
+        Some(&yaml),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    let v = json(&o);
+    assert!(v
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r.get("patch").is_none()));
+    let decisions: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        decisions,
+        ["allowed", "allowed", "allowed", "allowed", "not-served"]
+    );
+
+    // A List in JSON; kind CronJob; a non-pod alone is an error.
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly", "namespace": "team-vision"},
+         "spec": {"jobTemplate": {"spec": {"template": {"metadata": {"labels": {
+            "app.kubernetes.io/managed-by": "polyaxon", "app.kubernetes.io/part-of": "polyaxon-runs"}},
+            "spec": {"containers": [{"name": "polyaxon-main", "image": "x"}]}}}}}}]});
+    let o = bin(
+        &["validate", "--config", TEAMS, "-"],
+        Some(&list.to_string()),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let out = text(&o.stdout);
+    assert!(
+        out.starts_with("OBJECT") && out.contains("CronJob/nightly") && out.contains("denied"),
+        "{out}"
+    );
+    let o = bin(
+        &["mutate", "--config", TEAMS, "-"],
+        Some("kind: ConfigMap\nmetadata: {name: x}\n"),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("not a Pod or pod template: kind ConfigMap"));
+}
+
+/// The repository's own test file passes; a wrong expectation exits 2 and says what differs,
+/// in a table, JSON and JUnit XML.
+#[test]
+fn the_examples_test_file_passes_and_a_mismatch_exits_2() {
+    let o = bin(&["test", "examples"], None);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let o = bin(&["test", "examples", "-o", "json"], None);
+    let v = json(&o);
+    assert_eq!(keys(&v), ["failed", "passed", "tests"]);
+    assert_eq!(v["failed"], 0);
+    assert_eq!(
+        keys(&v["tests"][0]),
+        [
+            "actual",
+            "file",
+            "mismatches",
+            "mode",
+            "object",
+            "result",
+            "test"
+        ]
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let examples = root().join("examples");
+    std::fs::write(
+        dir.path().join("plx-store-test.yaml"),
+        format!(
+            "config: {}/teams.yaml\nresources: [{}/tests/runs.yaml]\nresults:\n  - {{object: Job/vision-train, store: nlp-gcs, warnings: [nothing-like-this]}}\n",
+            examples.display(),
+            examples.display()
+        ),
+    )
+    .unwrap();
+    let o = bin(&["test", dir.path().to_str().unwrap(), "-o", "junit"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let xml = text(&o.stdout);
+    assert!(
+        xml.contains("<testsuites") && xml.contains("failures=\"1\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("store &quot;vision-s3&quot; (expected &quot;nlp-gcs&quot;)"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn rbac_json_is_a_list() {
+    let o = bin(&["rbac", "--config", TEAMS, "-o", "json"], None);
+    assert_eq!(o.status.code(), Some(0));
+    let v = json(&o);
+    assert_eq!(v["kind"], "List");
+    let kinds: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding"]);
+}
+
+/// `fleet`: an unreachable API server is named, with the cause, and exits 1 (an error, not a
+/// finding); `--kubeconfig` and `--context` are used.
+#[test]
+fn fleet_names_the_unreachable_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"https://127.0.0.1:{port}\", insecure-skip-tls-verify: true}}\n\
+             users:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: other\n  context: {{cluster: c, user: u}}\ncurrent-context: missing\n"
+        ),
+    )
+    .unwrap();
+    let kc = kc.to_str().unwrap();
+    let o = bin(
+        &[
+            "fleet",
+            "--config",
+            TEAMS,
+            "--kubeconfig",
+            kc,
+            "--context",
+            "other",
+            "--timeout-seconds",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&format!("https://127.0.0.1:{port}"))
+            && err.to_lowercase().contains("refused"),
+        "{err}"
+    );
+    let o = bin(
+        &[
+            "fleet",
+            "--config",
+            TEAMS,
+            "--kubeconfig",
+            kc,
+            "--context",
+            "nope",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("nope"), "{}", text(&o.stderr));
+}
