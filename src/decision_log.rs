@@ -311,7 +311,10 @@ mod tests {
             // can only say them as one string.
             let m = direct.as_object_mut().unwrap();
             assert_eq!(m.remove("warnings").unwrap(), serde_json::json!(warnings));
-            assert_eq!(m.remove("warning_codes").unwrap().as_array().unwrap().len(), warnings.len());
+            assert_eq!(
+                m.remove("warning_codes").unwrap().as_array().unwrap().len(),
+                warnings.len()
+            );
             assert!(m.remove("code").is_some());
             let mut want = traced(&d);
             want.as_object_mut().unwrap().remove("warnings");

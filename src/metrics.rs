@@ -298,7 +298,14 @@ impl Metrics {
     /// over a series that does not exist yet is "no data", not 0.
     fn zeros(&self) {
         use plx_store_core::engine::{ConflictKind, IgnoreReason};
-        for result in ["mutated", "unchanged", "ignored", "denied", "audit", "error"] {
+        for result in [
+            "mutated",
+            "unchanged",
+            "ignored",
+            "denied",
+            "audit",
+            "error",
+        ] {
             for api_version in ["v1", "v1beta1"] {
                 let _ = self.requests.get_or_create(&RequestLabels {
                     result,
@@ -313,7 +320,9 @@ impl Metrics {
             IgnoreReason::NoTargetContainer,
             IgnoreReason::NoRuleMatched,
         ] {
-            let _ = self.skips.get_or_create(&ReasonLabels { reason: r.metric() });
+            let _ = self
+                .skips
+                .get_or_create(&ReasonLabels { reason: r.metric() });
         }
         let _ = self.skips.get_or_create(&ReasonLabels {
             reason: "container_conflict",
@@ -324,7 +333,9 @@ impl Metrics {
             ConflictKind::MountInsideOurs,
             ConflictKind::KeyOverIdentity,
         ] {
-            let _ = self.conflicts.get_or_create(&KindLabels { kind: k.as_str() });
+            let _ = self
+                .conflicts
+                .get_or_create(&KindLabels { kind: k.as_str() });
         }
         for result in ["success", "failure"] {
             let _ = self.config_reloads.get_or_create(&ResultLabels { result });

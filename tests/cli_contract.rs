@@ -510,3 +510,151 @@ fn fleet_names_the_unreachable_server() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("nope"), "{}", text(&o.stderr));
 }
+
+/// Every denial, warning and not-served reason the engine gives, over the example configs and
+/// the converter's pods bent in the ways that make it talk (a volume at the store's directory,
+/// a key variable set, an envFrom Secret, another ServiceAccount, a read-only mount), in
+/// inject, audit and enforce: each has a registered code.
+#[test]
+fn every_engine_message_has_a_code() {
+    use plx_store_webhook::codes::{code_of, ignore_code, UNKNOWN};
+    use plx_store_webhook::engine::{self, Decision, Request};
+    let mut configs: Vec<String> = std::fs::read_dir(root().join("examples"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml") && !p.ends_with("helm-values.yaml"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    configs.push(std::fs::read_to_string(root().join("examples/helm-values.yaml")).unwrap());
+    let variants: Vec<String> = configs
+        .iter()
+        .flat_map(|c| {
+            let mut v = vec![c.clone()];
+            for (from, to) in [
+                ("onConflict: deny", "onConflict: skip"),
+                ("injection:\n", "injection:\n  mode: audit\n"),
+                ("noMatch: default", "noMatch: warn"),
+                ("noMatch: default", "noMatch: deny"),
+            ] {
+                if c.contains(from) {
+                    v.push(c.replacen(from, to, 1));
+                }
+            }
+            v
+        })
+        .collect();
+    let mut seen = 0;
+    let mut unknown = Vec::new();
+    for text in &variants {
+        let Ok(cfg) = plx_store_webhook::load_str(text, "example") else {
+            continue;
+        };
+        let plan = plx_store_webhook::Plan::from_config(&cfg);
+        let dirs: Vec<String> = plan.default.mounts.iter().map(|m| m.dir.clone()).collect();
+        for (_, pod) in fixture_pods() {
+            let mut bent = vec![pod.clone()];
+            for d in &dirs {
+                let mut p = pod.clone();
+                p["spec"]["volumes"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"name": "mine", "emptyDir": {}}));
+                p["spec"]["containers"][0]["volumeMounts"] =
+                    serde_json::json!([{"name": "mine", "mountPath": d}]);
+                bent.push(p);
+                let mut p = pod.clone();
+                p["spec"]["volumes"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"name": "ro", "emptyDir": {}}));
+                p["spec"]["containers"][0]["volumeMounts"] =
+                    serde_json::json!([{"name": "ro", "mountPath": "/", "readOnly": true}]);
+                bent.push(p);
+            }
+            let mut p = pod.clone();
+            p["spec"]["containers"][0]["env"] = serde_json::json!([
+                {"name": "GC_KEY_PATH", "value": "/elsewhere.json"},
+                {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/other.json"},
+                {"name": "AWS_SECRET_ACCESS_KEY", "value": "k"}]);
+            p["spec"]["containers"][0]["envFrom"] =
+                serde_json::json!([{"secretRef": {"name": "keys"}}]);
+            p["spec"]["serviceAccountName"] = "someone".into();
+            bent.push(p);
+            for pod in bent {
+                for ns in [
+                    "default",
+                    "team-vision",
+                    "team-nlp-1",
+                    "team-research",
+                    "kube-system",
+                ] {
+                    let text = pod.to_string();
+                    let decoded = engine::decode(&text);
+                    for out in [
+                        engine::mutate(&decoded, &plan, &Request::pod_create(ns)),
+                        engine::validate(&decoded, &plan, &Request::pod_create(ns)),
+                    ] {
+                        let mut msgs: Vec<String> =
+                            out.warnings.iter().map(|w| w.to_string()).collect();
+                        match &out.decision {
+                            Decision::Denied(m) => msgs.push(m.clone()),
+                            Decision::Ignored(r) => assert_ne!(ignore_code(*r), UNKNOWN),
+                            _ => {}
+                        }
+                        for m in msgs {
+                            seen += 1;
+                            if code_of(&m) == UNKNOWN {
+                                unknown.push(m);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    unknown.sort();
+    unknown.dedup();
+    assert!(seen > 100, "only {seen} messages");
+    assert!(
+        unknown.is_empty(),
+        "messages without a code:\n{}",
+        unknown.join("\n")
+    );
+}
+
+/// The counters a dashboard divides by exist at 0 before the first request.
+#[test]
+fn dashboard_counters_start_at_zero() {
+    let text = plx_store_webhook::metrics::Metrics::new().encode();
+    for line in [
+        "plx_webhook_admission_requests_total{result=\"denied\",api_version=\"v1\"} 0",
+        "plx_webhook_admission_requests_total{result=\"mutated\",api_version=\"v1\"} 0",
+        "plx_webhook_skips_total{reason=\"not_a_run\"} 0",
+        "plx_webhook_conflicts_total{kind=\"mount_path_taken\"} 0",
+        "plx_webhook_config_reloads_total{result=\"failure\"} 0",
+        "plx_webhook_cert_reloads_total{result=\"failure\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+}
+
+/// `fleet -o json`'s document: every key present, `pods` too when there are none.
+#[test]
+fn fleet_json_shape_keeps_empty_lists() {
+    let plan = plan_for(TEAMS);
+    let view = plx_store_webhook::fleet::view::View::default();
+    let r = plx_store_webhook::fleet::report::build(&view, &plan, true);
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        keys(&v),
+        [
+            "config_hash",
+            "counts",
+            "missing_references",
+            "pods",
+            "synced",
+            "watches"
+        ]
+    );
+    assert_eq!(v["pods"], serde_json::json!([]));
+}

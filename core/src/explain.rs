@@ -18,7 +18,12 @@ pub fn explain(pod: &Decoded<'_>, plan: &Plan, namespace: &str, outcome: &Outcom
             r,
             IgnoreReason::NoRuleMatched | IgnoreReason::NoTargetContainer
         ) {
-            let _ = writeln!(out, "not served: [{}] {}", crate::codes::ignore_code(r), r.as_str());
+            let _ = writeln!(
+                out,
+                "not served: [{}] {}",
+                crate::codes::ignore_code(r),
+                r.as_str()
+            );
             return out;
         }
     }

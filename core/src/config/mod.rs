@@ -34,7 +34,7 @@ pub enum ConfigProblem {
     /// Not YAML/JSON of the expected shape: the section path, the parser's message, and a
     /// snippet headed `--> <file>:<line>:<column>`, rendered once when the error is made.
     #[error("{}", .0.message)]
-    Syntax(SyntaxError),
+    Syntax(Box<SyntaxError>),
     /// Well-formed, but not a valid config (the message names the field).
     #[error(transparent)]
     Invalid(#[from] Invalid),
@@ -91,7 +91,13 @@ impl ConfigError {
     ) -> Self {
         Self::new(
             source_name,
-            ConfigProblem::Syntax(syntax_message(source_name, text, context, &source, hint)),
+            ConfigProblem::Syntax(Box::new(syntax_message(
+                source_name,
+                text,
+                context,
+                &source,
+                hint,
+            ))),
         )
     }
 }
