@@ -31,14 +31,20 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// The error as one JSON log line (the shape of the server's own lines), with the file, line,
 /// column and section of a config error when known.
 pub fn json_line(e: &anyhow::Error) -> String {
+    // The first line is the message; a config error's source lines go in `snippet`.
+    let text = message(e);
+    let (first, snippet) = text.split_once('\n').unwrap_or((&text, ""));
     let mut line = serde_json::json!({
         "timestamp": time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
         "level": "ERROR",
         "target": "plx_store_webhook",
-        "message": message(e),
+        "message": first,
     });
+    if !snippet.is_empty() {
+        line["snippet"] = snippet.into();
+    }
     if let Some(c) = e.chain().find_map(|c| c.downcast_ref::<ConfigError>()) {
         line["config"] = c.source_name.clone().into();
         if let ConfigProblem::Syntax(s) = &c.problem {

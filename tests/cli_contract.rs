@@ -126,6 +126,14 @@ fn a_config_error_is_said_once_with_file_line_and_section() {
         (Some(7), Some(3))
     );
     assert_eq!(line["file"], name);
+    assert!(!line["message"].as_str().unwrap().contains('\n'), "{line}");
+    assert!(
+        line["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("onConflct: deny"),
+        "{line}"
+    );
 
     let o = bin(
         &["check-config", "--config", "-"],
