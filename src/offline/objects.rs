@@ -126,6 +126,12 @@ fn yaml_docs(input: &Input) -> anyhow::Result<Vec<Value>> {
 fn push_items(v: Value, source: &str, yaml: bool, out: &mut Vec<Doc>) {
     match v {
         Value::Null => {}
+        // A JSON array of objects: each one.
+        Value::Array(items) => {
+            for i in items {
+                push_items(i, source, yaml, out);
+            }
+        }
         Value::Object(ref m)
             if m.get("kind")
                 .and_then(Value::as_str)

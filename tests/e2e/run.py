@@ -456,7 +456,7 @@ def warnings_reach_kubectl():
     pod = fixture("job.gcs-ctxdir.json")
     pod["spec"]["containers"][0]["env"].append({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/somewhere/else.json"})
     stored, r = create(pod)
-    assert "Warning: [PSW2003] " in r.stderr and "GOOGLE_APPLICATION_CREDENTIALS" in r.stderr, r.stderr
+    assert "Warning: [PSW2005] " in r.stderr and "GOOGLE_APPLICATION_CREDENTIALS" in r.stderr, r.stderr
     # The user's own value is kept (and warned about); the other targets get the key file.
     assert env(container(stored, "polyaxon-main"), "GOOGLE_APPLICATION_CREDENTIALS") == "/somewhere/else.json"
     check_injected(stored, [t for t in TARGETS if t != "polyaxon-main"])
