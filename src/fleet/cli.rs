@@ -66,3 +66,44 @@ pub fn only_namespace(r: &mut Report, namespace: &str) {
         *r.counts.entry(p.state).or_default() += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::report::{MissingRow, PodRow};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn one_namespace_keeps_its_rows_and_recounts() {
+        let pod = |ns: &str, state: &'static str| PodRow {
+            namespace: ns.into(),
+            pod: "p".into(),
+            run: String::new(),
+            store: "s".into(),
+            rule: String::new(),
+            state,
+            why: String::new(),
+        };
+        let mut r = Report {
+            synced: true,
+            config_hash: "h".into(),
+            counts: BTreeMap::from([("current", 2), ("missing", 1)]),
+            pods: vec![
+                pod("a", "current"),
+                pod("b", "current"),
+                pod("b", "missing"),
+            ],
+            missing_references: vec![MissingRow {
+                kind: "secret",
+                name: "x".into(),
+                namespace: "a".into(),
+                runs: 1,
+            }],
+            watches: Vec::new(),
+        };
+        only_namespace(&mut r, "b");
+        assert_eq!(r.pods.len(), 2);
+        assert!(r.missing_references.is_empty());
+        assert_eq!(r.counts, BTreeMap::from([("current", 1), ("missing", 1)]));
+    }
+}
