@@ -666,3 +666,48 @@ fn fleet_json_shape_keeps_empty_lists() {
     );
     assert_eq!(v["pods"], serde_json::json!([]));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+    /// A misspelt key anywhere in a block-style config (any indentation, sequences indented or
+    /// not, any rule) is reported under the section it is in, at its own line.
+    #[test]
+    fn a_typo_is_reported_under_its_own_section(
+        unit in 2usize..5,
+        indent_items in proptest::bool::ANY,
+        rules in 1usize..4,
+        target in 0usize..5,
+        which in 0usize..4,
+    ) {
+        let which = which % rules;
+        let i = |n: usize| " ".repeat(n * unit);
+        let d = if indent_items { i(2) } else { i(1) };
+        let bogus = |at: &str, lines: &mut Vec<String>| lines.push(format!("{at}bogusField: 1"));
+        let mut l: Vec<String> = vec!["artifactsStore:".into(), format!("{}name: s", i(1)),
+            format!("{}kind: s3", i(1)), format!("{}schema:", i(1)), format!("{}bucket: \"s3://x\"", i(2)),
+            format!("{}secret:", i(1)), format!("{}name: aws", i(2))];
+        let mut want = (String::new(), 0);
+        if target == 0 { bogus(&i(2), &mut l); want = ("artifactsStore.secret".into(), l.len()); }
+        if target == 1 { bogus(&i(1), &mut l); want = ("artifactsStore".into(), l.len()); }
+        l.push("injection:".into());
+        l.push(format!("{}rules:", i(1)));
+        for r in 0..rules {
+            let k = format!("{d}  ");
+            l.push(format!("{d}- name: r{r}"));
+            l.push(format!("{k}store: s"));
+            l.push(format!("{k}match:"));
+            l.push(format!("{k}{}namespaces: [a{r}]", i(1)));
+            if r == which && target == 2 { bogus(&format!("{k}{}", i(1)), &mut l); want = (format!("injection.rules[{r}].match"), l.len()); }
+            if r == which && target == 3 { bogus(&k, &mut l); want = (format!("injection.rules[{r}]"), l.len()); }
+        }
+        if target == 4 { bogus(&i(1), &mut l); want = ("injection".into(), l.len()); }
+        let text = l.join("\n") + "\n";
+        let err = plx_store_webhook::load_str(&text, "c.yaml").expect_err(&text);
+        let plx_store_webhook::config::ConfigProblem::Syntax(s) = &err.problem else {
+            panic!("{err}\n{text}")
+        };
+        proptest::prop_assert_eq!(&s.path, &want.0, "{}\n{}", err, text);
+        proptest::prop_assert_eq!(s.line, Some(want.1 as u64), "{}", text);
+    }
+}
