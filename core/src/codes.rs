@@ -276,6 +276,14 @@ pub const REGISTRY: &[Code] = &[
         fix: "Create the object in that namespace, or route the namespace to another store.",
     },
     Code {
+        code: "PSW2015",
+        kind: Kind::Warning,
+        marker: "more warnings not shown",
+        title: "warnings cut short",
+        cause: "The pod drew more warnings than a response carries; the rest were dropped.",
+        fix: "Fix the warnings shown and check again (`mutate -o results` lists each object's).",
+    },
+    Code {
         code: "PSW3001",
         kind: Kind::NotServed,
         marker: "not a pod CREATE",
