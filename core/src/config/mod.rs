@@ -112,6 +112,8 @@ fn syntax_message(
     hint: &str,
 ) -> SyntaxError {
     let name = file.rsplit(" + ").next().unwrap_or(file);
+    // A ConfigMap's value is parsed where it sits in the manifest: the snippet is the file's.
+    let name = name.split(" (data.").next().unwrap_or(name);
     let rendered = err.render_with_options(serde_saphyr::render_options! {
         source_name: Some(name),
     });
@@ -305,7 +307,7 @@ fn parse_main(text: &str, source_name: &str) -> Result<Parts, ConfigError> {
     let shape: Value = serde_saphyr::from_str(text)
         .map_err(|e| ConfigError::syntax(source_name, text, "not valid YAML/JSON: ", e))?;
     if let Some(data) = configmap_data(&shape) {
-        return parse_configmap(data, source_name);
+        return parse_configmap(data, text, source_name);
     }
     match &shape {
         // (c) the agent ConfigMap's value: a JSON string holding one connection.
@@ -401,6 +403,7 @@ fn single_key<'a>(
 /// holding a config file under a single key.
 fn parse_configmap(
     data: &serde_json::Map<String, Value>,
+    manifest: &str,
     source_name: &str,
 ) -> Result<Parts, ConfigError> {
     let inner = |key: &str| format!("{source_name} (data.{key})");
@@ -408,14 +411,60 @@ fn parse_configmap(
         let text = store.as_str().ok_or_else(|| {
             ConfigError::invalid(source_name, format!("data.{AGENT_STORE_KEY}: not a string"))
         })?;
-        let mut parts = parse_main(text, &inner(AGENT_STORE_KEY))?;
+        let text = placed(manifest, AGENT_STORE_KEY, text);
+        let mut parts = parse_main(&text, &inner(AGENT_STORE_KEY))?;
         if let Some(conns) = data.get(AGENT_CONNECTIONS_KEY).and_then(Value::as_str) {
-            parts.connections = parse_connections(conns, &inner(AGENT_CONNECTIONS_KEY))?;
+            let conns = placed(manifest, AGENT_CONNECTIONS_KEY, conns);
+            parts.connections = parse_connections(&conns, &inner(AGENT_CONNECTIONS_KEY))?;
         }
         return Ok(parts);
     }
     let (key, text) = single_key(data, source_name)?;
-    parse_main(text, &inner(key))
+    parse_main(&placed(manifest, key, text), &inner(key))
+}
+
+/// A ConfigMap value `value` of data key `key`, padded with the blank lines and spaces that put
+/// it where it sits in `manifest`, so a parser error's line and column (and snippet) are the
+/// manifest's own. Block scalars (`key: |`) and single-line values; anything else (a JSON
+/// manifest, an escaped multi-line string) is returned as it is.
+fn placed(manifest: &str, key: &str, value: &str) -> String {
+    let found = manifest.lines().enumerate().find_map(|(i, l)| {
+        let t = l.trim_start();
+        [
+            format!("{key}:"),
+            format!("\"{key}\":"),
+            format!("'{key}':"),
+        ]
+        .iter()
+        .find_map(|k| t.strip_prefix(k.as_str()))
+        .map(|rest| (i, l.len() - rest.len(), rest))
+    });
+    let Some((line, at, rest)) = found else {
+        return value.to_string();
+    };
+    let trimmed = rest.trim_start();
+    if trimmed.starts_with(['|', '>']) {
+        let Some(first) = manifest.lines().nth(line + 1) else {
+            return value.to_string();
+        };
+        let indent = " ".repeat(first.len() - first.trim_start().len());
+        let body: Vec<String> = value
+            .lines()
+            .map(|l| {
+                if l.is_empty() {
+                    String::new()
+                } else {
+                    format!("{indent}{l}")
+                }
+            })
+            .collect();
+        return "\n".repeat(line + 1) + &body.join("\n");
+    }
+    if value.contains('\n') {
+        return value.to_string();
+    }
+    let col = at + (rest.len() - trimmed.len()) + usize::from(trimmed.starts_with(['"', '\'']));
+    "\n".repeat(line) + &" ".repeat(col) + value
 }
 
 /// The agent's connections key: a list of connections, or a JSON string holding one.
@@ -447,7 +496,10 @@ fn parse_settings(text: &str, source_name: &str) -> Result<Option<RawInjection>,
     if let Ok(shape) = serde_saphyr::from_str::<Value>(text) {
         if let Some(data) = configmap_data(&shape) {
             let (key, inner) = single_key(data, source_name)?;
-            return parse_settings(inner, &format!("{source_name} (data.{key})"));
+            return parse_settings(
+                &placed(text, key, inner),
+                &format!("{source_name} (data.{key})"),
+            );
         }
     }
     let s: RawSettings = serde_saphyr::from_str(text).map_err(|e| {
