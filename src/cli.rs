@@ -2,7 +2,6 @@
 //! the shipped manifests and the README only use flags the binary really accepts; every default
 //! comes from the library's own constants (`Limits::DEFAULT`, `Guards::DEFAULT`, `Options`).
 
-use crate::offline::Output;
 use crate::server::budget::BodyRate;
 use crate::server::run::{CertSource, Options};
 use crate::server::serve::Limits;
@@ -29,89 +28,218 @@ pub struct Cli {
 pub enum Command {
     /// Serve the admission webhook over HTTPS.
     Serve(Box<ServeArgs>),
-    /// Run the engine on a Pod or AdmissionReview file (or stdin) and print the result.
-    #[command(
-        after_help = "Exit codes: 0 the pod is allowed (patched, unchanged or not served), 1 the input or the config \
-                      cannot be read, 2 the webhook would deny the pod (the reason is on stderr)."
-    )]
+    /// Answer as the mutating webhook (/mutate) would, for every pod and pod template in the
+    /// inputs: Pods, AdmissionReviews, workloads (Job, CronJob, Deployment, StatefulSet,
+    /// DaemonSet, ReplicaSet, PyTorchJob, TFJob, MPIJob, XGBoostJob, PaddleJob), Lists,
+    /// multi-document YAML, directories.
+    #[command(after_help = EXIT_CODES)]
     Mutate {
-        /// Store config: Helm values, a connection, the agent ConfigMap's JSON, or a directory
-        /// holding the agent ConfigMap's keys.
-        #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
-        config: PathBuf,
-        /// The webhook's settings file (`injection:`), beside an agent ConfigMap.
-        #[arg(long, env = "PLX_WEBHOOK_SETTINGS")]
-        settings: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Also say, on stderr, which store rule matched and why each piece was or was not added.
         #[arg(long)]
         explain: bool,
-        /// What to print.
-        #[arg(long, value_enum, default_value_t = OutputFormat::Patch)]
+        /// What to print: the JSON patch (one object) or patches (several); the mutated objects
+        /// (`json`, `yaml`, or `pod`: as written); the AdmissionReview response; the per-object
+        /// results (`results`, JSON).
+        #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Patch)]
         output: OutputFormat,
-        /// Namespace for a bare pod (default: its metadata.namespace, else "default").
-        #[arg(long)]
+        /// Namespace of objects that name none (default: their metadata.namespace, else "default").
+        #[arg(short = 'n', long)]
         namespace: Option<String>,
-        /// Pod or AdmissionReview, JSON or YAML; `-` for stdin.
+        /// Files or directories (YAML or JSON); `-` for stdin.
         #[arg(default_value = "-")]
-        input: String,
+        inputs: Vec<String>,
     },
-    /// Validate a config and print what it will inject.
-    CheckConfig {
-        /// The config file, or a directory holding the agent ConfigMap's keys.
-        config: PathBuf,
-        /// The webhook's settings file (`injection:`), beside an agent ConfigMap.
-        #[arg(long)]
+    /// Answer as the validating webhook (/validate, enforce) would, for every pod and pod
+    /// template in the inputs (the same inputs as `mutate`).
+    #[command(after_help = EXIT_CODES)]
+    Validate {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// `table`, or the per-object results as `json` or `yaml`.
+        #[arg(short = 'o', long, value_enum, default_value_t = ResultFormat::Table)]
+        output: ResultFormat,
+        /// Namespace of objects that name none (default: their metadata.namespace, else "default").
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Files or directories (YAML or JSON); `-` for stdin.
+        #[arg(default_value = "-")]
+        inputs: Vec<String>,
+    },
+    /// Run declarative tests: every test file (plx-store-test.yaml, *.plx-store-test.yaml)
+    /// below the given directories names resources and the answer expected for each.
+    #[command(after_help = EXIT_CODES)]
+    Test {
+        /// Store config for every test file, over their own `config:`.
+        #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
+        config: Option<PathBuf>,
+        /// The webhook's settings file (`injection:`), with --config.
+        #[arg(long, env = "PLX_WEBHOOK_SETTINGS", requires = "config")]
         settings: Option<PathBuf>,
+        /// `table`, `json`, or `junit` (JUnit XML for CI systems).
+        #[arg(short = 'o', long, value_enum, default_value_t = TestFormat::Table)]
+        output: TestFormat,
+        /// Test files, or directories to search.
+        #[arg(default_value = ".")]
+        paths: Vec<String>,
+    },
+    /// Validate a config, lint it, and print what it will inject.
+    #[command(after_help = EXIT_CODES)]
+    CheckConfig {
+        /// Store config: Helm values, a connection, the agent ConfigMap's JSON or manifest, or a
+        /// directory holding the agent ConfigMap's keys; `-` for stdin.
+        #[arg(long, env = "PLX_WEBHOOK_CONFIG", required_unless_present = "file")]
+        config: Option<PathBuf>,
+        /// The config as a positional argument (as older releases took it).
+        #[arg(hide = true, conflicts_with = "config")]
+        file: Option<PathBuf>,
+        /// The webhook's settings file (`injection:`) or its ConfigMap manifest, beside an agent
+        /// ConfigMap.
+        #[arg(long, env = "PLX_WEBHOOK_SETTINGS")]
+        settings: Option<PathBuf>,
+        /// Notes count as problems: exit 2 when there is any.
+        #[arg(long)]
+        strict: bool,
+        /// `text`, or the result as `json` or `yaml`.
+        #[arg(short = 'o', long, value_enum, default_value_t = CheckFormat::Text)]
+        output: CheckFormat,
         #[command(flatten)]
         route: RouteArgs,
     },
     /// Generate a CA and a serving certificate for the webhook's Service.
     Certs(CertsArgs),
-    /// Classify every live run pod against a config, through the Kubernetes API (KUBECONFIG or
+    /// Classify every live run pod against a config, through the Kubernetes API (kubeconfig or
     /// in-cluster), and list the objects namespaces lack.
-    #[command(
-        after_help = "Exit codes: 0 every run is current (or in audit mode / unmatched by design), 1 a run is \
-                      missing, stale or missing a reference, 2 the view could not be completed (the API \
-                      unreachable, a watch forbidden: the rule to add is printed) or the config cannot be read."
-    )]
+    #[command(after_help = EXIT_CODES)]
     Fleet {
-        /// Store config, as for `serve`.
-        #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
-        config: PathBuf,
-        /// The webhook's settings file (`injection:`), beside an agent ConfigMap.
-        #[arg(long, env = "PLX_WEBHOOK_SETTINGS")]
-        settings: Option<PathBuf>,
-        /// `table` or `json` (the same document as the admin port's /fleet).
-        #[arg(long, value_enum, default_value_t = FleetOutput::Table)]
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// `table`, or the report as `json` or `yaml` (the same document as the admin port's /fleet).
+        #[arg(short = 'o', long, value_enum, default_value_t = FleetOutput::Table)]
         output: FleetOutput,
         /// How long to wait for every watch to list.
         #[arg(long, default_value_t = 30)]
         timeout_seconds: u64,
+        /// Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// The kubeconfig context to use (default: its current context).
+        #[arg(long)]
+        context: Option<String>,
+        /// Report only run pods in this namespace.
+        #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
+        namespace: Option<String>,
+        /// Report run pods in every namespace (the default).
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
     },
     /// Print the RBAC the fleet view needs for a config: list/watch of run pods (specs
     /// included) and of only the objects the config names (their data included), in a
     /// ClusterRole, or in Roles of the namespaces routes name literally.
+    #[command(after_help = EXIT_CODES)]
     Rbac {
-        /// Store config, as for `serve`.
-        #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
-        config: PathBuf,
-        /// The webhook's settings file (`injection:`), beside an agent ConfigMap.
-        #[arg(long, env = "PLX_WEBHOOK_SETTINGS")]
-        settings: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// The webhook's ServiceAccount.
         #[arg(long, default_value = "plx-store-webhook")]
         service_account: String,
         /// Its namespace.
-        #[arg(long, default_value = "plx-store-webhook")]
+        #[arg(short = 'n', long, default_value = "plx-store-webhook")]
         namespace: String,
+        /// `yaml` (documents for kubectl apply) or `json` (a List).
+        #[arg(short = 'o', long, value_enum, default_value_t = RbacFormat::Yaml)]
+        output: RbacFormat,
     },
 }
+
+/// The exit codes, the same for every command.
+pub const EXIT_CODES: &str = "Exit codes: 0 fine; 1 an error (input, config, I/O, cluster); 2 the \
+policy said no (a denial, a failed test, lint errors or with --strict notes, fleet problems or an \
+incomplete view); 64 a usage error.";
+
+/// The config every command reads.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// Store config: Helm values, a connection, the agent ConfigMap's JSON or manifest, or a
+    /// directory holding the agent ConfigMap's keys; `-` for stdin.
+    #[arg(long, env = "PLX_WEBHOOK_CONFIG")]
+    pub config: PathBuf,
+    /// The webhook's settings file (`injection:`) or its ConfigMap manifest, beside an agent
+    /// ConfigMap.
+    #[arg(long, env = "PLX_WEBHOOK_SETTINGS")]
+    pub settings: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// The name errors and reports use (`<stdin>` for `-`).
+    pub fn name(&self) -> String {
+        if self.config.as_os_str() == "-" {
+            STDIN.to_string()
+        } else {
+            self.config.display().to_string()
+        }
+    }
+
+    /// Read and validate the config (`-`: from stdin).
+    pub fn load(&self) -> Result<crate::Config, crate::ConfigError> {
+        if self.config.as_os_str() != "-" {
+            return crate::config::Source::new(&self.config, self.settings.clone()).load();
+        }
+        let source = crate::config::Source::new(STDIN, self.settings.clone());
+        let mut bytes = Vec::new();
+        let stdin = std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .map(|_| bytes)
+            .map_err(|e| crate::config::FileError {
+                missing: false,
+                message: format!("cannot read stdin: {e}"),
+            });
+        let mut contents = vec![stdin];
+        contents.extend(crate::config::read_files(&source.files()[1..]));
+        source.load_from(&contents)
+    }
+}
+
+/// The config's name when read from stdin.
+const STDIN: &str = "<stdin>";
 
 /// `--output` of `fleet`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FleetOutput {
     Table,
     Json,
+    Yaml,
+}
+
+/// `--output` of `validate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResultFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// `--output` of `check-config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+    Yaml,
+}
+
+/// `--output` of `rbac`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RbacFormat {
+    Yaml,
+    Json,
+}
+
+/// `--output` of `test`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestFormat {
+    Table,
+    Json,
+    Junit,
 }
 
 /// A run's facts for `check-config`: which store and connections would it get?
@@ -217,22 +345,18 @@ impl From<TlsVersion> for MinVersion {
 /// `--output` of `mutate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
-    /// The RFC 6902 patch (`[]` when nothing is to be done).
+    /// The RFC 6902 patch (`[]` when nothing is to be done); several objects: one per object.
     Patch,
-    /// The patched pod, in the input's format.
+    /// The mutated objects in the input's format.
     Pod,
+    /// The mutated objects as JSON (several: a List).
+    Json,
+    /// The mutated objects as YAML documents.
+    Yaml,
     /// The AdmissionReview response.
     Review,
-}
-
-impl From<OutputFormat> for Output {
-    fn from(o: OutputFormat) -> Self {
-        match o {
-            OutputFormat::Patch => Output::Patch,
-            OutputFormat::Pod => Output::Pod,
-            OutputFormat::Review => Output::Review,
-        }
-    }
+    /// The per-object results as JSON.
+    Results,
 }
 
 /// `--admin-listen`: `off`, or an address.

@@ -186,6 +186,15 @@ impl<'a> Decision<'a> {
 }
 
 impl Decision<'_> {
+    /// The stable code of the decision's reason (docs/codes.md), empty when there is none.
+    fn code(&self) -> &'static str {
+        if self.reason.is_empty() {
+            ""
+        } else {
+            plx_store_core::codes::code_of(self.reason)
+        }
+    }
+
     fn trace(&self) {
         tracing::info!(
             target: TARGET,
@@ -202,6 +211,7 @@ impl Decision<'_> {
             fingerprint = self.fingerprint,
             decision = self.decision,
             reason = self.reason,
+            code = self.code(),
             warnings = ?self.warnings,
             patch_ops = self.patch_ops,
             duration_us = self.duration_us,
@@ -241,12 +251,23 @@ impl Decision<'_> {
         ] {
             field_str(out, key, value);
         }
-        if self.warnings.is_empty() {
-            out.extend_from_slice(b",\"warnings\":\"[]\"");
-        } else {
-            // Rare: the Debug form of the list, as the tracing field wrote it.
-            field_str(out, "warnings", &format!("{:?}", self.warnings));
+        // The decision's stable code, and the warnings as an array with theirs (docs/codes.md).
+        field_str(out, "code", self.code());
+        out.extend_from_slice(b",\"warnings\":[");
+        for (i, w) in self.warnings.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json_str(out, w);
         }
+        out.extend_from_slice(b"],\"warning_codes\":[");
+        for (i, w) in self.warnings.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json_str(out, plx_store_core::codes::code_of(w));
+        }
+        out.push(b']');
         out.extend_from_slice(b",\"patch_ops\":");
         number(out, self.patch_ops as u64);
         out.extend_from_slice(b",\"duration_us\":");
@@ -428,8 +449,17 @@ mod tests {
             let mut line = Vec::new();
             d.write_json(&mut line, SystemTime::now());
             assert_eq!(line.last(), Some(&b'\n'));
-            let direct: Value = serde_json::from_slice(&line).unwrap();
+            let mut direct: Value = serde_json::from_slice(&line).unwrap();
+            // The direct line's warnings are an array (with their codes); the tracing line
+            // can only say them as one string.
+            let m = direct.as_object_mut().unwrap();
+            assert_eq!(m.remove("warnings").unwrap(), serde_json::json!(warnings));
+            assert_eq!(
+                m.remove("warning_codes").unwrap().as_array().unwrap().len(),
+                warnings.len()
+            );
             let mut want = traced(&d);
+            want.as_object_mut().unwrap().remove("warnings");
             want["timestamp"] = direct["timestamp"].clone();
             assert_eq!(direct, want);
             let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();

@@ -10,6 +10,7 @@ pub mod allocator;
 pub mod certs;
 pub mod cli;
 pub mod decision_log;
+pub mod errors;
 pub mod fleet;
 pub mod log_buffer;
 pub mod metrics;
@@ -18,8 +19,8 @@ pub mod server;
 pub mod telemetry;
 
 pub use plx_store_core::{
-    admission, clients, config, describe, engine, explain, glob, json_scan, k8s_names, limits,
-    plan, references,
+    admission, clients, codes, config, describe, engine, explain, glob, json_scan, k8s_names,
+    limits, plan, references,
 };
 pub use plx_store_core::{
     load_file, load_str, mutate, Config, ConfigError, Decision, Outcome, Plan, PodLimits, Request,

@@ -1,14 +1,17 @@
-//! CLI: parse arguments, call the library, map errors to exit codes.
+//! CLI: parse arguments, call the library, map outcomes to the one exit-code table (0 fine,
+//! 1 error, 2 the policy said no, 64 usage).
 
-use anyhow::Context as _;
 use clap::Parser;
-use plx_store_webhook::cli::{Cli, Command, FleetOutput, LogFormat, ServeArgs};
-use plx_store_webhook::config::Source;
-use plx_store_webhook::offline;
+use plx_store_webhook::cli::{
+    CheckFormat, Cli, Command, ConfigArgs, FleetOutput, LogFormat, OutputFormat, RbacFormat,
+    ResultFormat, ServeArgs, TestFormat,
+};
+use plx_store_webhook::config::lint::{self, Severity};
+use plx_store_webhook::offline::{self, objects, render, testfile, Mode};
 use plx_store_webhook::server::run;
 use plx_store_webhook::server::serve;
-use plx_store_webhook::{certs, describe, telemetry, Decision, Plan};
-use std::io::Read as _;
+use plx_store_webhook::{certs, describe, errors, telemetry, Plan};
+use std::io::Write as _;
 use std::process::ExitCode;
 
 /// glibc's allocator spent about a quarter of each admission request's instructions in a
@@ -17,128 +20,291 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Usage errors: BSD's EX_USAGE, so they never read as "the policy said no" (2).
+const USAGE: u8 = 64;
+
 /// kube-rs builds its TLS from the process-wide provider: make it ring (no aws-lc-rs).
 fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => code,
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => USAGE,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let json = match &cli.command {
+        Command::Serve(args) => args.log_format == LogFormat::Json,
+        _ => std::env::var("PLX_WEBHOOK_LOG_FORMAT").is_ok_and(|v| v == "json"),
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if errors::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            errors::report(&e, json);
             ExitCode::from(1)
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Write to stdout; a closed pipe comes back as an error the caller ends quietly on.
+fn out(text: &str) -> anyhow::Result<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())?;
+    o.flush()?;
+    Ok(())
+}
+
+/// A line on stderr (its failure is not worth failing over).
+fn note(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::CheckConfig {
             config,
+            file,
             settings,
+            strict,
+            output,
             route,
         } => {
-            let cfg = Source::new(&config, settings).load()?;
+            let path = config.or(file).unwrap_or_default();
+            let args = ConfigArgs {
+                config: path,
+                settings,
+            };
+            let cfg = args.load()?;
             let plan = Plan::from_config(&cfg);
-            println!("config OK: {}", config.display());
-            if route.given() {
-                print!("{}", describe::rule_table(&cfg));
-                print!("{}", describe::explain_route(&plan, &route.facts()));
-            } else {
-                print!("{}", describe::describe(&cfg, &plan));
+            let findings = lint::lint(&cfg);
+            let errors = findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .count();
+            let notes = findings.len() - errors;
+            let name = args.name();
+            match output {
+                CheckFormat::Text => {
+                    let mut text = if findings.is_empty() {
+                        format!("config OK: {name}\n")
+                    } else {
+                        format!("config {name}: {errors} error(s), {notes} note(s)\n")
+                    };
+                    for f in &findings {
+                        let sev = match f.severity {
+                            Severity::Error => "error",
+                            Severity::Note => "note",
+                        };
+                        text.push_str(&format!("{sev}: [{}] {}: {}\n", f.code, f.path, f.message));
+                    }
+                    if route.given() {
+                        text.push_str(&describe::rule_table(&cfg));
+                        text.push_str(&describe::explain_route(&plan, &route.facts()));
+                    } else {
+                        text.push_str(&describe::describe(&cfg, &plan));
+                    }
+                    out(&text)?;
+                }
+                CheckFormat::Json | CheckFormat::Yaml => {
+                    let doc = serde_json::json!({
+                        "config": name,
+                        "hash": cfg.hash,
+                        "errors": errors,
+                        "notes": notes,
+                        "findings": findings,
+                        "resolved": cfg,
+                        "route": route.given().then(|| {
+                            let facts = route.facts();
+                            match plan.route(&facts) {
+                                plx_store_webhook::plan::Route::Rule(r) => serde_json::json!({"store": r.plan.store_name, "rule": r.name}),
+                                plx_store_webhook::plan::Route::Default(p) => serde_json::json!({"store": p.store_name, "rule": ""}),
+                                plx_store_webhook::plan::Route::Unmatched(_) => serde_json::json!({"store": "", "rule": ""}),
+                            }
+                        }),
+                    });
+                    out(&if output == CheckFormat::Json {
+                        render::json(&doc)?
+                    } else {
+                        render::yaml(&doc)?
+                    })?;
+                }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if errors > 0 || (strict && notes > 0) {
+                2
+            } else {
+                0
+            })
         }
         Command::Mutate {
             config,
-            settings,
             explain,
             output,
             namespace,
-            input,
+            inputs,
         } => {
-            let cfg = Source::new(&config, settings).load()?;
-            let plan = Plan::from_config(&cfg);
-            let text = if input == "-" {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .context("reading stdin")?;
-                s
-            } else {
-                std::fs::read_to_string(&input).with_context(|| format!("reading {input}"))?
+            let plan = Plan::from_config(&config.load()?);
+            let docs = read_docs(&inputs)?;
+            let ev = offline::evaluate(docs, &plan, Mode::Mutate, namespace.as_deref(), explain);
+            let many = ev.results.len() > 1;
+            for r in &ev.results {
+                let who = if many || !r.name.is_empty() {
+                    format!("{}: ", r.label())
+                } else {
+                    String::new()
+                };
+                if let Some(e) = &r.explanation {
+                    if many {
+                        note(&format!("# {}", r.label()));
+                    }
+                    let _ = write!(std::io::stderr().lock(), "{e}");
+                }
+                say(r, &who);
+            }
+            let patches = |f: &dyn Fn(
+                &offline::ObjectResult,
+            ) -> anyhow::Result<serde_json::Value>|
+             -> anyhow::Result<String> {
+                let served: Vec<&offline::ObjectResult> = ev
+                    .results
+                    .iter()
+                    .filter(|r| r.decision != "skipped")
+                    .collect();
+                match served.as_slice() {
+                    [one] => render::json(&f(one)?),
+                    many => render::json(
+                        &many
+                            .iter()
+                            .map(|r| {
+                                Ok(serde_json::json!({"object": r.label(), "namespace": r.namespace, "value": f(r)?}))
+                            })
+                            .collect::<anyhow::Result<Vec<_>>>()?,
+                    ),
+                }
             };
-            let rendered =
-                offline::run(&text, &plan, output.into(), namespace.as_deref(), explain)?;
-            if let Some(e) = &rendered.explanation {
-                eprint!("{e}");
+            let text = match output {
+                OutputFormat::Patch => {
+                    patches(&|r| Ok(serde_json::to_value(r.patch.clone().unwrap_or_default())?))?
+                }
+                OutputFormat::Review => patches(&|r| {
+                    Ok(serde_json::from_slice(
+                        r.review.as_deref().unwrap_or(b"null"),
+                    )?)
+                })?,
+                OutputFormat::Pod => render::objects_as_written(&ev.objects)?,
+                OutputFormat::Json => render::objects_json(&ev.objects)?,
+                OutputFormat::Yaml => render::objects_yaml(&ev.objects)?,
+                OutputFormat::Results => render::json(&ev.results)?,
+            };
+            if !ev.results.iter().any(|r| r.decision != "skipped") {
+                anyhow::bail!("no Pod, AdmissionReview or pod template in the input");
             }
-            for w in &rendered.outcome.warnings {
-                eprintln!("warning: {w}");
+            out(&text)?;
+            Ok(ev.exit_code())
+        }
+        Command::Validate {
+            config,
+            output,
+            namespace,
+            inputs,
+        } => {
+            let plan = Plan::from_config(&config.load()?);
+            let docs = read_docs(&inputs)?;
+            let ev = offline::evaluate(docs, &plan, Mode::Validate, namespace.as_deref(), false);
+            out(&match output {
+                ResultFormat::Table => render::table(&ev.results),
+                ResultFormat::Json => render::json(&ev.results)?,
+                ResultFormat::Yaml => render::yaml(&ev.results)?,
+            })?;
+            if !ev.results.iter().any(|r| r.decision != "skipped") {
+                anyhow::bail!("no Pod, AdmissionReview or pod template in the input");
             }
-            print!("{}", rendered.text);
-            if let Decision::Denied(m) = &rendered.outcome.decision {
-                eprintln!("denied: {m}");
-                return Ok(ExitCode::from(2));
+            Ok(ev.exit_code())
+        }
+        Command::Test {
+            config,
+            settings,
+            output,
+            paths,
+        } => {
+            let source = config.map(|c| plx_store_webhook::config::Source::new(c, settings));
+            let mut summary = testfile::Summary::default();
+            for f in testfile::find(&paths)? {
+                testfile::run_file(&f, source.as_ref(), &mut summary)?;
             }
-            Ok(ExitCode::SUCCESS)
+            out(&match output {
+                TestFormat::Table => testfile::table(&summary),
+                TestFormat::Json => render::json(&summary)?,
+                TestFormat::Junit => testfile::junit(&summary),
+            })?;
+            Ok(summary.exit_code())
         }
         Command::Serve(args) => serve_cmd(*args),
         Command::Rbac {
             config,
-            settings,
             service_account,
             namespace,
+            output,
         } => {
-            let plan = Plan::from_config(&Source::new(&config, settings).load()?);
-            print!(
-                "{}",
-                plx_store_webhook::fleet::rbac::render(&plan, &service_account, &namespace)
-            );
-            Ok(ExitCode::SUCCESS)
+            let plan = Plan::from_config(&config.load()?);
+            let yaml = plx_store_webhook::fleet::rbac::render(&plan, &service_account, &namespace);
+            out(&match output {
+                RbacFormat::Yaml => yaml,
+                RbacFormat::Json => {
+                    let items: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml)
+                        .map_err(|e| anyhow::anyhow!("internal error: the RBAC YAML: {e}"))?;
+                    render::json(&serde_json::json!({
+                        "apiVersion": "v1", "kind": "List", "items": items,
+                    }))?
+                }
+            })?;
+            Ok(0)
         }
         Command::Fleet {
             config,
-            settings,
             output,
             timeout_seconds,
+            kubeconfig,
+            context,
+            namespace,
+            all_namespaces: _,
         } => {
-            let plan = match Source::new(&config, settings).load() {
-                Ok(cfg) => Plan::from_config(&cfg),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
+            let plan = Plan::from_config(&config.load()?);
             install_crypto();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let report = match rt.block_on(plx_store_webhook::fleet::snapshot(
-                &std::sync::Arc::new(plan),
-                std::time::Duration::from_secs(timeout_seconds),
-            )) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            match output {
-                FleetOutput::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                FleetOutput::Table => {
-                    print!("{}", plx_store_webhook::fleet::report::table(&report))
-                }
+            let mut report = rt.block_on(async {
+                let client =
+                    plx_store_webhook::fleet::cli::client(kubeconfig.as_deref(), context).await?;
+                plx_store_webhook::fleet::snapshot(
+                    client,
+                    &plan,
+                    std::time::Duration::from_secs(timeout_seconds),
+                )
+                .await
+            })?;
+            if let Some(ns) = &namespace {
+                plx_store_webhook::fleet::cli::only_namespace(&mut report, ns);
             }
-            Ok(ExitCode::from(if !report.synced {
+            out(&match output {
+                FleetOutput::Json => render::json(&report)?,
+                FleetOutput::Yaml => render::yaml(&report)?,
+                FleetOutput::Table => plx_store_webhook::fleet::report::table(&report),
+            })?;
+            Ok(if !report.synced || report.has_problems() {
                 2
-            } else if report.has_problems() {
-                1
             } else {
                 0
-            }))
+            })
         }
         Command::Certs(args) => {
             let mut sans = certs::service_sans(&args.service, &args.namespace);
@@ -155,33 +321,57 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let bundle = certs::run_step(&args.out_dir, step, &args.service, &sans, args.days)?;
             let dir = args.out_dir.display();
-            println!("{}", certs::step_summary(step, &dir.to_string()));
+            let mut text = format!("{}\n", certs::step_summary(step, &dir.to_string()));
             if matches!(step, certs::Step::RotateCa | certs::Step::DropPreviousCa) {
-                return Ok(ExitCode::SUCCESS);
+                out(&text)?;
+                return Ok(0);
             }
             let until = bundle
                 .not_after
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_else(|_| bundle.not_after.to_string());
-            println!("SANs: {}; valid until {until}", sans.join(", "));
+            text.push_str(&format!("SANs: {}; valid until {until}\n", sans.join(", ")));
             if args.print {
                 use base64::Engine as _;
-                println!(
-                    "\nkubectl -n {ns} create secret tls {svc}-tls --cert={dir}/tls.crt --key={dir}/tls.key",
+                text.push_str(&format!(
+                    "\nkubectl -n {ns} create secret tls {svc}-tls --cert={dir}/tls.crt --key={dir}/tls.key\n",
                     ns = args.namespace,
                     svc = args.service
-                );
-                println!(
-                    "\ncaBundle: {}",
+                ));
+                text.push_str(&format!(
+                    "\ncaBundle: {}\n",
                     base64::engine::general_purpose::STANDARD.encode(&bundle.ca_pem)
-                );
+                ));
             }
-            Ok(ExitCode::SUCCESS)
+            out(&text)?;
+            Ok(0)
         }
     }
 }
 
-fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// Every object of the inputs.
+fn read_docs(inputs: &[String]) -> anyhow::Result<Vec<objects::Doc>> {
+    let mut docs = Vec::new();
+    for i in objects::read_inputs(inputs)? {
+        docs.extend(objects::documents(&i)?);
+    }
+    Ok(docs)
+}
+
+/// What `mutate` says on stderr about one object.
+fn say(r: &offline::ObjectResult, who: &str) {
+    for w in &r.warnings {
+        note(&format!("warning: {who}[{}] {}", w.code, w.message));
+    }
+    match r.decision {
+        "denied" => note(&format!("denied: {who}[{}] {}", r.code, r.message)),
+        "error" => note(&format!("error: {who}{}", r.message)),
+        "skipped" => note(&format!("skipped: {who}[{}] {}", r.code, r.message)),
+        _ => {}
+    }
+}
+
+fn serve_cmd(args: ServeArgs) -> anyhow::Result<u8> {
     let json = args.log_format == LogFormat::Json;
     let logs = telemetry::init(json);
     let mut opts = args.options();
@@ -206,5 +396,5 @@ fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // The last lines (shutdown, or why start failed) before the process ends.
     logs.stop();
     served?;
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }

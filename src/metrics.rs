@@ -297,13 +297,70 @@ impl Metrics {
             "Build information",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
+        let m = Metrics { registry, ..m };
+        m.zeros();
+        m
+    }
+
+    /// Every label set a dashboard or alert divides by, present at 0 from the start: a rate
+    /// over a series that does not exist yet is "no data", not 0.
+    fn zeros(&self) {
+        use plx_store_core::engine::{ConflictKind, IgnoreReason};
+        for result in [
+            "mutated",
+            "unchanged",
+            "ignored",
+            "denied",
+            "audit",
+            "error",
+        ] {
+            for api_version in ["v1", "v1beta1"] {
+                let _ = self.requests.get_or_create(&RequestLabels {
+                    result,
+                    api_version,
+                });
+            }
+        }
+        for r in [
+            IgnoreReason::NotPodCreate,
+            IgnoreReason::NotARun,
+            IgnoreReason::NamespaceExcluded,
+            IgnoreReason::NoTargetContainer,
+            IgnoreReason::NoRuleMatched,
+        ] {
+            let _ = self
+                .skips
+                .get_or_create(&ReasonLabels { reason: r.metric() });
+        }
+        let _ = self.skips.get_or_create(&ReasonLabels {
+            reason: "container_conflict",
+        });
+        for k in [
+            ConflictKind::MountPathTaken,
+            ConflictKind::NestedInReadOnly,
+            ConflictKind::MountInsideOurs,
+            ConflictKind::KeyOverIdentity,
+        ] {
+            let _ = self
+                .conflicts
+                .get_or_create(&KindLabels { kind: k.as_str() });
+        }
+        for result in ["success", "failure"] {
+            let _ = self.config_reloads.get_or_create(&ResultLabels { result });
+            let _ = self.cert_reloads.get_or_create(&ResultLabels { result });
+        }
+        for result in ["allowed", "denied", "audit", "ignored"] {
+            let _ = self.validations.get_or_create(&ResultLabels { result });
+        }
+        for result in ["assigned", "user_account"] {
+            let _ = self.identities.get_or_create(&ResultLabels { result });
+        }
         // Every reason from zero, so a first denial is a rate and the reference lists them all.
         for r in DenyReason::ALL {
-            let _ = m
+            let _ = self
                 .denials
                 .get_or_create(&ReasonLabels { reason: r.metric() });
         }
-        Metrics { registry, ..m }
     }
 
     /// Count one answered review.

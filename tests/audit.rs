@@ -192,7 +192,7 @@ async fn the_server_answers_and_counts_audit() {
     assert!(r["warnings"][0]
         .as_str()
         .unwrap()
-        .starts_with("audit: would add"));
+        .starts_with("[PSW2102] audit: would add"));
     assert!(common::client::base64_patch(r).contains("plx-store-webhook.dev~1mode"));
     let text = metrics.encode();
     assert!(

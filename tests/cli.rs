@@ -540,7 +540,7 @@ fn printed_values_are_as_written_and_exit_codes_documented() {
     assert!(out.contains("on conflict: deny"), "{out}");
     let help = text(&bin(&["mutate", "--help"], None).stdout);
     assert!(
-        help.contains("Exit codes: 0") && help.contains("2 the webhook would deny"),
+        help.contains("Exit codes: 0") && help.contains("2 the policy said no"),
         "{help}"
     );
     let dir = tempfile::tempdir().unwrap();
@@ -598,12 +598,12 @@ fn check_config_and_explain_show_each_rules_identity() {
     assert!(err.contains("identity (keyless): serviceAccountName team-vision-runs → the run runs as team-vision-runs"), "{err}");
 }
 
-/// README's `serve` flag table and the binary's flags agree: every flag, its environment
+/// docs/cli.md's `serve` flag table and the binary's flags agree: every flag, its environment
 /// variable and its default (defaults come from the library's constants, so a change there that
 /// the README misses fails here).
 #[test]
 fn readme_flag_table_matches_the_binary() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root().join("docs/cli.md")).unwrap();
     let section = readme
         .split("`plx-store-webhook serve`")
         .nth(1)

@@ -115,7 +115,7 @@ async fn admission_warns_from_the_view_and_keeps_admitting_without_it() {
     assert!(resp["response"]["patch"].is_string());
     assert_eq!(
         warnings(&resp),
-        ["secret gcs-secret not found in namespace team-a: the pod will not start"]
+        ["[PSW2014] secret gcs-secret not found in namespace team-a: the pod will not start"]
     );
     // The API unreachable (the watch failing): admitted, nothing claimed.
     let down = fleet(

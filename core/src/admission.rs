@@ -453,7 +453,7 @@ pub fn response_for(
         serde_json::to_writer(&mut patch, &outcome.patch)?;
     }
     let b64 = base64::engine::general_purpose::STANDARD;
-    let extra: usize = outcome.warnings.iter().map(|w| w.len() + 8).sum();
+    let extra: usize = outcome.warnings.iter().map(|w| w.len() + 18).sum();
     let mut body = Vec::with_capacity(patch.len() * 4 / 3 + extra + 512);
     body.extend_from_slice(b"{\"apiVersion\":\"");
     body.extend_from_slice(api_version.as_str().as_bytes());
@@ -466,6 +466,8 @@ pub fn response_for(
     });
     if let Decision::Denied(message) = &outcome.decision {
         body.extend_from_slice(b",\"status\":");
+        // The message as kubectl shows it, with its stable code (docs/codes.md).
+        let message = &crate::codes::tagged(message);
         serde_json::to_writer(&mut body, &StatusOut { code: 403, message })?;
     }
     if !patch.is_empty() {
@@ -484,7 +486,12 @@ pub fn response_for(
     }
     if !outcome.warnings.is_empty() {
         body.extend_from_slice(b",\"warnings\":");
-        serde_json::to_writer(&mut body, &outcome.warnings)?;
+        let tagged: Vec<String> = outcome
+            .warnings
+            .iter()
+            .map(|w| crate::codes::tagged(w))
+            .collect();
+        serde_json::to_writer(&mut body, &tagged)?;
     }
     if !outcome.audit.is_empty() {
         body.extend_from_slice(b",\"auditAnnotations\":");
@@ -653,7 +660,7 @@ mod tests {
                 "response": {"uid": uid, "allowed": outcome.allowed()}});
             let r = &mut want["response"];
             if let Decision::Denied(m) = &outcome.decision {
-                r["status"] = serde_json::json!({"code": 403, "message": m});
+                r["status"] = serde_json::json!({"code": 403, "message": crate::codes::tagged(m)});
             }
             if !outcome.patch.is_empty() {
                 let patch = serde_json::to_vec(&outcome.patch).unwrap();
@@ -663,7 +670,12 @@ mod tests {
                     .into();
             }
             if !outcome.warnings.is_empty() {
-                r["warnings"] = serde_json::json!(outcome.warnings.as_slice());
+                let tagged: Vec<String> = outcome
+                    .warnings
+                    .iter()
+                    .map(|w| crate::codes::tagged(w))
+                    .collect();
+                r["warnings"] = serde_json::json!(tagged);
             }
             if !outcome.audit.is_empty() {
                 let audit: Map<String, Value> = outcome

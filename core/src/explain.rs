@@ -18,7 +18,12 @@ pub fn explain(pod: &Decoded<'_>, plan: &Plan, namespace: &str, outcome: &Outcom
             r,
             IgnoreReason::NoRuleMatched | IgnoreReason::NoTargetContainer
         ) {
-            let _ = writeln!(out, "not served: {}", r.as_str());
+            let _ = writeln!(
+                out,
+                "not served: [{}] {}",
+                crate::codes::ignore_code(r),
+                r.as_str()
+            );
             return out;
         }
     }
@@ -47,7 +52,7 @@ pub fn explain(pod: &Decoded<'_>, plan: &Plan, namespace: &str, outcome: &Outcom
         }
     };
     if let Decision::Denied(m) = &outcome.decision {
-        let _ = writeln!(out, "denied: {m}");
+        let _ = writeln!(out, "denied: {}", crate::codes::tagged(m));
         return out;
     }
     if sp.mode == crate::config::Mode::Audit {
@@ -116,7 +121,7 @@ pub fn explain(pod: &Decoded<'_>, plan: &Plan, namespace: &str, outcome: &Outcom
 fn decision(o: &Outcome) -> String {
     match &o.decision {
         Decision::Ignored(r) => format!("ignored: {}", r.as_str()),
-        Decision::Denied(m) => format!("denied: {m}"),
+        Decision::Denied(m) => format!("denied: {}", crate::codes::tagged(m)),
         Decision::Audited(w) => format!("audit (would {})", w.as_str()),
         d => d.label().to_string(),
     }

@@ -14,6 +14,7 @@
 
 pub mod admission;
 pub mod clients;
+pub mod codes;
 pub mod config;
 pub mod describe;
 pub mod engine;

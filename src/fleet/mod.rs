@@ -4,6 +4,7 @@
 //! reads it (never waits on it); `/metrics` and `/fleet` compute from it when asked, so the
 //! view costs nothing between events.
 
+pub mod cli;
 pub mod rbac;
 pub mod report;
 pub mod scope;
@@ -19,10 +20,11 @@ use std::time::{Duration, Instant};
 
 /// One look at the cluster (the `fleet` command): start the watches `plan` needs, wait until
 /// each has listed or failed (at most `timeout`), and report.
-pub async fn snapshot(plan: &Arc<Plan>, timeout: Duration) -> anyhow::Result<report::Report> {
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| anyhow::anyhow!("no Kubernetes client (KUBECONFIG or in-cluster): {e}"))?;
+pub async fn snapshot(
+    client: kube::Client,
+    plan: &Plan,
+    timeout: Duration,
+) -> anyhow::Result<report::Report> {
     let fleet = Arc::new(Fleet::default());
     let mut watches = watch::Watches::new(client, fleet.clone());
     watches.follow(plan);

@@ -18,7 +18,6 @@ pub struct Report {
     pub config_hash: String,
     /// Run pods by state (every state, zeros included).
     pub counts: BTreeMap<&'static str, usize>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<PodRow>,
     pub missing_references: Vec<MissingRow>,
     pub watches: Vec<WatchRow>,

@@ -499,7 +499,7 @@ def warnings_reach_kubectl():
     pod = fixture("job.gcs-ctxdir.json")
     pod["spec"]["containers"][0]["env"].append({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/somewhere/else.json"})
     stored, r = create(pod)
-    assert "Warning:" in r.stderr and "GOOGLE_APPLICATION_CREDENTIALS" in r.stderr, r.stderr
+    assert "Warning: [PSW2005] " in r.stderr and "GOOGLE_APPLICATION_CREDENTIALS" in r.stderr, r.stderr
     # The user's own value is kept (and warned about); the other targets get the key file.
     assert env(container(stored, "polyaxon-main"), "GOOGLE_APPLICATION_CREDENTIALS") == "/somewhere/else.json"
     check_injected(stored, [t for t in TARGETS if t != "polyaxon-main"])
@@ -964,14 +964,14 @@ scrape_configs:
         wait_for("nlp's run stale", lambda: states("team-nlp-f").get(nlp_pod) == "stale")
         vision = states("team-vision-f")
         assert sorted(vision.values()) == ["current", "current", "missing", "missing"], vision
-        # `fleet`: exit 1 (missing and stale runs), the same counts as /fleet, both outputs.
+        # `fleet`: exit 2 (missing and stale runs: a finding), the same counts as /fleet, both outputs.
         r = run([WEBHOOK, "fleet", "--config", f"{T}/cfg/config.yaml", "--output", "json", "--timeout-seconds", "20"],
                 check=False, timeout=60, env_kubeconfig=FLEET_KUBECONFIG)
-        assert r.returncode == 1, (r.returncode, r.stderr)
+        assert r.returncode == 2, (r.returncode, r.stderr)
         assert json.loads(r.stdout)["counts"] == fleet_json()["counts"], r.stdout
         r = run([WEBHOOK, "fleet", "--config", f"{T}/cfg/config.yaml", "--timeout-seconds", "20"], check=False, timeout=60,
                 env_kubeconfig=FLEET_KUBECONFIG)
-        assert r.returncode == 1 and "stale" in r.stdout and early[0] in r.stdout, r.stdout
+        assert r.returncode == 2 and "stale" in r.stdout and early[0] in r.stdout, r.stdout
         # A name outside the RBAC: forbidden, reported with its rule; no claim about it.
         outside = changed.replace("secret: {name: vision-aws}", "secret: {name: vision-aws-v2}")
         use_config_text(outside, "teams-outside.yaml")

@@ -2,9 +2,11 @@
 //! positions, and resolve it into a [`Config`] that is valid Kubernetes. Every "is this config sane"
 //! error lives here, so nothing can fail later at request time.
 
+pub mod lint;
 mod model;
 mod raw;
 mod resolve;
+mod yaml_path;
 pub use resolve::{gcs_key, DEFAULT_GCS_KEY};
 
 pub use model::*;
@@ -29,17 +31,25 @@ pub enum ConfigProblem {
     /// A file could not be read.
     #[error(transparent)]
     Read(#[from] FileError),
-    /// Not YAML/JSON of the expected shape (the parser says where: line and column).
-    #[error("{context}{source}{hint}")]
-    Syntax {
-        context: &'static str,
-        #[source]
-        source: Box<serde_saphyr::Error>,
-        hint: &'static str,
-    },
+    /// Not YAML/JSON of the expected shape: the section path, the parser's message, and a
+    /// snippet headed `--> <file>:<line>:<column>`, rendered once when the error is made.
+    #[error("{}", .0.message)]
+    Syntax(Box<SyntaxError>),
     /// Well-formed, but not a valid config (the message names the field).
     #[error(transparent)]
     Invalid(#[from] Invalid),
+}
+
+/// Where a parser error is, for programs (JSON error lines); `message` is what people read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SyntaxError {
+    #[serde(skip)]
+    pub message: String,
+    pub file: String,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    /// The section holding the error (`injection.rules[0].match`), when known.
+    pub path: String,
 }
 
 /// A config value that is not valid, with where it is: `artifactsStore.secret.mountPath: …`.
@@ -66,24 +76,71 @@ impl ConfigError {
         Self::new(source_name, Invalid(message.into()))
     }
 
-    fn syntax(source_name: &str, context: &'static str, source: serde_saphyr::Error) -> Self {
-        Self::syntax_hint(source_name, context, source, "")
+    /// A parser error in `text` (the file `source_name`), with the section path found from its
+    /// position (`context` when there is none: a value inside a string).
+    fn syntax(source_name: &str, text: &str, context: &str, source: serde_saphyr::Error) -> Self {
+        Self::syntax_hint(source_name, text, context, source, "")
     }
 
     fn syntax_hint(
         source_name: &str,
-        context: &'static str,
+        text: &str,
+        context: &str,
         source: serde_saphyr::Error,
-        hint: &'static str,
+        hint: &str,
     ) -> Self {
         Self::new(
             source_name,
-            ConfigProblem::Syntax {
+            ConfigProblem::Syntax(Box::new(syntax_message(
+                source_name,
+                text,
                 context,
-                source: Box::new(source),
+                &source,
                 hint,
-            },
+            ))),
         )
+    }
+}
+
+/// `path: message` and the snippet, named after the real file. The parser's own `error: `
+/// prefix goes: the command line prints one.
+fn syntax_message(
+    file: &str,
+    text: &str,
+    context: &str,
+    err: &serde_saphyr::Error,
+    hint: &str,
+) -> SyntaxError {
+    let name = file.rsplit(" + ").next().unwrap_or(file);
+    // A ConfigMap's value is parsed where it sits in the manifest: the snippet is the file's.
+    let name = name.split(" (data.").next().unwrap_or(name);
+    let rendered = err.render_with_options(serde_saphyr::render_options! {
+        source_name: Some(name),
+    });
+    let rendered = rendered.strip_prefix("error: ").unwrap_or(&rendered);
+    let at = match err.location() {
+        Some(l) if context.is_empty() => {
+            yaml_path::at(text, l.line() as usize, l.column() as usize)
+        }
+        _ => String::new(),
+    };
+    let (head, rest) = rendered.split_once('\n').unwrap_or((rendered, ""));
+    let head = if at.is_empty() {
+        format!("{context}{head}")
+    } else {
+        format!("{at}: {head}")
+    };
+    let message = if rest.is_empty() {
+        format!("{head}{hint}")
+    } else {
+        format!("{head}{hint}\n{rest}")
+    };
+    SyntaxError {
+        message,
+        file: name.to_string(),
+        line: err.location().map(|l| l.line()),
+        column: err.location().map(|l| l.column()),
+        path: at,
     }
 }
 
@@ -248,13 +305,17 @@ struct Parts {
 /// Detect which of Polyaxon's three forms `text` is and parse it with positions.
 fn parse_main(text: &str, source_name: &str) -> Result<Parts, ConfigError> {
     let shape: Value = serde_saphyr::from_str(text)
-        .map_err(|e| ConfigError::syntax(source_name, "not valid YAML/JSON: ", e))?;
+        .map_err(|e| ConfigError::syntax(source_name, text, "not valid YAML/JSON: ", e))?;
+    if let Some(data) = configmap_data(&shape) {
+        return parse_configmap(data, text, source_name);
+    }
     match &shape {
         // (c) the agent ConfigMap's value: a JSON string holding one connection.
         Value::String(inner) => {
             let store: RawConnection = serde_saphyr::from_str(inner).map_err(|e| {
                 ConfigError::syntax(
                     source_name,
+                    inner,
                     "the string is not a connection (positions are inside the string): ",
                     e,
                 )
@@ -269,7 +330,7 @@ fn parse_main(text: &str, source_name: &str) -> Result<Parts, ConfigError> {
         // (a) a Helm values file.
         Value::Object(map) if map.contains_key("artifactsStore") => {
             let values: HelmValues = serde_saphyr::from_str(text)
-                .map_err(|e| ConfigError::syntax(source_name, "artifactsStore: ", e))?;
+                .map_err(|e| ConfigError::syntax(source_name, text, "", e))?;
             let Some(store) = values.artifacts_store else {
                 return Err(ConfigError::invalid(source_name, "artifactsStore is empty"));
             };
@@ -289,7 +350,7 @@ fn parse_main(text: &str, source_name: &str) -> Result<Parts, ConfigError> {
         // (b) a document that is one connection.
         Value::Object(map) if map.contains_key("name") && map.contains_key("kind") => {
             let mut store: RawConnection = serde_saphyr::from_str(text)
-                .map_err(|e| ConfigError::syntax(source_name, "", e))?;
+                .map_err(|e| ConfigError::syntax(source_name, text, "", e))?;
             let injection = store.injection.take();
             Ok(Parts {
                 store,
@@ -309,15 +370,119 @@ fn parse_main(text: &str, source_name: &str) -> Result<Parts, ConfigError> {
     }
 }
 
+/// A ConfigMap manifest's `data` (as `kubectl get configmap -o yaml` prints it).
+fn configmap_data(shape: &Value) -> Option<&serde_json::Map<String, Value>> {
+    (shape.get("kind").and_then(Value::as_str) == Some("ConfigMap"))
+        .then(|| shape.get("data").and_then(Value::as_object))
+        .flatten()
+}
+
+/// The one data key of a ConfigMap holding a file (`settings.yaml`, `values.yaml`, …).
+fn single_key<'a>(
+    data: &'a serde_json::Map<String, Value>,
+    source_name: &str,
+) -> Result<(&'a str, &'a str), ConfigError> {
+    let texts: Vec<(&str, &str)> = data
+        .iter()
+        .filter_map(|(k, v)| v.as_str().map(|t| (k.as_str(), t)))
+        .collect();
+    match texts.as_slice() {
+        [one] => Ok(*one),
+        _ => Err(ConfigError::invalid(
+            source_name,
+            format!(
+                "a ConfigMap with data keys [{}]: expected Polyaxon's agent ConfigMap (key \
+                 {AGENT_STORE_KEY}) or one key holding the config",
+                data.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
+/// A ConfigMap manifest: Polyaxon's agent ConfigMap (its store and connections keys), or one
+/// holding a config file under a single key.
+fn parse_configmap(
+    data: &serde_json::Map<String, Value>,
+    manifest: &str,
+    source_name: &str,
+) -> Result<Parts, ConfigError> {
+    let inner = |key: &str| format!("{source_name} (data.{key})");
+    if let Some(store) = data.get(AGENT_STORE_KEY) {
+        let text = store.as_str().ok_or_else(|| {
+            ConfigError::invalid(source_name, format!("data.{AGENT_STORE_KEY}: not a string"))
+        })?;
+        let text = placed(manifest, AGENT_STORE_KEY, text);
+        let mut parts = parse_main(&text, &inner(AGENT_STORE_KEY))?;
+        if let Some(conns) = data.get(AGENT_CONNECTIONS_KEY).and_then(Value::as_str) {
+            let conns = placed(manifest, AGENT_CONNECTIONS_KEY, conns);
+            parts.connections = parse_connections(&conns, &inner(AGENT_CONNECTIONS_KEY))?;
+        }
+        return Ok(parts);
+    }
+    let (key, text) = single_key(data, source_name)?;
+    parse_main(&placed(manifest, key, text), &inner(key))
+}
+
+/// A ConfigMap value `value` of data key `key`, padded with the blank lines and spaces that put
+/// it where it sits in `manifest`, so a parser error's line and column (and snippet) are the
+/// manifest's own. Block scalars (`key: |`) and single-line values; anything else (a JSON
+/// manifest, an escaped multi-line string) is returned as it is.
+fn placed(manifest: &str, key: &str, value: &str) -> String {
+    let found = manifest.lines().enumerate().find_map(|(i, l)| {
+        let t = l.trim_start();
+        [
+            format!("{key}:"),
+            format!("\"{key}\":"),
+            format!("'{key}':"),
+        ]
+        .iter()
+        .find_map(|k| t.strip_prefix(k.as_str()))
+        .map(|rest| (i, l.len() - rest.len(), rest))
+    });
+    let Some((line, at, rest)) = found else {
+        return value.to_string();
+    };
+    let trimmed = rest.trim_start();
+    if trimmed.starts_with(['|', '>']) {
+        let Some(first) = manifest.lines().nth(line + 1) else {
+            return value.to_string();
+        };
+        let indent = " ".repeat(first.len() - first.trim_start().len());
+        let body: Vec<String> = value
+            .lines()
+            .map(|l| {
+                if l.is_empty() {
+                    String::new()
+                } else {
+                    format!("{indent}{l}")
+                }
+            })
+            .collect();
+        return "\n".repeat(line + 1) + &body.join("\n");
+    }
+    if value.contains('\n') {
+        return value.to_string();
+    }
+    let col = at + (rest.len() - trimmed.len()) + usize::from(trimmed.starts_with(['"', '\'']));
+    "\n".repeat(line) + &" ".repeat(col) + value
+}
+
 /// The agent's connections key: a list of connections, or a JSON string holding one.
 fn parse_connections(text: &str, source_name: &str) -> Result<Vec<RawConnection>, ConfigError> {
-    let err = |e| ConfigError::syntax(source_name, "connections: ", e);
+    let err = |e| ConfigError::syntax(source_name, text, "", e);
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
     let shape: Value = serde_saphyr::from_str(text).map_err(err)?;
     match shape {
-        Value::String(inner) => serde_saphyr::from_str(&inner).map_err(err),
+        Value::String(inner) => serde_saphyr::from_str(&inner).map_err(|e| {
+            ConfigError::syntax(
+                source_name,
+                &inner,
+                "the string is not a list of connections (positions are inside the string): ",
+                e,
+            )
+        }),
         Value::Null => Ok(Vec::new()),
         _ => serde_saphyr::from_str(text).map_err(err),
     }
@@ -328,10 +493,20 @@ fn parse_settings(text: &str, source_name: &str) -> Result<Option<RawInjection>,
     if text.trim().is_empty() {
         return Ok(None);
     }
+    if let Ok(shape) = serde_saphyr::from_str::<Value>(text) {
+        if let Some(data) = configmap_data(&shape) {
+            let (key, inner) = single_key(data, source_name)?;
+            return parse_settings(
+                &placed(text, key, inner),
+                &format!("{source_name} (data.{key})"),
+            );
+        }
+    }
     let s: RawSettings = serde_saphyr::from_str(text).map_err(|e| {
         ConfigError::syntax_hint(
             source_name,
-            "settings: ",
+            text,
+            "",
             e,
             " (a settings file holds only the webhook's `injection:` section)",
         )

@@ -136,6 +136,9 @@ pub struct Rule {
     /// This rule's mode, when it differs from `injection.mode`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
+    /// `match` fields written as an empty list (which match every run): for the lints only.
+    #[serde(skip)]
+    pub empty_lists: Vec<&'static str>,
 }
 
 /// A keyless store's identity: clouds map a pod's ServiceAccount to a cloud identity (GKE

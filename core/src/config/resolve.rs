@@ -445,6 +445,16 @@ pub(super) fn rules(
         connections.extend(own);
         check_dirs(&rule_store, &connections, &format!("{at} ({name}): "))?;
         let m = r.matcher.unwrap_or_default();
+        let empty_lists: Vec<&'static str> = [
+            ("namespaces", &m.namespaces),
+            ("owners", &m.owners),
+            ("projects", &m.projects),
+            ("components", &m.components),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.as_ref().is_some_and(Vec::is_empty))
+        .map(|(f, _)| f)
+        .collect();
         let globs = |field: &str, v: Option<Vec<String>>| -> Result<Vec<Glob>, Invalid> {
             let v = v.unwrap_or_default();
             if v.iter().any(|g| g.trim().is_empty()) {
@@ -475,6 +485,7 @@ pub(super) fn rules(
             connections,
             identity,
             mode,
+            empty_lists,
         });
     }
     Ok(out)
