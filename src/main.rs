@@ -287,7 +287,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     plx_store_webhook::fleet::cli::client(kubeconfig.as_deref(), context).await?;
                 plx_store_webhook::fleet::snapshot(
                     client,
-                    &plan,
+                    &std::sync::Arc::new(plan),
                     std::time::Duration::from_secs(timeout_seconds),
                 )
                 .await

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// each has listed or failed (at most `timeout`), and report.
 pub async fn snapshot(
     client: kube::Client,
-    plan: &Plan,
+    plan: &Arc<Plan>,
     timeout: Duration,
 ) -> anyhow::Result<report::Report> {
     let fleet = Arc::new(Fleet::default());
