@@ -72,8 +72,16 @@ pub const FIELDS: &[(&str, &str)] = &[
         "why it was ignored, or the denial message the user saw (empty otherwise)",
     ),
     (
+        "code",
+        "the decision's stable message code (`PSWnnnn`, docs/codes.md; empty when none)",
+    ),
+    (
         "warnings",
-        "the admission warnings (audit mode: what would be added), Debug-formatted",
+        "the admission warnings (audit mode: what would be added), a JSON array of strings",
+    ),
+    (
+        "warning_codes",
+        "each warning's stable message code, in the same order",
     ),
     ("patch_ops", "JSON patch operations in the answer"),
     (
