@@ -82,14 +82,13 @@ def main():
             port, admin = e2e.free_port(), e2e.free_port()
             p = e2e.start(name, [e2e.WEBHOOK, "serve", "--config", cfg, "--tls-cert", f"{certs}/tls.crt", "--tls-key",
                                  f"{certs}/tls.key", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-                                 *extra], env={"KUBECONFIG": e2e.FLEET_KUBECONFIG, **({"MIMALLOC_PURGE_DELAY": os.environ["PURGE"]} if os.environ.get("PURGE") else {})})
+                                 *extra], env={"KUBECONFIG": e2e.FLEET_KUBECONFIG})
             e2e.wait_for(f"{name} ready", lambda: urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=2).status == 200)
             return p, admin
 
         today, _ = webhook("today")
         fleet, admin = webhook("fleet", "--fleet")
         view = lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{admin}/fleet", timeout=10).read())  # noqa: E731
-
 
         def gauge(name):
             text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10).read().decode()

@@ -1021,7 +1021,9 @@ def rss_kib(pid, field="VmRSS:"):
 def fleet_memory_with_fat_annotations():
     """Memory set by the pod count, not by what tenants write: 500 live run pods, each with a
     legal 200 KiB `operation.polyaxon.com/owner`, all in the view (judged, capped records): the
-    webhook's RSS stays under 48 MiB (issue #31; the release binary's peak: bench/fleet_memory.py)."""
+    webhook's RSS stays under 48 MiB (issue #31; the release binary's peak: bench/fleet_memory.py).
+    Needs the webhook fleet_view_through_rbac leaves running with --fleet: run both
+    (PLX_E2E_ONLY=fleet_view_through_rbac,fleet_memory_with_fat_annotations)."""
     n = int(os.environ.get("PLX_E2E_FAT_PODS", "500"))
     ensure_namespace("team-fat")
     pod = run_in("team-fat", owner="o" * (200 * 1024))
