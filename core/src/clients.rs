@@ -321,3 +321,37 @@ pub fn notes(store: &Store) -> Vec<String> {
     }
     notes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The docs show the table the engine refuses by, not prose beside it.
+    #[test]
+    fn the_docs_table_is_the_engines_table() {
+        let doc = include_str!("../../docs/client-credentials.md");
+        let (begin, end) = (
+            "<!-- keyless-table:begin -->\n",
+            "<!-- keyless-table:end -->",
+        );
+        let start = doc.find(begin).expect("begin marker") + begin.len();
+        let stop = doc.find(end).expect("end marker");
+        assert_eq!(
+            &doc[start..stop],
+            keyless_table_markdown(),
+            "docs/client-credentials.md: paste clients::keyless_table_markdown() between the markers"
+        );
+    }
+
+    /// The names injected for keyed stores that carry a credential are refused in keyless runs.
+    #[test]
+    fn injected_credential_names_are_refused_in_keyless_runs() {
+        for kind in [StoreKind::S3, StoreKind::Wasb] {
+            for (name, from) in aliases(kind) {
+                if variable(kind, from).is_some() {
+                    assert!(variable(kind, name).is_some(), "{name} (from {from})");
+                }
+            }
+        }
+    }
+}

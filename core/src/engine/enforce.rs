@@ -25,9 +25,14 @@ pub fn validate(pod: &Decoded<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
         Decision::Unchanged | Decision::Mutated => {
             let sp = route_plan(plan, &out.rule);
             for c in &out.report {
-                if c.status == ContainerStatus::NotTarget
-                    || c.status == ContainerStatus::SkippedByAnnotation
-                {
+                // Containers mutate leaves alone (not targets, listed in the skip annotation, or
+                // skipped for a conflict under `onConflict: skip`) are not owed anything.
+                if matches!(
+                    c.status,
+                    ContainerStatus::NotTarget
+                        | ContainerStatus::SkippedByAnnotation
+                        | ContainerStatus::Conflict
+                ) {
                     continue;
                 }
                 let lacking: Vec<String> = c

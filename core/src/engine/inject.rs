@@ -509,15 +509,7 @@ fn container_work(
                                     .unwrap_or("a valueFrom reference")
                                     .to_string()
                             });
-                            if let Some(v) = e.value.as_deref() {
-                                unusable(
-                                    &mut work,
-                                    cname,
-                                    GOOGLE_APPLICATION_CREDENTIALS,
-                                    v,
-                                    &path,
-                                );
-                            }
+                            // Checked with the SDK's other aliases below.
                         }
                         (None, Some(value)) => {
                             work.note(gac, PieceState::Added, || value.to_string());
