@@ -64,7 +64,7 @@ pub fn validate(pod: &Decoded<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
         out.decision = Decision::Denied(format!(
             "plx-store-webhook (enforce): this run is routed to store {:?} but {}. Its credentials were \
              removed after the mutating webhook ran, or it was not called: recreate the pod with the \
-             mutating webhook in place (README: Enforce)",
+             mutating webhook in place (docs/enforce.md)",
             out.store,
             missing.join("; ")
         ));
