@@ -289,6 +289,11 @@ pub struct ServeArgs {
         default_value = "/tmp/plx-store-webhook-dev/ca.crt"
     )]
     pub dev_ca_out: PathBuf,
+    /// Once listening, write the bound addresses here as JSON (`{"webhook": "127.0.0.1:8443",
+    /// "admin": "127.0.0.1:8080"}`, admin `null` when off): with port 0 in --listen and
+    /// --admin-listen, a test harness learns the ports the kernel chose instead of racing for them.
+    #[arg(long, env = "PLX_WEBHOOK_ADDRESSES_FILE")]
+    pub addresses_file: Option<PathBuf>,
     /// Largest accepted request body, in bytes (413 past it).
     #[arg(long, env = "PLX_WEBHOOK_BODY_LIMIT", default_value_t = GUARDS.body_limit)]
     pub body_limit: usize,
@@ -375,6 +380,7 @@ impl ServeArgs {
         let mut opts = Options::new(self.config.clone(), self.listen, cert);
         opts.settings.clone_from(&self.settings);
         opts.admin_listen = self.admin_addr();
+        opts.addresses_file.clone_from(&self.addresses_file);
         opts.client_ca.clone_from(&self.client_ca);
         opts.allowed_client_names = self
             .client_allowed_names

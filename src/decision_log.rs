@@ -83,6 +83,40 @@ pub struct Decision<'a> {
     pub duration_us: u64,
 }
 
+impl<'a> Decision<'a> {
+    /// The line for one review and what the engine decided on it.
+    pub fn of(
+        review: &'a plx_store_core::admission::Review<'_>,
+        outcome: &'a plx_store_core::Outcome,
+        config_hash: &'a str,
+        duration_us: u64,
+    ) -> Self {
+        use plx_store_core::Decision as D;
+        Decision {
+            uid: &review.uid,
+            namespace: &review.namespace,
+            pod: &outcome.pod_name,
+            operation: &review.operation,
+            dry_run: review.dry_run,
+            api_version: review.api_version.label(),
+            store: &outcome.store,
+            rule: &outcome.rule,
+            identity: &outcome.identity,
+            config_hash,
+            fingerprint: &outcome.fingerprint,
+            decision: outcome.decision.label(),
+            reason: match &outcome.decision {
+                D::Ignored(r) => r.as_str(),
+                D::Denied(m) => m.as_str(),
+                _ => "",
+            },
+            warnings: &outcome.warnings,
+            patch_ops: outcome.patch.len(),
+            duration_us,
+        }
+    }
+}
+
 impl Decision<'_> {
     fn trace(&self) {
         tracing::info!(

@@ -32,25 +32,24 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 impl Server {
     fn start() -> Server {
+        Server::start_with("examples/helm-values.yaml")
+    }
+
+    fn start_with(config: &str) -> Server {
         let bin = std::env::var("PLX_WEBHOOK_BIN")
             .expect("PLX_WEBHOOK_BIN: the release binary (tests/attacks/run.sh sets it)");
         let dir = tempfile::tempdir().unwrap();
-        let (tls, admin) = (free_port(), free_port());
         let ca_path = dir.path().join("ca.crt");
+        let addresses = dir.path().join("addresses.json");
         let log = std::fs::File::create(dir.path().join("webhook.log")).unwrap();
         let child = Command::new(bin)
-            .args(["serve", "--config", "examples/helm-values.yaml"])
-            .arg(format!("--listen={tls}"))
-            .arg(format!("--admin-listen={admin}"))
+            .args(["serve", "--config", config])
+            // Ports the kernel picks, read back: none can be taken between choosing and binding.
+            .args(["--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"])
+            .arg("--addresses-file")
+            .arg(&addresses)
             .arg("--dev-ca-out")
             .arg(&ca_path)
             .current_dir(root())
@@ -58,19 +57,23 @@ impl Server {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
+        let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut server = Server {
             child,
-            tls,
-            admin,
+            tls: unbound,
+            admin: unbound,
             ca: String::new(),
             _dir: dir,
         };
         for _ in 0..200 {
-            if let Ok(ca) = std::fs::read_to_string(&ca_path) {
-                if std::net::TcpStream::connect(admin).is_ok() {
-                    server.ca = ca;
-                    return server;
-                }
+            if let (Ok(ca), Ok(bound)) = (
+                std::fs::read_to_string(&ca_path),
+                std::fs::read_to_string(&addresses),
+            ) {
+                let bound: Value = serde_json::from_str(&bound).unwrap();
+                let addr = |k: &str| bound[k].as_str().unwrap().parse().unwrap();
+                (server.tls, server.admin, server.ca) = (addr("webhook"), addr("admin"), ca);
+                return server;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -542,4 +545,76 @@ async fn failed_handshakes_stay_inside_the_connection_cap() {
     // The cap (512) plus the admin port's and the process's own.
     assert!(fds < 512 + 64 + 32, "{fds} fds");
     server.check_peak();
+}
+
+/// Issue #29's amplification: in a namespace routed to a keyless store, one target init
+/// container with a name of 4 or 8 KiB and 16,000 `envFrom` secret entries (under the entry
+/// limit). Before the warnings were bounded, one warning per entry repeated the name: 955 MiB
+/// peak on `/mutate` and on `/validate`. Each variant on a fresh server, so each peak is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the release binary: tests/attacks/run.sh"]
+async fn an_amplifying_pod_stays_under_64_mib() {
+    const BOUND_KIB: u64 = 64 * 1024;
+    for (name_len, path) in [
+        (8192, "/mutate"),
+        (8192, "/validate"),
+        (4096, "/mutate"),
+        (4096, "/validate"),
+    ] {
+        let server = Arc::new(Server::start_with("examples/keyless.yaml"));
+        let mut r = read_json("examples/review-run-pod.json");
+        r["request"]["namespace"] = "team-vision".into();
+        let pod = &mut r["request"]["object"];
+        pod["metadata"]["namespace"] = "team-vision".into();
+        let spec = &mut pod["spec"];
+        // The run carries no key, so it is admitted (with its warnings).
+        spec["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|v| v["name"] != "gcs-secret");
+        for c in spec["containers"].as_array_mut().unwrap() {
+            c["volumeMounts"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|m| m["name"] != "gcs-secret");
+        }
+        spec["initContainers"] = json!([{
+            "name": format!("polyaxon-init-artifacts-{}", "x".repeat(name_len)),
+            "image": "polyaxon/polyaxon-init",
+            "envFrom": vec![json!({"secretRef": {"name": "s"}}); 16_000],
+        }]);
+        let body = serde_json::to_vec(&r).unwrap();
+        let answer = under_attack(&server, async {
+            let (mut s, _) = http1(server.tls, server.h1()).await.unwrap();
+            send(&mut s, post(path, body.clone())).await.unwrap()
+        })
+        .await;
+        let (status, _, v) = answer;
+        assert_eq!(status, 200, "{path} {name_len}: {v}");
+        if path == "/mutate" {
+            assert_eq!(v["response"]["allowed"], true, "{path} {name_len}: {v}");
+        }
+        let message = v["response"]["status"]["message"].as_str().unwrap_or("");
+        assert!(message.chars().count() <= 2048, "{message}");
+        let warnings = v["response"]["warnings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let folded: Vec<_> = warnings
+            .iter()
+            .filter_map(|w| w.as_str())
+            .filter(|w| w.contains("takes its environment from secret"))
+            .collect();
+        assert_eq!(folded.len(), 1, "{warnings:?}");
+        assert!(warnings
+            .iter()
+            .all(|w| w.as_str().unwrap().chars().count() <= 256));
+        let peak = server.status_kib("VmHWM");
+        eprintln!(
+            "{path} with a {name_len}-byte name, {} KiB body: peak RSS {} MiB",
+            body.len() / 1024,
+            peak / 1024
+        );
+        assert!(peak < BOUND_KIB, "{path} {name_len}: peak RSS {peak} KiB");
+    }
 }

@@ -243,12 +243,12 @@ fn a_key_variable_naming_another_file_is_a_conflict_naming_container_and_variabl
         panic!("{:?}", out.decision)
     };
     assert!(
-        m.contains("container \"polyaxon-main\": GC_KEY_PATH is set to /wrong/key.json"),
+        m.contains("container \"polyaxon-main\": GC_KEY_PATH is set to \"/wrong/key.json\""),
         "{m}"
     );
     assert!(
         m.contains(
-            "container \"polyaxon-sidecar\": GOOGLE_APPLICATION_CREDENTIALS is set to /dev/null"
+            "container \"polyaxon-sidecar\": GOOGLE_APPLICATION_CREDENTIALS is set to \"/dev/null\""
         ),
         "{m}"
     );

@@ -320,7 +320,7 @@ mod bypasses {
             out.warnings
                 .iter()
                 .any(|w| w
-                    .contains("\"polyaxon-main\" takes its environment from secret \"my-creds\"")),
+                    .contains("\"polyaxon-main\": takes its environment from secret \"my-creds\"")),
             "{:?}",
             out.warnings
         );

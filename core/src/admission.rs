@@ -536,12 +536,23 @@ pub fn review_with<'a>(
     references: Option<&dyn References>,
 ) -> Result<(Review<'a>, Outcome, Result<Vec<u8>, EncodeError>), ReviewError> {
     let review = Review::parse_with(body, &plan.limits)?;
+    let (outcome, bytes) = answer(&review, plan, stage, references);
+    Ok((review, outcome, bytes))
+}
+
+/// Decide a parsed review for `stage` and encode the response.
+pub fn answer(
+    review: &Review<'_>,
+    plan: &Plan,
+    stage: Stage,
+    references: Option<&dyn References>,
+) -> (Outcome, Result<Vec<u8>, EncodeError>) {
     let outcome = match stage {
         Stage::Mutate => review.decide_with(plan, references),
         Stage::Validate => review.validate(plan),
     };
-    let bytes = response_body(&review, &outcome);
-    Ok((review, outcome, bytes))
+    let bytes = response_body(review, &outcome);
+    (outcome, bytes)
 }
 
 #[cfg(test)]
@@ -623,7 +634,7 @@ mod tests {
             path: crate::engine::patch::pointer(["spec", "volumes"]),
             value: serde_json::json!([{"name": "v\"é", "secret": {"secretName": "s"}}]),
         })];
-        allowed.warnings = vec!["w \"1\"".into(), "w2".into()];
+        allowed.warnings = vec!["w \"1\"".into(), "w2".into()].into();
         allowed.audit = vec![("store", "gcs".into()), ("rule", "team \"a\"".into())];
         let denied = Outcome::denied("no: \"quoted\" \\ path".into());
         let mut quiet = Outcome::denied(String::new());
@@ -649,7 +660,7 @@ mod tests {
                     .into();
             }
             if !outcome.warnings.is_empty() {
-                r["warnings"] = serde_json::json!(outcome.warnings);
+                r["warnings"] = serde_json::json!(outcome.warnings.as_slice());
             }
             if !outcome.audit.is_empty() {
                 let audit: Map<String, Value> = outcome

@@ -8,6 +8,7 @@ use super::ApiError;
 use axum::body::{Body, Bytes};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
+use plx_store_core::PodLimits;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -50,12 +51,34 @@ impl Budget {
     }
 }
 
-/// What one request is charged beyond its body while it is worked on: the decoded pod, the patch
-/// and the response being built. The pod reader's entry limit bounds the decoded pod (≈ 160 B an
-/// entry), so the reserve grows with the body up to that bound.
+/// What one request is charged beyond its body when it arrives: the decoded pod and what a
+/// review of a pod without containers produces. The pod reader's entry limit bounds the decoded
+/// pod (≈ 160 B an entry), so that part grows with the body up to that bound. The patch's share,
+/// which grows with the containers, is charged once they are counted ([`patch_reserve`]).
 pub fn work_reserve(body: usize) -> usize {
-    body.saturating_mul(4).clamp(64 * 1024, 4 * 1024 * 1024)
+    body.saturating_mul(4).clamp(64 * 1024, 4 * 1024 * 1024) + produced_bound(body, 0)
 }
+
+/// What a review of a pod with `containers` containers is charged once it is read, besides
+/// [`work_reserve`].
+pub fn patch_reserve(containers: usize) -> usize {
+    containers.min(PodLimits::DEFAULT.containers) * PRODUCED_PER_CONTAINER
+}
+
+/// At most what a review of a `body`-byte request whose pod has `containers` containers
+/// produces — the response and the decision log line together — as the property test
+/// `tests/output_bounds.rs` holds: the engine's warnings and messages are capped whatever the pod
+/// holds (`engine::warnings`), and the patch grows with the containers it serves (up to the
+/// pod limit's 128).
+pub fn produced_bound(body: usize, containers: usize) -> usize {
+    body.saturating_mul(PRODUCED_PER_BODY_BYTE) + PRODUCED_CONSTANT + patch_reserve(containers)
+}
+
+/// [`produced_bound`]'s parts: bytes per body byte (names echoed, cut), the constant (capped
+/// warnings, denial message, log line) and the patch per container served.
+pub const PRODUCED_PER_BODY_BYTE: usize = 2;
+pub const PRODUCED_CONSTANT: usize = 48 * 1024;
+pub const PRODUCED_PER_CONTAINER: usize = 1536;
 
 /// A request body must keep arriving at this rate (after a first second), so that slow senders
 /// cannot hold request slots and budget for the whole request timeout.

@@ -224,9 +224,20 @@ async fn review(state: AppState, mut req: Request, stage: Stage) -> Result<Respo
     let metrics = state.metrics.clone();
     let log = state.decision_log.clone();
     let fleet = state.fleet.clone();
+    let budget = state.budget.clone();
     let work = move || {
         let refs = fleet.as_deref().map(|f| f as &dyn References);
-        let answer = answer(&body, &plan, stage, refs, &metrics, &log, started);
+        let mut charge = charge;
+        let answer = answer(
+            &body,
+            &plan,
+            stage,
+            refs,
+            (&budget, &mut charge),
+            &metrics,
+            &log,
+            started,
+        );
         (answer, charge)
     };
     let (answer, mut charge) = if inline {
@@ -263,20 +274,27 @@ async fn review(state: AppState, mut req: Request, stage: Stage) -> Result<Respo
 }
 
 /// Decode, decide, count, log and encode one review: the synchronous part of `POST /mutate`.
+/// The request's charge grows by the patch's share once its containers are counted.
+#[allow(clippy::too_many_arguments)]
 fn answer(
     body: &[u8],
     plan: &Plan,
     stage: Stage,
     refs: Option<&dyn References>,
+    (budget, charge): (&Budget, &mut budget::Charge),
     metrics: &Metrics,
     log: &DecisionLog,
     started: Instant,
 ) -> Result<Vec<u8>, ApiError> {
-    let (review, outcome, bytes) =
-        admission::review_with(body, plan, stage, refs).map_err(|e| {
-            tracing::warn!(error = %e, "rejected a malformed AdmissionReview");
-            ApiError::BadRequest(e.to_string())
-        })?;
+    let review = admission::Review::parse_with(body, &plan.limits).map_err(|e| {
+        tracing::warn!(error = %e, "rejected a malformed AdmissionReview");
+        ApiError::BadRequest(e.to_string())
+    })?;
+    let patch = budget::patch_reserve(review.object.containers());
+    if patch > 0 {
+        charge.merge(budget.try_take(patch).ok_or(ApiError::MemoryBudget)?);
+    }
+    let (outcome, bytes) = admission::answer(&review, plan, stage, refs);
     let elapsed = started.elapsed();
     match stage {
         Stage::Mutate => {
@@ -284,28 +302,12 @@ fn answer(
         }
         Stage::Validate => metrics.observe_validation(&outcome),
     }
-    log.write(&Decision {
-        uid: &review.uid,
-        namespace: &review.namespace,
-        pod: &outcome.pod_name,
-        operation: &review.operation,
-        dry_run: review.dry_run,
-        api_version: review.api_version.label(),
-        store: &outcome.store,
-        rule: &outcome.rule,
-        identity: &outcome.identity,
-        config_hash: &plan.config_hash,
-        fingerprint: &outcome.fingerprint,
-        decision: outcome.decision.label(),
-        reason: match &outcome.decision {
-            crate::Decision::Ignored(r) => r.as_str(),
-            crate::Decision::Denied(m) => m.as_str(),
-            _ => "",
-        },
-        warnings: &outcome.warnings,
-        patch_ops: outcome.patch.len(),
-        duration_us: elapsed.as_micros() as u64,
-    });
+    log.write(&Decision::of(
+        &review,
+        &outcome,
+        &plan.config_hash,
+        elapsed.as_micros() as u64,
+    ));
     // An answer that cannot be encoded is a 500 with a message, never an empty 200.
     bytes.map_err(|e| ApiError::Internal(e.to_string()))
 }

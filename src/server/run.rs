@@ -51,6 +51,8 @@ pub struct Options {
     pub decision_log: crate::decision_log::DecisionLog,
     /// Keep the fleet view (`--fleet`): watches through the Kubernetes API.
     pub fleet: bool,
+    /// Where the bound addresses are written once serving (`--addresses-file`).
+    pub addresses_file: Option<PathBuf>,
 }
 
 impl Options {
@@ -76,6 +78,7 @@ impl Options {
             reload_poll: Self::DEFAULT_RELOAD_POLL,
             decision_log: Default::default(),
             fleet: false,
+            addresses_file: None,
         }
     }
 }
@@ -251,6 +254,24 @@ fn apply_config(state: &AppState, result: Result<config::Config, config::ConfigE
     }
 }
 
+/// Write the bound addresses as JSON, whole or not at all (a reader polling for the file never
+/// sees half of it).
+fn write_addresses(
+    path: &std::path::Path,
+    webhook: SocketAddr,
+    admin: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let text = serde_json::json!({
+        "webhook": webhook.to_string(),
+        "admin": admin.map(|a| a.to_string()),
+    })
+    .to_string();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text + "\n")
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| anyhow::anyhow!("--addresses-file {}: {e}", path.display()))
+}
+
 /// Start everything. A config that does not load at start is an error (fail fast, visible as a
 /// crash loop); a certificate that is not there yet only keeps the webhook unready. Listeners
 /// are bound before anything is written (the dev CA), so a start that fails on a busy port
@@ -382,6 +403,9 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         None => (None, None),
     };
     tracing::info!(listen = %tls_addr, admin = %admin_addr.map_or("off".to_string(), |a| a.to_string()), store = %cfg.store.name, config_hash = %cfg.hash, "serving");
+    if let Some(path) = &opts.addresses_file {
+        write_addresses(path, tls_addr, admin_addr)?;
+    }
 
     let (stop, mut stop_rx) = watch::channel(false);
     let health = state.health.clone();

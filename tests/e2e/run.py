@@ -47,6 +47,30 @@ def start(name, args, env=None):
     return PROCS[name]
 
 
+def start_on_ports(name, make_args, ports=1, env=None, settle=2.0, tries=5):
+    """Start a server that needs ports chosen up front (etcd, the apiserver, Prometheus, the stand-in
+    webhooks): a port picked free can be taken by another process before the server binds it, so a
+    server that exits within `settle` seconds saying the address is in use is started again on new
+    ports. Returns the ports it runs on."""
+    path = os.path.join(T, name + ".log")
+    for _ in range(tries):
+        chosen = [free_port() for _ in range(ports)]
+        offset = os.path.getsize(path) if os.path.exists(path) else 0
+        p = start(name, make_args(*chosen), env)
+        end = time.time() + settle
+        while time.time() < end and p.poll() is None:
+            time.sleep(0.1)
+        if p.poll() is None:
+            return chosen
+        with open(path, errors="replace") as f:
+            f.seek(offset)
+            said = f.read()
+        if "in use" not in said.lower():
+            raise AssertionError(f"{name} exited at start: {said[-2000:]}")
+        log(f"{name}: a port was taken before it bound it; starting again on others")
+    raise AssertionError(f"{name}: every port tried was taken")
+
+
 def stop(name, sig=signal.SIGTERM, timeout=15):
     p = PROCS.pop(name, None)
     if p is None or p.poll() is not None:
@@ -187,21 +211,13 @@ def setup_apiserver():
         # The webhook's ServiceAccount, as the apiserver sees a pod's token: bound only by the
         # RBAC that `plx-store-webhook rbac` generates (the fleet scenario).
         f.write(f'fleet-token,system:serviceaccount:{FLEET_SA[0]}:{FLEET_SA[1]},fleet-uid,"system:serviceaccounts,system:serviceaccounts:{FLEET_SA[0]}"\n')
-    etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
-    start("etcd", ["etcd", "--data-dir", f"{T}/etcd", "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
-                   "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}", "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-                   "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}", "--initial-cluster", f"default=http://127.0.0.1:{peer_port}"])
+    etcd_port, peer_port = start_on_ports("etcd", lambda etcd_port, peer_port: [
+        "etcd", "--data-dir", f"{T}/etcd", "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
+        "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}", "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+        "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}", "--initial-cluster", f"default=http://127.0.0.1:{peer_port}"], 2)
     global APISERVER_ARGS
-    APISERVER_ARGS = [APISERVER, f"--etcd-servers=http://127.0.0.1:{etcd_port}", "--bind-address=127.0.0.1", f"--secure-port={api_port}",
-                        "--insecure-port=0", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
-                        f"--tls-cert-file={T}/api/tls.crt", f"--tls-private-key-file={T}/api/tls.key", f"--token-auth-file={T}/tokens.csv",
-                        "--authorization-mode=RBAC", "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                        f"--service-account-key-file={T}/sa.pub", f"--service-account-signing-key-file={T}/sa.key",
-                        "--service-cluster-ip-range=10.0.0.0/24",
-                        # The ServiceAccount plugin with bound tokens, as on any current cluster (keyless stores need it).
-                        "--enable-admission-plugins=ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
-                        "--feature-gates=BoundServiceAccountTokenVolume=true"]
-    start("apiserver", APISERVER_ARGS)
+    api_port = start_on_ports("apiserver", lambda api_port: apiserver_args(etcd_port, api_port), settle=3.0)[0]
+    APISERVER_ARGS = apiserver_args(etcd_port, api_port)
     KUBECONFIG = f"{T}/kubeconfig"
     with open(KUBECONFIG, "w") as f:
         f.write(f"""apiVersion: v1
@@ -218,6 +234,18 @@ current-context: e2e
     ensure_namespace("default")
     ensure_namespace("polyaxon", "plx-shared-runs")
     log(f"apiserver ready on 127.0.0.1:{api_port}")
+
+
+def apiserver_args(etcd_port, api_port):
+    return [APISERVER, f"--etcd-servers=http://127.0.0.1:{etcd_port}", "--bind-address=127.0.0.1", f"--secure-port={api_port}",
+            "--insecure-port=0", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
+            f"--tls-cert-file={T}/api/tls.crt", f"--tls-private-key-file={T}/api/tls.key", f"--token-auth-file={T}/tokens.csv",
+            "--authorization-mode=RBAC", "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={T}/sa.pub", f"--service-account-signing-key-file={T}/sa.key",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            # The ServiceAccount plugin with bound tokens, as on any current cluster (keyless stores need it).
+            "--enable-admission-plugins=ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+            "--feature-gates=BoundServiceAccountTokenVolume=true"]
 
 
 def ensure_namespace(ns, *accounts):
@@ -263,11 +291,19 @@ def set_config(example):
 
 
 def start_webhook(*extra, env=None):
+    """On ports the kernel picks (port 0), read back from --addresses-file: no port can be taken
+    between choosing and binding it."""
     global WEBHOOK_PORT, ADMIN_PORT
-    WEBHOOK_PORT, ADMIN_PORT = free_port(), free_port()
-    start("webhook", [WEBHOOK, "serve", "--config", f"{T}/cfg/config.yaml", "--tls-cert", f"{T}/whtls/tls.crt", "--tls-key", f"{T}/whtls/tls.key",
-                      "--listen", f"127.0.0.1:{WEBHOOK_PORT}", "--admin-listen", f"127.0.0.1:{ADMIN_PORT}", "--reload-poll-seconds", "1",
-                      "--drain-seconds", "1", "--grace-seconds", "3", "--log-format", "json", *extra], env=env)
+    addresses = f"{T}/webhook-addresses.json"
+    if os.path.exists(addresses):
+        os.remove(addresses)
+    p = start("webhook", [WEBHOOK, "serve", "--config", f"{T}/cfg/config.yaml", "--tls-cert", f"{T}/whtls/tls.crt", "--tls-key", f"{T}/whtls/tls.key",
+                          "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--addresses-file", addresses, "--reload-poll-seconds", "1",
+                          "--drain-seconds", "1", "--grace-seconds", "3", "--log-format", "json", *extra], env=env)
+    wait_for("the webhook's addresses", lambda: os.path.exists(addresses) or p.poll() is not None)
+    assert p.poll() is None, f"the webhook exited: {open(os.path.join(T, 'webhook.log'), errors='replace').read()[-2000:]}"
+    bound = json.load(open(addresses))
+    WEBHOOK_PORT, ADMIN_PORT = (int(bound[k].rsplit(":", 1)[1]) for k in ("webhook", "admin"))
     wait_for("webhook readiness", lambda: urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORT}/readyz", timeout=2).status == 200)
 
 
@@ -481,8 +517,7 @@ def stand_in_mwc(name, webhook, port):
 
 
 def reinvocation_covers_a_later_init_container():
-    port = free_port()
-    start("add-init", [ADD_INIT, f"127.0.0.1:{port}", f"{T}/wh-0/tls.crt", f"{T}/wh-0/tls.key"])
+    port = start_on_ports("add-init", lambda port: [ADD_INIT, f"127.0.0.1:{port}", f"{T}/wh-0/tls.crt", f"{T}/wh-0/tls.key"])[0]
     second = stand_in_mwc("zz-e2e-add-init", "add-init", port)
     kubectl("apply", "-f", "-", input=json.dumps(second))
     try:
@@ -514,8 +549,7 @@ def enforce_refuses_runs_without_their_store():
     that strips our mount makes the run refused; with the mutating configuration removed, run pods
     (no credentials) are refused while other pods pass."""
     vwc = enforce_vwc()
-    port = free_port()
-    start("strip", [STRIP, f"127.0.0.1:{port}", f"{T}/wh-0/tls.crt", f"{T}/wh-0/tls.key"])
+    port = start_on_ports("strip", lambda port: [STRIP, f"127.0.0.1:{port}", f"{T}/wh-0/tls.crt", f"{T}/wh-0/tls.key"])[0]
     strip = stand_in_mwc("zz-e2e-strip", "strip", port)
     plain = json.load(open(os.path.join(FIXTURES, "apiserver", "review-v1-generatename.json")))["request"]["object"]
     plain["metadata"].pop("managedFields", None)
@@ -563,8 +597,7 @@ def enforce_refuses_runs_without_their_store():
 def keyless_identities():
     """Keyless stores with the ServiceAccount plugin and bound tokens: each team's runs get its
     account, two observers standing in for the EKS and Azure identity webhooks see the final one."""
-    port = free_port()
-    start("observer", [OBSERVER, f"127.0.0.1:{port}", f"{T}/wh-0/tls.crt", f"{T}/wh-0/tls.key"])
+    port = start_on_ports("observer", lambda port: [OBSERVER, f"127.0.0.1:{port}", f"{T}/wh-0/tls.crt", f"{T}/wh-0/tls.key"])[0]
     ensure_namespace("team-vision-9", "team-vision-runs", "my-own-sa", "team-nlp-runs")
     ensure_namespace("team-vision-nosa")
     ensure_namespace("team-research-1", "team-research-runs")
@@ -915,7 +948,6 @@ def fleet_view_through_rbac():
              json.dumps(create(run_in("team-nlp-f"), "--dry-run=server")[0]["metadata"]), 60)
     wait_for("the fleet view to sync", lambda: fleet_json()["synced"], 60)
     assert states("team-vision-f") == {n: "missing" for n in early}, states("team-vision-f")
-    prom_port = free_port()
     with open(f"{T}/prometheus.yml", "w") as f:
         f.write(f"""global: {{scrape_interval: 1s, evaluation_interval: 1s}}
 rule_files: ["{ROOT}/manifests/monitoring/alerts.rules.yml"]
@@ -926,8 +958,9 @@ scrape_configs:
       - targets: ["127.0.0.1:{ADMIN_PORT}"]
         labels: {{namespace: plx-store-webhook, pod: plx-store-webhook-0}}
 """)
-    start("prometheus", ["prometheus", f"--config.file={T}/prometheus.yml", f"--storage.tsdb.path={T}/prom",
-                         f"--web.listen-address=127.0.0.1:{prom_port}"])
+    prom_port = start_on_ports("prometheus", lambda prom_port: [
+        "prometheus", f"--config.file={T}/prometheus.yml", f"--storage.tsdb.path={T}/prom",
+        f"--web.listen-address=127.0.0.1:{prom_port}"])[0]
     try:
         # A run in a namespace without the store's Secret and claim: warned at admission, and
         # missing-reference in the view.

@@ -58,8 +58,7 @@ pub(super) fn apply(view: &PodView<'_, '_>, sp: &StorePlan, out: &mut Outcome, r
             }
         }
     }
-    notes.append(&mut out.warnings);
-    out.warnings = notes;
+    out.warnings.prepend(notes);
     let mut b = PatchBuilder::new();
     let mut pairs = sp.marker().to_vec();
     pairs.push((ANNOTATION_MODE, "audit"));

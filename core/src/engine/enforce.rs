@@ -20,7 +20,8 @@ pub fn validate(pod: &Decoded<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
             out.warnings = vec![format!(
                 "plx-store-webhook (enforce): store {:?} is in audit mode for this run: not enforced",
                 out.store
-            )];
+            )]
+            .into();
         }
         Decision::Unchanged | Decision::Mutated => {
             let sp = route_plan(plan, &out.rule);
@@ -43,8 +44,8 @@ pub fn validate(pod: &Decoded<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
                     .collect();
                 if !lacking.is_empty() {
                     missing.push(format!(
-                        "container {:?} lacks {}",
-                        c.name,
+                        "container {} lacks {}",
+                        super::q(&c.name),
                         lacking.join(", ")
                     ));
                 }
@@ -72,6 +73,7 @@ pub fn validate(pod: &Decoded<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
         // Only markers were missing, or nothing: the credentials are all there.
         out.decision = Decision::Unchanged;
     }
+    super::bound(&mut out);
     out
 }
 

@@ -8,6 +8,7 @@
 //! other container (the main container, user containers) it is refused like any other route's.
 
 use super::pod::{Container, PodView, Volume};
+use super::q;
 use crate::plan::{Plan, RefKind, StorePlan, VolumeSource};
 
 /// Polyaxon's own containers, which carry the agent's store in every run.
@@ -63,9 +64,9 @@ fn volume_secrets<'v>(v: &'v Volume<'_>) -> impl Iterator<Item = &'v str> {
 /// volume) and the piece. A volume counts even when no container mounts it: an ephemeral
 /// container can mount any volume of the pod later. Empty when the config has a single store.
 pub(super) fn carried(view: &PodView<'_, '_>, plan: &Plan, ours: &StorePlan) -> Vec<String> {
-    let mut found = Vec::new();
+    let mut found = Found::default();
     if plan.rules.is_empty() {
-        return found;
+        return Vec::new();
     }
     for v in view.volumes {
         for name in volume_secrets(v) {
@@ -79,12 +80,13 @@ pub(super) fn carried(view: &PodView<'_, '_>, plan: &Plan, ours: &StorePlan) -> 
             let words = if users.peek().is_none() {
                 "mounted by no container".to_string()
             } else {
-                let names: Vec<String> = users.map(|c| format!("{:?}", c.name.as_ref())).collect();
+                let names: Vec<String> = users.take(3).map(|c| q(&c.name).to_string()).collect();
                 format!("mounted by container {}", names.join(", "))
             };
             found.push(format!(
-                "volume {:?} holds store {store:?}'s secret {name:?} ({words})",
-                v.name.as_ref()
+                "volume {} holds store {store:?}'s secret {} ({words})",
+                q(&v.name),
+                q(name)
             ));
         }
     }
@@ -95,8 +97,9 @@ pub(super) fn carried(view: &PodView<'_, '_>, plan: &Plan, ours: &StorePlan) -> 
             if let Some((store, agent)) = owner(plan, ours, name) {
                 if !(agent && own) {
                     found.push(format!(
-                        "container {:?} carries store {store:?}'s secret {name:?} ({how})",
-                        c.name.as_ref()
+                        "container {} carries store {store:?}'s secret {} ({how})",
+                        q(&c.name),
+                        q(name)
                     ));
                 }
             }
@@ -112,11 +115,38 @@ pub(super) fn carried(view: &PodView<'_, '_>, plan: &Plan, ours: &StorePlan) -> 
                 .as_ref()
                 .and_then(|v| v.secret_key_ref.as_ref());
             if let Some(s) = r.and_then(|r| r.name.as_deref()) {
-                note(s, format!("env {}", e.name.as_ref()));
+                note(s, format!("env {}", q(&e.name)));
             }
         }
     }
-    found
+    found.finish()
+}
+
+/// What was found, bounded: the first few in words, then a count (a hostile pod's thousands of
+/// volumes cost a counter, not a message each).
+#[derive(Default)]
+struct Found {
+    words: Vec<String>,
+    more: usize,
+}
+
+impl Found {
+    const SHOWN: usize = 4;
+
+    fn push(&mut self, what: String) {
+        if self.words.len() < Self::SHOWN {
+            self.words.push(what);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.words.push(format!("{} more", self.more));
+        }
+        self.words
+    }
 }
 
 /// The containers that mount volume `v`.

@@ -6,7 +6,7 @@
 use super::keypath::{Entries, Layout};
 use super::patch::pointer;
 use super::pod::{Container, PodView};
-use super::{ConflictKind, Decision, Outcome};
+use super::{q, ConflictKind, Decision, Finding, Outcome};
 use crate::config::{Identity, OnConflict};
 use crate::plan::{Plan, StorePlan};
 use json_patch::{AddOperation, PatchOperation};
@@ -69,6 +69,17 @@ fn legacy_token<'v>(secrets: &mut SecretEntries<'v, '_, '_>) -> Option<(&'v str,
     })
 }
 
+/// Secrets and ConfigMaps a target container takes its whole environment from (their keys are
+/// unknown).
+const ENV_FROM_SECRET: Finding = Finding {
+    code: "",
+    lead: "takes its environment from secret",
+};
+const ENV_FROM_CONFIG_MAP: Finding = Finding {
+    code: "",
+    lead: "takes its environment from configMap",
+};
+
 /// Apply `id` to the run: set its account (when it is `default` or a Polyaxon runs account),
 /// keep a user's own account with a warning, refuse another team's account, a legacy token or
 /// (per `onConflict`) a key that would win over the identity.
@@ -103,9 +114,9 @@ pub(super) fn apply(
             String::new()
         };
         for e in p.c.env_from() {
-            let (what, name) = match (&e.secret_ref, &e.config_map_ref) {
-                (Some(r), _) => ("secret", r.name.as_deref()),
-                (None, Some(r)) => ("configMap", r.name.as_deref()),
+            let (finding, name) = match (&e.secret_ref, &e.config_map_ref) {
+                (Some(r), _) => (ENV_FROM_SECRET, r.name.as_deref()),
+                (None, Some(r)) => (ENV_FROM_CONFIG_MAP, r.name.as_deref()),
                 _ => continue,
             };
             let name = name.unwrap_or("");
@@ -113,17 +124,19 @@ pub(super) fn apply(
             if sp.env_from.iter().any(|r| r.name == name) {
                 continue;
             }
-            out.warnings.push(format!(
-                "container {:?}{skipped} takes its environment from {what} {name:?} (envFrom), whose keys the \
-                 webhook cannot see: if it holds a credential variable, the clients use it, not the identity {target:?}",
-                p.c.name.as_ref()
-            ));
+            out.warnings.finding(&p.c.name, finding, name, || {
+                format!(
+                    "{skipped} (envFrom), whose keys the webhook cannot see: if one holds a credential variable, \
+                     the clients use it, not the identity {}",
+                    q(target)
+                )
+            });
         }
         if let Some(key) = super::keyless::carried(&mut reach, p.c, sp.store_kind) {
             let msg = format!(
-                "container {:?}{skipped} carries a key ({key}); Polyaxon's SDK and the cloud clients use a key before the \
+                "container {}{skipped} carries a key ({key}); Polyaxon's SDK and the cloud clients use a key before the \
                  pod's identity, so this run would not use the keyless store {:?} as service account {target:?}",
-                p.c.name.as_ref(),
+                q(&p.c.name),
                 sp.store_name
             );
             out.conflicts.push(ConflictKind::KeyOverIdentity);
@@ -174,15 +187,20 @@ pub(super) fn apply(
         }
         if let Some((container, volume)) = legacy_token(&mut secrets) {
             let msg = format!(
-                "container {container:?} mounts its service account token from a Secret (volume {volume:?}, legacy \
-                 tokens), so giving the pod service account {target:?} would leave {current:?}'s token mounted"
+                "container {} mounts its service account token from a Secret (volume {}, legacy tokens), so giving \
+                 the pod service account {target:?} would leave {current:?}'s token mounted",
+                q(container),
+                q(volume)
             );
             out.conflicts.push(ConflictKind::KeyOverIdentity);
             if plan.policy.on_conflict == OnConflict::Skip {
                 // The run keeps its account (and so no team identity), said in a warning.
                 out.warnings.push(format!(
-                    "{msg}; the account was kept (injection.onConflict: skip), so the run does not get the keyless \
-                     store {:?}'s identity",
+                    "container {} mounts its service account token from a Secret (volume {}, legacy tokens): the \
+                     account was kept (injection.onConflict: skip), so the run does not get the keyless store {:?}'s \
+                     identity",
+                    q(container),
+                    q(volume),
                     sp.store_name
                 ));
                 out.identity = current.to_string();

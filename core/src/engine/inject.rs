@@ -7,7 +7,7 @@ use super::pod::{Container, Env, Placed, PodView};
 use super::report::{ContainerReport, ContainerStatus, MarkerReport, Piece, PieceKind, PieceState};
 use super::select::{is_target, skip_list};
 use super::volumes;
-use super::{ConflictKind, Decision, IgnoreReason, Outcome};
+use super::{q, ConflictKind, Decision, IgnoreReason, Outcome, Warnings};
 use crate::clients::{self, GOOGLE_APPLICATION_CREDENTIALS};
 use crate::config::OnConflict;
 use crate::k8s_names::is_dns_label;
@@ -96,7 +96,7 @@ pub(super) fn reconcile(view: &PodView<'_, '_>, plan: &StorePlan, report: bool) 
         out.report = reports;
         return out;
     }
-    let mut warnings = Vec::new();
+    let mut warnings = Warnings::new();
     // Borrowed: copying every volume name of the pod was an allocation per volume per request.
     let mut taken: Vec<Cow<'_, str>> = view
         .volumes
@@ -310,11 +310,11 @@ fn container_work(
     plan: &StorePlan,
     volumes: &[ResolvedVolume<'_>],
     p: &Placed<'_, '_>,
-    warnings: &mut Vec<String>,
+    warnings: &mut Warnings,
     report: bool,
 ) -> ContainerWork {
     let c = p.c;
-    let cname = c.name.as_ref();
+    let cname = q(c.name.as_ref());
     let mut work = ContainerWork {
         appends: Vec::new(),
         conflicts: Vec::new(),
@@ -343,7 +343,7 @@ fn container_work(
         if let Some(mt) = existing {
             if mt.sub_path_expr.as_deref().is_some_and(|s| !s.is_empty()) {
                 warnings.push(format!(
-                    "container {cname:?}: {} is mounted with subPathExpr; GC_KEY_PATH cannot be checked",
+                    "container {cname}: {} is mounted with subPathExpr; GC_KEY_PATH cannot be checked",
                     m.what
                 ));
             }
@@ -364,7 +364,7 @@ fn container_work(
             work.conflicts.push((
                 kind,
                 format!(
-                    "container {cname:?}: {} cannot be mounted at {}: {conflict}",
+                    "container {cname}: {} cannot be mounted at {}: {conflict}",
                     m.what, m.dir
                 ),
             ));
@@ -440,7 +440,7 @@ fn container_work(
             }
             Some(_) => {
                 warnings.push(format!(
-                    "container {cname:?}: env {} is already set and was kept; the store expects it from {} {}",
+                    "container {cname}: env {} is already set and was kept; the store expects it from {} {}",
                     item.env_name, item.resource, item.key
                 ));
                 PieceState::NotAdded
@@ -488,9 +488,9 @@ fn container_work(
                                 .to_string()
                         });
                         match e.value.as_deref() {
-                            Some(v) => unusable(&mut work, cname, GC_KEY_PATH, v, &path),
+                            Some(v) => unusable(&mut work, &c.name, GC_KEY_PATH, v, &path),
                             None => warnings.push(format!(
-                                "container {cname:?}: GC_KEY_PATH is a valueFrom reference and was kept; the key is \
+                                "container {cname}: GC_KEY_PATH is a valueFrom reference and was kept; the key is \
                                  mounted at {path}"
                             )),
                         }
@@ -526,9 +526,9 @@ fn container_work(
                 for alias in GC_KEY_ALIASES {
                     if let Some(e) = c.env_var(alias) {
                         match e.value.as_deref() {
-                            Some(v) => unusable(&mut work, cname, alias, v, &path),
+                            Some(v) => unusable(&mut work, &c.name, alias, v, &path),
                             None => warnings.push(format!(
-                                "container {cname:?}: {alias} is a valueFrom reference; the Polyaxon SDK picks among \
+                                "container {cname}: {alias} is a valueFrom reference; the Polyaxon SDK picks among \
                                  GC_KEY_PATH and its aliases at random, so remove {alias}"
                             )),
                         }
@@ -545,7 +545,7 @@ fn container_work(
                 work.conflicts.push((
                     ConflictKind::KeyUnusable,
                     format!(
-                        "container {cname:?}: its mount of {} does not expose key {:?} (the volume's items or the \
+                        "container {cname}: its mount of {} does not expose key {:?} (the volume's items or the \
                          mount's subPath leave it out), so the run has no usable key",
                         plan.mounts[gk.mount].what, gk.key
                     ),
@@ -563,7 +563,9 @@ fn unusable(work: &mut ContainerWork, cname: &str, name: &str, value: &str, path
         work.conflicts.push((
             ConflictKind::KeyUnusable,
             format!(
-                "container {cname:?}: {name} is set to {value}, but the store's key is at {path}"
+                "container {}: {name} is set to {}, but the store's key is at {path}",
+                q(cname),
+                q(value)
             ),
         ));
     }
@@ -596,10 +598,9 @@ fn unreadable_key(
         None => "a non-root user (runAsNonRoot)".to_string(),
     };
     Some(format!(
-        "container {:?} runs as {who}, but the key file {path} has mode {mode:04o}, is owned by root and the pod \
-         sets no fsGroup, so the container cannot read it; set spec.securityContext.fsGroup (the kubelet then \
-         gives the file that group and mode|0440), or give the secret defaultMode 0444",
-        c.name.as_ref()
+        "container {} runs as {who} and cannot read the key file {path} (mode {mode:04o}, owned by root, no \
+         fsGroup): set spec.securityContext.fsGroup, or give the secret defaultMode 0444",
+        q(&c.name)
     ))
 }
 

@@ -5,6 +5,7 @@
 use super::identity::TOKEN_MOUNT;
 use super::keypath::{clean, is_strictly_under, Files};
 use super::pod::{Container, Env, Mount, PodView, Volume};
+use super::q;
 use crate::clients::{self, Accept, Place, Read};
 use crate::config::StoreKind;
 use std::collections::HashMap;
@@ -124,10 +125,10 @@ fn file_at(
 ) -> Option<String> {
     let (m, v) = reach.mount_reaching(c, path, below, |_| false)?;
     Some(format!(
-        "a {} volume {:?} mounted at {} that puts {} {path}, where {} reads credentials",
+        "a {} volume {} mounted at {} that puts {} {path}, where {} reads credentials",
         source(v),
-        v.name.as_ref(),
-        m.mount_path.as_ref(),
+        q(&v.name),
+        q(&m.mount_path),
         if below { "files in" } else { "a file at" },
         r.client
     ))
@@ -146,11 +147,11 @@ fn token_directory(reach: &mut Reach<'_, '_, '_>, c: &Container<'_>) -> Option<S
         bound_token(v) || super::keypath::Layout::of_volume(v).is_secret()
     })?;
     Some(format!(
-        "a {} volume {:?} mounted at {} that puts files in the service account token directory {TOKEN_MOUNT}, \
+        "a {} volume {} mounted at {} that puts files in the service account token directory {TOKEN_MOUNT}, \
          where only the pod's bound token may be",
         source(v),
-        v.name.as_ref(),
-        m.mount_path.as_ref()
+        q(&v.name),
+        q(&m.mount_path)
     ))
 }
 

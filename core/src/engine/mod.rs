@@ -16,6 +16,8 @@ pub mod pod_scan;
 pub mod report;
 pub mod select;
 pub mod volumes;
+pub mod warnings;
+pub use warnings::{q, Finding, Warnings};
 
 use crate::config::{Mode, NoMatch, OnMissingReference, RunFacts};
 use crate::limits::PodLimits;
@@ -201,7 +203,8 @@ impl ConflictKind {
 pub struct Outcome {
     pub decision: Decision,
     pub patch: Vec<PatchOperation>,
-    pub warnings: Vec<String>,
+    /// Bounded where written ([`Warnings`]): every warning passes through it.
+    pub warnings: Warnings,
     /// Audit annotations (unprefixed keys; the apiserver prefixes them with the webhook name).
     pub audit: Vec<(&'static str, String)>,
     /// Conflicts found, whether they denied the pod or skipped a container.
@@ -231,7 +234,7 @@ impl Outcome {
         Outcome {
             decision: Decision::Ignored(reason),
             patch: Vec::new(),
-            warnings: Vec::new(),
+            warnings: Warnings::new(),
             audit: Vec::new(),
             conflicts: Vec::new(),
             injected_containers: 0,
@@ -282,6 +285,17 @@ pub enum Decoded<'a> {
     Missing,
     /// More than [`PodLimits`] lets the webhook read: what was over, in words.
     OverLimit(String),
+}
+
+impl Decoded<'_> {
+    /// Containers and init containers read (what the patch grows with).
+    pub fn containers(&self) -> usize {
+        let Decoded::Pod(p) = self else { return 0 };
+        let spec = p.spec.as_ref();
+        let len = |v: Option<&Vec<pod::Container<'_>>>| v.map_or(0, Vec::len);
+        len(spec.and_then(|s| s.containers.as_ref()))
+            + len(spec.and_then(|s| s.init_containers.as_ref()))
+    }
 }
 
 /// Read a pod from its JSON text in one pass (every field the engine does not need is skipped),
@@ -342,6 +356,25 @@ pub fn over_entries(limits: &PodLimits) -> String {
 /// Decide and build the patch for one request: the one way through the engine (the server, the
 /// offline command, describe/explain and the tests all come here).
 pub fn mutate(pod: &Decoded<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
+    let mut out = decide(pod, plan, req);
+    bound(&mut out);
+    out
+}
+
+/// What a review writes that grows with the pod, cut at the engine's exits ([`mutate`],
+/// [`validate`]): the denial message and the pod's name (warnings are bounded as written).
+fn bound(out: &mut Outcome) {
+    if let Decision::Denied(m) = &mut out.decision {
+        if m.len() > warnings::MAX_DENIAL_CHARS {
+            *m = warnings::cut(std::mem::take(m), warnings::MAX_DENIAL_CHARS);
+        }
+    }
+    if out.pod_name.len() > warnings::POD_NAME_CHARS {
+        out.pod_name = warnings::cut(std::mem::take(&mut out.pod_name), warnings::POD_NAME_CHARS);
+    }
+}
+
+fn decide(pod: &Decoded<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
     if !req.is_pod_create() {
         return Outcome::ignored(IgnoreReason::NotPodCreate);
     }
