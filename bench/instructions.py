@@ -8,7 +8,10 @@ instructions one request costs the server process, TLS, HTTP, routing, handler a
 included, start-up excluded. Counts repeat to within a fraction of a percent from run to run,
 unlike wall-clock load figures on a shared VM.
 
-  bench/instructions.py [--n1 1000] [--n2 3000]   (needs valgrind and h2load)
+  bench/instructions.py [--n1 1000] [--n2 3000] [--before OLD_BINARY]   (needs valgrind and h2load)
+
+`--before` adds an older plx-store-webhook build, run the same way, so a change is measured
+against what it replaced.
 """
 import argparse
 import os
@@ -51,6 +54,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n1", type=int, default=1000)
     ap.add_argument("--n2", type=int, default=3000)
+    ap.add_argument("--before", help="an older plx-store-webhook binary to count too")
     a = ap.parse_args()
     for tool in ("valgrind", "h2load"):
         if not shutil.which(tool):
@@ -76,6 +80,8 @@ def main():
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
         servers["floor"] = servers["null"] + ["--validate-json", "--answer", answer]
+        if a.before:
+            servers["before"] = [os.path.abspath(a.before)] + servers["webhook"][1:]
         per = {}
         for name, cmd in servers.items():
             t1 = instructions(cmd, port, body, a.n1, f"{tmp}/{name}.1")

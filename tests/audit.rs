@@ -147,6 +147,63 @@ fn a_keyless_run_in_audit_mode_keeps_its_account() {
         out.warnings
     );
     assert!(out.identity.is_empty());
+    // The audit annotations say what would happen, never claim the account was given.
+    assert_eq!(
+        audit_annotation(&out, "would-identity").as_deref(),
+        Some("team-vision-runs")
+    );
+    assert_eq!(audit_annotation(&out, "identity"), None);
+}
+
+/// Audit mode lifts no boundary between routes: another team's identity or another route's
+/// Secret is refused in audit mode too, at /mutate and /validate.
+#[test]
+fn audit_mode_keeps_the_refusals_between_routes() {
+    let yaml = std::fs::read_to_string(root().join("examples/keyless.yaml")).unwrap();
+    let p = plan(&yaml.replace("injection:\n", "injection:\n  mode: audit\n"));
+    let mut pod =
+        with_apiserver_additions(read_json("tests/fixtures/polyaxon-pods/job.nostore.json"));
+    pod["spec"]["serviceAccountName"] = json!("team-nlp-runs");
+    let req = Request::pod_create("team-vision");
+    let out = mutate(&pod, &p, &req);
+    let Decision::Denied(m) = &out.decision else {
+        panic!("{:?}", out.decision)
+    };
+    assert!(m.contains("another team's identity"), "{m}");
+    let text = pod.to_string();
+    let v =
+        plx_store_webhook::engine::validate(&plx_store_webhook::engine::decode(&text), &p, &req);
+    assert!(!v.allowed(), "{:?}", v.decision);
+
+    let teams = std::fs::read_to_string(root().join("examples/teams.yaml")).unwrap();
+    let p = plan(&teams.replace("injection:\n", "injection:\n  mode: audit\n"));
+    let mut pod =
+        with_apiserver_additions(read_json("tests/fixtures/polyaxon-pods/job.nostore.json"));
+    pod["spec"]["containers"][0]["envFrom"] = json!([{"secretRef": {"name": "nlp-gcs-secret"}}]);
+    let out = mutate(&pod, &p, &Request::pod_create("team-vision"));
+    assert!(
+        matches!(&out.decision, Decision::Denied(m) if m.contains("nlp-gcs-secret")),
+        "{:?}",
+        out.decision
+    );
+}
+
+/// In inject mode a tenant's own `mode` marker is removed like the other markers are
+/// overwritten: the fleet view must not file an injected run as audited.
+#[test]
+fn inject_mode_removes_a_tenant_set_mode_marker() {
+    let mut pod =
+        with_apiserver_additions(read_json("tests/fixtures/polyaxon-pods/job.nostore.json"));
+    pod["metadata"]["annotations"][ANNOTATION_MODE] = json!("audit");
+    let (out, patched) = check_applied(&plan_for("examples/helm-values.yaml"), &pod, "polyaxon");
+    assert!(out.allowed());
+    assert!(
+        patched["metadata"]["annotations"]
+            .get(ANNOTATION_MODE)
+            .is_none(),
+        "{}",
+        patched["metadata"]["annotations"]
+    );
 }
 
 #[test]

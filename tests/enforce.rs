@@ -118,7 +118,10 @@ fn a_run_carrying_another_rules_store_is_refused() {
         .unwrap()
         .push(json!({"name": "borrowed", "secret": {"secretName": "nlp-gcs-secret"}}));
     let m = denial(&check(&done, &p, "team-vision")).to_string();
-    assert!(m.contains("carries store \"nlp-gcs\""), "{m}");
+    assert!(
+        m.contains("store \"nlp-gcs\"'s secret \"nlp-gcs-secret\""),
+        "{m}"
+    );
 }
 
 #[test]

@@ -644,11 +644,27 @@ fn keyless_bypasses_answers() {
             drop_bound_token(&mut pod);
         }
         let mut answers = serde_json::Map::new();
+        let team = case["team_account"].as_str().unwrap_or("team-vision-runs");
         for (variant, yaml) in [("as-written", &yaml), ("on-conflict-skip", &skip_yaml)] {
             let plan = plx_store_webhook::Plan::from_config(
                 &plx_store_webhook::load_str(yaml, config).unwrap(),
             );
             let (out, stored) = check_applied(&plan, &pod, ns);
+            if case["pass"] == true {
+                // The identity webhooks' own additions for the team's account: admitted, no
+                // warning, nothing to change on reinvocation, and admitted by enforce.
+                assert!(out.allowed(), "{name} {variant}: {:?}", out.decision);
+                assert!(
+                    out.warnings.is_empty(),
+                    "{name} {variant}: {:?}",
+                    out.warnings
+                );
+                assert_eq!(stored["spec"]["serviceAccountName"], team, "{name}");
+                let v = answer(&stored, ns, &plan, Stage::Validate);
+                assert_eq!(v["response"]["allowed"], true, "{name} {variant}: {v}");
+                answers.insert(variant.into(), answer(&pod, ns, &plan, Stage::Mutate));
+                continue;
+            }
             let (want, key) = match variant {
                 "as-written" if case.get("warn").is_some() => (&case["warn"], "warn"),
                 "as-written" => (&case["deny"], "deny"),
@@ -675,7 +691,7 @@ fn keyless_bypasses_answers() {
                 // (skip kept it, and said so).
                 let account = stored["spec"]["serviceAccountName"].as_str().unwrap_or("");
                 assert!(
-                    account == "team-vision-runs" || key == "skip",
+                    account == team || key == "skip",
                     "{name} {variant}: {account}"
                 );
             }
@@ -684,85 +700,60 @@ fn keyless_bypasses_answers() {
         golden_json(&format!("keyless-bypass.{name}.json"), &answers);
         n += 1;
     }
-    assert_eq!(n, 11);
+    assert_eq!(n, 40);
 }
 
-/// A case's pod: its base (the converter's pod without a store unless named), in the case's
-/// account (none: the ServiceAccount plugin's `default`), with its volumes, mounts, env and
-/// annotations added (`"*"`: every container) and `drop_mounts` removed.
-pub fn bypass_pod(case: &Value) -> Value {
-    let base = case["base"]
-        .as_str()
-        .unwrap_or("tests/fixtures/polyaxon-pods/job.nostore.json");
-    let mut pod = read_json(base);
-    match case["account"].as_str() {
-        Some(a) => pod["spec"]["serviceAccountName"] = json!(a),
-        None if case.get("base").is_none() => {
-            pod["spec"]
-                .as_object_mut()
-                .unwrap()
-                .remove("serviceAccountName");
-        }
-        None => {}
-    }
-    if let Some(v) = case["volumes"].as_array() {
-        pod["spec"]["volumes"]
-            .as_array_mut()
-            .unwrap()
-            .extend(v.iter().cloned());
-    }
-    for (a, v) in case["annotations"].as_object().into_iter().flatten() {
-        pod["metadata"]["annotations"][a] = v.clone();
-    }
-    // Mounts the case replaces (a read-only Secret cannot have mounts nested in it).
-    for (who, paths) in case["drop_mounts"].as_object().into_iter().flatten() {
-        for c in pod["spec"]["containers"].as_array_mut().unwrap() {
-            if c["name"] == who.as_str() {
-                c["volumeMounts"]
-                    .as_array_mut()
-                    .unwrap()
-                    .retain(|m| !paths.as_array().unwrap().contains(&m["mountPath"]));
-            }
-        }
-    }
-    for field in ["mounts", "env", "env_from"] {
-        let key = match field {
-            "mounts" => "volumeMounts",
-            "env_from" => "envFrom",
-            _ => "env",
+/// One decision (tests/cases/enforce.json, shared with the e2e and the property test): what
+/// /mutate answers, and what /validate answers on the pod the mutating webhook left (after a
+/// later webhook's edits), or on the pod as created when /mutate refused it.
+#[test]
+fn enforce_cases_answers() {
+    let cases = read_json("tests/cases/enforce.json");
+    let mut n = 0;
+    for case in cases["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let plan = plan_for(case["config"].as_str().unwrap_or("examples/teams.yaml"));
+        let ns = case["namespace"].as_str().unwrap();
+        let pod = with_apiserver_additions(bypass_pod(case));
+        let (out, mut stored) = check_applied(&plan, &pod, ns);
+        let mutated = answer(&pod, ns, &plan, Stage::Mutate);
+        let text = |r: &Value| {
+            r["response"]["status"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
         };
-        for (who, items) in case[field].as_object().into_iter().flatten() {
-            for list in ["initContainers", "containers"] {
-                for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
-                    if who == "*" || c["name"] == who.as_str() {
-                        let obj = c.as_object_mut().unwrap();
-                        let l = obj.entry(key).or_insert(json!([])).as_array_mut().unwrap();
-                        l.extend(items.as_array().unwrap().iter().cloned());
-                    }
-                }
+        match case["mutate"].as_str().unwrap() {
+            "admit" => assert!(out.allowed(), "{name}: {:?}", out.decision),
+            phrase => assert!(
+                text(&mutated).contains(phrase),
+                "{name}: {}",
+                text(&mutated)
+            ),
+        }
+        if out.allowed() {
+            apply_after(&mut stored, &case["after"]);
+        }
+        let validated = answer(&stored, ns, &plan, Stage::Validate);
+        match case["validate"].as_str().unwrap() {
+            "admit" => assert_eq!(
+                validated["response"]["allowed"], true,
+                "{name}: {validated}"
+            ),
+            phrase => {
+                assert_eq!(validated["response"]["allowed"], false, "{name}");
+                assert!(
+                    text(&validated).contains(phrase),
+                    "{name}: {}",
+                    text(&validated)
+                );
             }
         }
+        golden_json(
+            &format!("enforce-case.{name}.json"),
+            &json!({"mutate": mutated, "validate": validated}),
+        );
+        n += 1;
     }
-    pod
-}
-
-/// A legacy pod: without the bound-token volume the apiserver adds (the token comes from a Secret).
-fn drop_bound_token(pod: &mut Value) {
-    let bound = |v: &Value| {
-        v["name"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("kube-api-access-")
-    };
-    pod["spec"]["volumes"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|v| !bound(v));
-    for list in ["initContainers", "containers"] {
-        for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
-            if let Some(m) = c["volumeMounts"].as_array_mut() {
-                m.retain(|m| !bound(m));
-            }
-        }
-    }
+    assert_eq!(n, 11);
 }

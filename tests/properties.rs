@@ -536,3 +536,131 @@ fn generated_pods_are_valid() {
         "only {valid} of {total} generated pods are valid"
     );
 }
+
+/// Every config in examples/, as written, with `onConflict: skip` and in audit mode (read once).
+fn example_configs() -> &'static [(String, Plan)] {
+    static CONFIGS: std::sync::OnceLock<Vec<(String, Plan)>> = std::sync::OnceLock::new();
+    CONFIGS.get_or_init(read_example_configs)
+}
+
+fn read_example_configs() -> Vec<(String, Plan)> {
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(root().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let Ok(config) = load_str(&text, &name) else {
+            continue; // a pod or a review, not a config
+        };
+        out.push((name.clone(), Plan::from_config(&config)));
+        for (variant, line) in [("skip", "onConflict: skip"), ("audit", "mode: audit")] {
+            let varied = if text.contains("\ninjection:\n") {
+                text.replacen("\ninjection:\n", &format!("\ninjection:\n  {line}\n"), 1)
+            } else {
+                format!("{text}\ninjection: {{{line}}}\n")
+            };
+            if let Ok(c) = load_str(&varied, &name) {
+                out.push((format!("{name}+{variant}"), Plan::from_config(&c)));
+            }
+        }
+    }
+    assert!(out.len() >= 20, "{} configs", out.len());
+    out
+}
+
+/// Every pod the repository holds: the converter's fixtures (as made and with the apiserver's
+/// additions), the shared fixtures, examples/, and the pods of tests/cases.
+fn repository_pods() -> Vec<(String, Value)> {
+    let mut pods = Vec::new();
+    for (name, pod) in fixture_pods() {
+        pods.push((
+            format!("{name}+apiserver"),
+            with_apiserver_additions(pod.clone()),
+        ));
+        pods.push((name, pod));
+    }
+    let shared = std::path::Path::new("/work/shared/fixtures/polyaxon-pods");
+    for e in std::fs::read_dir(shared).into_iter().flatten() {
+        let p = e.unwrap().path();
+        pods.push((p.display().to_string(), read_json(&p)));
+    }
+    pods.push(("run-pod".into(), read_json("examples/run-pod.json")));
+    let review = read_json("examples/review-run-pod.json");
+    pods.push(("review-run-pod".into(), review["request"]["object"].clone()));
+    for file in ["keyless-bypasses", "enforce"] {
+        let cases = read_json(format!("tests/cases/{file}.json"));
+        for case in cases["cases"].as_array().unwrap() {
+            let mut pod = with_apiserver_additions(bypass_pod(case));
+            if case["no_bound_token"] == true {
+                drop_bound_token(&mut pod);
+            }
+            pods.push((format!("{file}:{}", case["name"]), pod));
+        }
+    }
+    pods
+}
+
+const ROUTED: &[&str] = &["polyaxon", "team-vision", "team-nlp-9", "team-research-9"];
+
+/// One decision: what /mutate admits, /validate admits once patched; what /mutate refuses,
+/// /validate does not admit as created.
+fn one_decision(pod: &Value, plan: &Plan, ns: &str) -> Result<(), String> {
+    let req = Request::pod_create(ns);
+    let out = mutate(pod, plan, &req);
+    let validate = |p: &Value| {
+        let text = p.to_string();
+        plx_store_webhook::engine::validate(&plx_store_webhook::engine::decode(&text), plan, &req)
+    };
+    if out.allowed() {
+        let mut patched = pod.clone();
+        json_patch::patch(&mut patched, &out.patch).map_err(|e| e.to_string())?;
+        let v = validate(&patched);
+        if let Decision::Denied(m) = &v.decision {
+            return Err(format!(
+                "mutate admitted, validate refused the patched pod: {m}"
+            ));
+        }
+    } else if validate(pod).allowed() {
+        return Err(format!(
+            "mutate refused ({:?}), validate admitted",
+            out.decision
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn mutate_and_validate_are_one_decision_on_every_pod_the_repository_holds() {
+    let configs = example_configs();
+    let pods = repository_pods();
+    let mut checked = 0;
+    for (pname, pod) in &pods {
+        for (cname, plan) in configs {
+            for ns in ROUTED {
+                one_decision(pod, plan, ns)
+                    .unwrap_or_else(|e| panic!("{pname} under {cname} in {ns}: {e}"));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 2000, "{checked}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The same over generated pods, for every example config.
+    #[test]
+    fn mutate_and_validate_are_one_decision_on_generated_pods(raw in pod(), which in 0usize..64, ns in 0usize..4) {
+        let pod = make_valid(raw);
+        prop_assume!(pod.is_some());
+        let configs = example_configs();
+        let (cname, plan) = &configs[which % configs.len()];
+        one_decision(&pod.unwrap(), plan, ROUTED[ns]).map_err(|e| TestCaseError::fail(format!("{cname}: {e}")))?;
+    }
+}

@@ -39,6 +39,234 @@ pub fn aliases(kind: StoreKind) -> &'static [Alias] {
     }
 }
 
+/// Where a client looks for a credential: a variable, a file, a directory, or a directory under
+/// the user's home (`/root` and the container's `HOME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Var(&'static str),
+    File(&'static str),
+    Dir(&'static str),
+    HomeDir(&'static str),
+}
+
+/// When a keyless run may carry a place a client reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// Never: a value there is a credential used before the team identity.
+    Never,
+    /// Only as a file the kubelet fills with the pod's own service account token (a projected
+    /// `serviceAccountToken` volume, what IRSA, EKS Pod Identity and Azure WI add).
+    OwnToken,
+    /// Only beside this variable, itself accepted (the identity webhooks set them together).
+    With(&'static str),
+    /// Only with one of these values (the EKS Pod Identity agent's address).
+    Values(&'static [&'static str]),
+}
+
+/// One place a client reads, in the client's own order.
+#[derive(Debug, Clone, Copy)]
+pub struct Read {
+    pub client: &'static str,
+    pub place: Place,
+    pub accept: Accept,
+}
+
+const fn never(client: &'static str, place: Place) -> Read {
+    Read {
+        client,
+        place,
+        accept: Accept::Never,
+    }
+}
+
+const fn read(client: &'static str, place: Place, accept: Accept) -> Read {
+    Read {
+        client,
+        place,
+        accept,
+    }
+}
+
+use Place::{Dir, File, HomeDir, Var};
+
+/// Where Polyaxon's SDK reads a GCS key when no variable names one.
+pub const SDK_KEY_FILE: &str = "/plx-context/.gc/gc-secret.json";
+/// The EKS Pod Identity agent's addresses (IPv4, IPv6).
+const EKS_AGENT: &[&str] = &[
+    "http://169.254.170.23/v1/credentials",
+    "http://[fd00:ec2::23]/v1/credentials",
+];
+
+/// GCS: Polyaxon's SDK (vents), then google-auth's ADC and gcloud, in their order.
+const GCS_READS: &[Read] = &[
+    never("Polyaxon SDK (vents)", Var("GC_KEY_PATH")),
+    never("Polyaxon SDK (vents)", Var("GOOGLE_KEY_PATH")),
+    never("Polyaxon SDK (vents)", Var("POLYAXON_GC_KEY_PATH")),
+    never("Polyaxon SDK (vents)", Var("POLYAXON_GOOGLE_KEY_PATH")),
+    never(
+        "Polyaxon SDK (vents)",
+        Var("POLYAXON_GOOGLE_APPLICATION_CREDENTIALS"),
+    ),
+    never("Polyaxon SDK (vents)", Var("GC_KEYFILE_DICT")),
+    never("Polyaxon SDK (vents)", Var("GOOGLE_KEYFILE_DICT")),
+    never("Polyaxon SDK (vents)", Var("POLYAXON_GC_KEYFILE_DICT")),
+    never("Polyaxon SDK (vents)", Var("POLYAXON_GOOGLE_KEYFILE_DICT")),
+    never("Polyaxon SDK (vents)", File(SDK_KEY_FILE)),
+    never("google-auth", Var(GOOGLE_APPLICATION_CREDENTIALS)),
+    never("google-auth", Var("CLOUDSDK_CONFIG")),
+    never("google-auth", HomeDir(".config/gcloud")),
+    never("google-auth", Var("GCE_METADATA_HOST")),
+    never("google-auth", Var("GCE_METADATA_IP")),
+    never("google-auth", Var("GCE_METADATA_ROOT")),
+    never("gcloud", Var("CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE")),
+    never("gcloud", Var("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")),
+];
+
+/// S3: vents, then botocore's chain (environment, assume-role and web identity, shared files,
+/// the container provider, instance metadata).
+const S3_READS: &[Read] = &[
+    never("Polyaxon SDK (vents), botocore", Var("AWS_ACCESS_KEY_ID")),
+    never(
+        "Polyaxon SDK (vents), botocore",
+        Var("AWS_SECRET_ACCESS_KEY"),
+    ),
+    never("Polyaxon SDK (vents), botocore", Var("AWS_SECURITY_TOKEN")),
+    never("botocore", Var("AWS_SESSION_TOKEN")),
+    never("botocore", Var("AWS_PROFILE")),
+    never("botocore", Var("AWS_DEFAULT_PROFILE")),
+    never("botocore", Var("AWS_CONFIG_FILE")),
+    read(
+        "botocore (IRSA)",
+        Var("AWS_ROLE_ARN"),
+        Accept::With("AWS_WEB_IDENTITY_TOKEN_FILE"),
+    ),
+    read(
+        "botocore (IRSA)",
+        Var("AWS_WEB_IDENTITY_TOKEN_FILE"),
+        Accept::OwnToken,
+    ),
+    never("botocore", Var("AWS_SHARED_CREDENTIALS_FILE")),
+    never("botocore", HomeDir(".aws")),
+    read(
+        "botocore (EKS Pod Identity)",
+        Var("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+        Accept::Values(EKS_AGENT),
+    ),
+    never("botocore", Var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")),
+    never("botocore", Var("AWS_CONTAINER_AUTHORIZATION_TOKEN")),
+    read(
+        "botocore (EKS Pod Identity)",
+        Var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+        Accept::OwnToken,
+    ),
+    never("botocore", Var("AWS_EC2_METADATA_SERVICE_ENDPOINT")),
+];
+
+/// Azure: adlfs's storage names first, vents, then azure-identity's DefaultAzureCredential
+/// (environment, workload identity, managed identity, shared cache, Azure CLI).
+const WASB_READS: &[Read] = &[
+    never("adlfs", Var("AZURE_STORAGE_CONNECTION_STRING")),
+    never("adlfs", Var("AZURE_STORAGE_ACCOUNT_KEY")),
+    never(
+        "adlfs, Polyaxon SDK (vents)",
+        Var("AZURE_STORAGE_SAS_TOKEN"),
+    ),
+    never("adlfs", Var("AZURE_STORAGE_CLIENT_ID")),
+    never("adlfs", Var("AZURE_STORAGE_CLIENT_SECRET")),
+    never("adlfs", Var("AZURE_STORAGE_TENANT_ID")),
+    never("Polyaxon SDK (vents)", Var("AZURE_ACCOUNT_KEY")),
+    never("Polyaxon SDK (vents)", Var("AZURE_CONNECTION_STRING")),
+    never("Polyaxon SDK (vents)", Var("AZURE_SAS_TOKEN")),
+    never(
+        "Polyaxon SDK (vents), azure-identity",
+        Var("AZURE_CLIENT_SECRET"),
+    ),
+    never("azure-identity", Var("AZURE_CLIENT_CERTIFICATE_PATH")),
+    never("azure-identity", Var("AZURE_CLIENT_CERTIFICATE_PASSWORD")),
+    never("azure-identity", Var("AZURE_USERNAME")),
+    never("azure-identity", Var("AZURE_PASSWORD")),
+    read(
+        "Polyaxon SDK (vents), azure-identity (Azure WI)",
+        Var("AZURE_CLIENT_ID"),
+        Accept::With("AZURE_FEDERATED_TOKEN_FILE"),
+    ),
+    read(
+        "Polyaxon SDK (vents), azure-identity (Azure WI)",
+        Var("AZURE_TENANT_ID"),
+        Accept::With("AZURE_FEDERATED_TOKEN_FILE"),
+    ),
+    read(
+        "azure-identity (Azure WI)",
+        Var("AZURE_AUTHORITY_HOST"),
+        Accept::With("AZURE_FEDERATED_TOKEN_FILE"),
+    ),
+    read(
+        "azure-identity (Azure WI)",
+        Var("AZURE_FEDERATED_TOKEN_FILE"),
+        Accept::OwnToken,
+    ),
+    never("azure-identity", Var("IDENTITY_ENDPOINT")),
+    never("azure-identity", Var("IDENTITY_HEADER")),
+    never("azure-identity", Var("MSI_ENDPOINT")),
+    never("azure-identity", Var("MSI_SECRET")),
+    never("azure-identity", HomeDir(".IdentityService")),
+    never("azure-identity (Azure CLI)", Var("AZURE_CONFIG_DIR")),
+    never("azure-identity (Azure CLI)", HomeDir(".azure")),
+];
+
+/// Every place a store kind's clients read a credential, in the clients' order: what a target
+/// container of a keyless run may not carry (beyond what [`Accept`] lets through).
+pub fn reads(kind: StoreKind) -> &'static [Read] {
+    match kind {
+        StoreKind::Gcs => GCS_READS,
+        StoreKind::S3 => S3_READS,
+        StoreKind::Wasb => WASB_READS,
+        _ => &[],
+    }
+}
+
+/// The variable `name` in a store kind's table, if clients read it.
+pub fn variable(kind: StoreKind, name: &str) -> Option<&'static Read> {
+    reads(kind)
+        .iter()
+        .find(|r| matches!(r.place, Var(v) if v == name))
+}
+
+/// The keyless table as the docs show it (docs/client-credentials.md keeps it verbatim).
+pub fn keyless_table_markdown() -> String {
+    let mut s = String::from(
+        "| store kind | client | reads | a keyless run may carry it |\n|---|---|---|---|\n",
+    );
+    for (kind, name) in [
+        (StoreKind::Gcs, "gcs"),
+        (StoreKind::S3, "s3"),
+        (StoreKind::Wasb, "wasb"),
+    ] {
+        for r in reads(kind) {
+            let place = match r.place {
+                Var(v) => format!("env `{v}`"),
+                File(f) => format!("file `{f}`"),
+                Dir(d) => format!("directory `{d}`"),
+                HomeDir(d) => format!("directory `~/{d}`"),
+            };
+            let accept = match r.accept {
+                Accept::Never => "never".to_string(),
+                Accept::OwnToken => "only as the pod's own projected service account token".into(),
+                Accept::With(v) => format!("only beside an accepted `{v}`"),
+                Accept::Values(vs) => format!(
+                    "only as {}",
+                    vs.iter()
+                        .map(|v| format!("`{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            };
+            s.push_str(&format!("| {name} | {} | {place} | {accept} |\n", r.client));
+        }
+    }
+    s
+}
+
 /// Whether a file mode lets a user that is neither the owner (root) nor in the file's group read it.
 pub fn others_can_read(mode: i32) -> bool {
     mode & 0o004 != 0
@@ -92,4 +320,38 @@ pub fn notes(store: &Store) -> Vec<String> {
         }
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The docs show the table the engine refuses by, not prose beside it.
+    #[test]
+    fn the_docs_table_is_the_engines_table() {
+        let doc = include_str!("../../docs/client-credentials.md");
+        let (begin, end) = (
+            "<!-- keyless-table:begin -->\n",
+            "<!-- keyless-table:end -->",
+        );
+        let start = doc.find(begin).expect("begin marker") + begin.len();
+        let stop = doc.find(end).expect("end marker");
+        assert_eq!(
+            &doc[start..stop],
+            keyless_table_markdown(),
+            "docs/client-credentials.md: paste clients::keyless_table_markdown() between the markers"
+        );
+    }
+
+    /// The names injected for keyed stores that carry a credential are refused in keyless runs.
+    #[test]
+    fn injected_credential_names_are_refused_in_keyless_runs() {
+        for kind in [StoreKind::S3, StoreKind::Wasb] {
+            for (name, from) in aliases(kind) {
+                if variable(kind, from).is_some() {
+                    assert!(variable(kind, name).is_some(), "{name} (from {from})");
+                }
+            }
+        }
+    }
 }

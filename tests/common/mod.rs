@@ -324,3 +324,125 @@ pub fn check_applied(
     }
     (out, patched)
 }
+
+/// A case's pod: its base (the converter's pod without a store unless named), in the case's
+/// account (none: the ServiceAccount plugin's `default`), with its volumes, mounts, env and
+/// annotations added (`"*"`: every container) and `drop_mounts` removed.
+pub fn bypass_pod(case: &Value) -> Value {
+    let base = case["base"]
+        .as_str()
+        .unwrap_or("tests/fixtures/polyaxon-pods/job.nostore.json");
+    let mut pod = read_json(base);
+    match case["account"].as_str() {
+        Some(a) => pod["spec"]["serviceAccountName"] = json!(a),
+        None if case.get("base").is_none() => {
+            pod["spec"]
+                .as_object_mut()
+                .unwrap()
+                .remove("serviceAccountName");
+        }
+        None => {}
+    }
+    if let Some(v) = case["volumes"].as_array() {
+        pod["spec"]["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .extend(v.iter().cloned());
+    }
+    for (a, v) in case["annotations"].as_object().into_iter().flatten() {
+        pod["metadata"]["annotations"][a] = v.clone();
+    }
+    for (a, v) in case["labels"].as_object().into_iter().flatten() {
+        pod["metadata"]["labels"][a] = v.clone();
+    }
+    // Mounts the case replaces (a read-only Secret cannot have mounts nested in it).
+    for (who, paths) in case["drop_mounts"].as_object().into_iter().flatten() {
+        for c in pod["spec"]["containers"].as_array_mut().unwrap() {
+            if c["name"] == who.as_str() {
+                c["volumeMounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|m| !paths.as_array().unwrap().contains(&m["mountPath"]));
+            }
+        }
+    }
+    for field in ["mounts", "env", "env_from"] {
+        let key = match field {
+            "mounts" => "volumeMounts",
+            "env_from" => "envFrom",
+            _ => "env",
+        };
+        for (who, items) in case[field].as_object().into_iter().flatten() {
+            for list in ["initContainers", "containers"] {
+                for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+                    if who == "*" || c["name"] == who.as_str() {
+                        let obj = c.as_object_mut().unwrap();
+                        let l = obj.entry(key).or_insert(json!([])).as_array_mut().unwrap();
+                        l.extend(items.as_array().unwrap().iter().cloned());
+                    }
+                }
+            }
+        }
+    }
+    pod
+}
+
+/// A legacy pod: without the bound-token volume the apiserver adds (the token comes from a Secret).
+pub fn drop_bound_token(pod: &mut Value) {
+    let bound = |v: &Value| {
+        v["name"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("kube-api-access-")
+    };
+    pod["spec"]["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|v| !bound(v));
+    for list in ["initContainers", "containers"] {
+        for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+            if let Some(m) = c["volumeMounts"].as_array_mut() {
+                m.retain(|m| !bound(m));
+            }
+        }
+    }
+}
+
+/// What a later webhook does to a mutated pod in tests/cases/enforce.json (`after`): narrow a
+/// volume's `items`, give a container's mount a `subPath`, set a variable.
+pub fn apply_after(pod: &mut Value, after: &Value) {
+    for (vol, items) in after["volume_items"].as_object().into_iter().flatten() {
+        for v in pod["spec"]["volumes"].as_array_mut().unwrap() {
+            if v["name"] == vol.as_str() {
+                v["secret"]["items"] = items.clone();
+            }
+        }
+    }
+    for list in ["initContainers", "containers"] {
+        for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+            let name = c["name"].as_str().unwrap_or("").to_string();
+            for (vol, sub) in after["mount_sub_path"][&name]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
+                for m in c["volumeMounts"].as_array_mut().into_iter().flatten() {
+                    if m["name"] == vol.as_str() {
+                        m["subPath"] = sub.clone();
+                    }
+                }
+            }
+            for (var, value) in after["set_env"][&name].as_object().into_iter().flatten() {
+                let env = c
+                    .as_object_mut()
+                    .unwrap()
+                    .entry("env")
+                    .or_insert(json!([]))
+                    .as_array_mut()
+                    .unwrap();
+                env.retain(|e| e["name"] != var.as_str());
+                env.push(json!({"name": var, "value": value}));
+            }
+        }
+    }
+}

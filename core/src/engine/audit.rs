@@ -19,6 +19,8 @@ pub const ANNOTATION_MODE: &str = "plx-store-webhook.dev/mode";
 pub(super) fn apply(view: &PodView<'_, '_>, sp: &StorePlan, out: &mut Outcome, report: bool) {
     let would = match &out.decision {
         Decision::Ignored(_) => return,
+        // A boundary between routes holds in audit mode too.
+        Decision::Denied(_) if out.conflicts.iter().any(|k| k.is_security()) => return,
         Decision::Denied(_) => Would::Deny,
         _ => Would::Inject,
     };
@@ -62,6 +64,12 @@ pub(super) fn apply(view: &PodView<'_, '_>, sp: &StorePlan, out: &mut Outcome, r
     pairs.push((ANNOTATION_MODE, "audit"));
     annotate(view, &pairs, &mut b);
     out.patch = b.finish();
+    // Nothing was given: say what would be, never claim it.
+    for (key, _) in out.audit.iter_mut() {
+        if *key == "identity" {
+            *key = "would-identity";
+        }
+    }
     out.audit.push(("mode", "audit".into()));
     out.audit.push(("would", would.as_str().into()));
     // Nothing was injected and no identity given: the metrics must not count them.

@@ -7,7 +7,7 @@ use super::keypath::{Entries, Layout};
 use super::patch::pointer;
 use super::pod::{Container, PodView};
 use super::{q, ConflictKind, Decision, DenyReason, Finding, Outcome};
-use crate::config::{Identity, OnConflict, StoreKind};
+use crate::config::{Identity, OnConflict};
 use crate::plan::{Plan, StorePlan};
 use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
@@ -17,61 +17,6 @@ use std::collections::HashMap;
 pub const TOKEN_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// Azure Workload Identity's webhook only serves pods with this label.
 pub const AZURE_LABEL: &str = "azure.workload.identity/use";
-
-/// Variables through which a key reaches the clients, per store kind: any of them in a target
-/// container wins over the pod's identity (Polyaxon's SDK and the cloud clients try keys first).
-fn key_variables(kind: StoreKind) -> &'static [&'static str] {
-    match kind {
-        StoreKind::Gcs => &[
-            "GC_KEY_PATH",
-            "GOOGLE_KEY_PATH",
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            "GC_KEYFILE_DICT",
-            "GOOGLE_KEYFILE_DICT",
-            "POLYAXON_GC_KEY_PATH",
-            "POLYAXON_GOOGLE_KEY_PATH",
-            "POLYAXON_GOOGLE_APPLICATION_CREDENTIALS",
-            "POLYAXON_GC_KEYFILE_DICT",
-        ],
-        StoreKind::S3 => &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
-        StoreKind::Wasb => &[
-            "AZURE_ACCOUNT_KEY",
-            "AZURE_CONNECTION_STRING",
-            "AZURE_SAS_TOKEN",
-            "AZURE_CLIENT_SECRET",
-            "AZURE_STORAGE_ACCOUNT_KEY",
-            "AZURE_STORAGE_CONNECTION_STRING",
-            "AZURE_STORAGE_SAS_TOKEN",
-        ],
-        _ => &[],
-    }
-}
-
-/// The key a container already carries, in words, if it carries one.
-fn carried_key(
-    secrets: &mut SecretEntries<'_, '_, '_>,
-    c: &Container<'_>,
-    kind: StoreKind,
-) -> Option<String> {
-    if let Some(v) = key_variables(kind).iter().find(|v| c.env_var(v).is_some()) {
-        return Some(format!("env {v}"));
-    }
-    // The SDK's default key file: `<context>/.gc/gc-secret.json`, however a Secret gets there.
-    if kind == StoreKind::Gcs {
-        if let Some(m) = secrets.reaching(c, SDK_KEY_FILE) {
-            return Some(format!(
-                "a Secret mounted at {} (volume {:?}) that puts a file at {SDK_KEY_FILE}, where Polyaxon's SDK looks for \
-                 its key",
-                m.mount_path.as_ref(),
-                m.name.as_ref()
-            ));
-        }
-    }
-    None
-}
-
-/// Where Polyaxon's SDK reads a GCS key when no variable names one.
-const SDK_KEY_FILE: &str = "/plx-context/.gc/gc-secret.json";
 
 /// The pod's volumes' entries, each built on first use and kept for the review.
 struct SecretEntries<'v, 'p, 'a> {
@@ -124,10 +69,15 @@ fn legacy_token<'v>(secrets: &mut SecretEntries<'v, '_, '_>) -> Option<(&'v str,
     })
 }
 
-/// Secrets a target container takes its whole environment from (their keys are unknown).
+/// Secrets and ConfigMaps a target container takes its whole environment from (their keys are
+/// unknown).
 const ENV_FROM_SECRET: Finding = Finding {
     code: "",
     lead: "takes its environment from secret",
+};
+const ENV_FROM_CONFIG_MAP: Finding = Finding {
+    code: "",
+    lead: "takes its environment from configMap",
 };
 
 /// Apply `id` to the run: set its account (when it is `default` or a Polyaxon runs account),
@@ -152,6 +102,7 @@ pub(super) fn apply(
     // pod's skip annotation lists included: the run's identity is the pod's, for every container.
     let skip = super::select::skip_list(view);
     let mut secrets = SecretEntries::new(view);
+    let mut reach = super::keyless::Reach::new(view);
     for p in view
         .containers
         .iter()
@@ -163,17 +114,25 @@ pub(super) fn apply(
             String::new()
         };
         for e in p.c.env_from() {
-            if let Some(secret) = e.secret_ref.as_ref().and_then(|r| r.name.as_deref()) {
-                out.warnings.finding(&p.c.name, ENV_FROM_SECRET, secret, || {
-                    format!(
-                        "{skipped} (envFrom), whose keys the webhook cannot see: if one holds a key variable, the \
-                         clients use that key, not the identity {}",
-                        q(target)
-                    )
-                });
+            let (finding, name) = match (&e.secret_ref, &e.config_map_ref) {
+                (Some(r), _) => (ENV_FROM_SECRET, r.name.as_deref()),
+                (None, Some(r)) => (ENV_FROM_CONFIG_MAP, r.name.as_deref()),
+                _ => continue,
+            };
+            let name = name.unwrap_or("");
+            // The route's own objects are the platform's config, not the tenant's.
+            if sp.env_from.iter().any(|r| r.name == name) {
+                continue;
             }
+            out.warnings.finding(&p.c.name, finding, name, || {
+                format!(
+                    "{skipped} (envFrom), whose keys the webhook cannot see: if one holds a credential variable, \
+                     the clients use it, not the identity {}",
+                    q(target)
+                )
+            });
         }
-        if let Some(key) = carried_key(&mut secrets, p.c, sp.store_kind) {
+        if let Some(key) = super::keyless::carried(&mut reach, p.c, sp.store_kind) {
             let msg = format!(
                 "container {}{skipped} carries a key ({key}); Polyaxon's SDK and the cloud clients use a key before the \
                  pod's identity, so this run would not use the keyless store {:?} as service account {target:?}",
@@ -203,6 +162,7 @@ pub(super) fn apply(
     let mut ops = Vec::new();
     if current != target {
         if let Some((_, owner)) = plan.identity_owners.iter().find(|(a, _)| a == current) {
+            out.conflicts.push(ConflictKind::ForeignIdentity);
             return fail(
                 out,
                 format!(
@@ -287,7 +247,8 @@ pub(super) fn refuse_foreign_account(
         return;
     };
     if let Some((_, owner)) = plan.identity_owners.iter().find(|(a, _)| a == current) {
-        let conflicts = std::mem::take(&mut out.conflicts);
+        let mut conflicts = std::mem::take(&mut out.conflicts);
+        conflicts.push(ConflictKind::ForeignIdentity);
         *out = Outcome::denied(
             DenyReason::Identity,
             format!(

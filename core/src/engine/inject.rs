@@ -491,10 +491,13 @@ fn container_work(
                                 .unwrap_or("a valueFrom reference")
                                 .to_string()
                         });
-                        warnings.push(format!(
-                            "container {cname}: GC_KEY_PATH is set to {} and was kept, but the key is mounted at {path}",
-                            e.value.as_deref().unwrap_or("a valueFrom reference")
-                        ));
+                        match e.value.as_deref() {
+                            Some(v) => unusable(&mut work, &c.name, GC_KEY_PATH, v, &path),
+                            None => warnings.push(format!(
+                                "container {cname}: GC_KEY_PATH is a valueFrom reference and was kept; the key is \
+                                 mounted at {path}"
+                            )),
+                        }
                         e.value.as_deref()
                     }
                 };
@@ -503,12 +506,15 @@ fn container_work(
                 if plan.policy.standard_client_env {
                     let gac = PieceKind::GoogleApplicationCredentials;
                     match (c.env_var(GOOGLE_APPLICATION_CREDENTIALS), gc_key_path) {
-                        (Some(e), _) => work.note(gac, PieceState::AlreadyThere, || {
-                            e.value
-                                .as_deref()
-                                .unwrap_or("a valueFrom reference")
-                                .to_string()
-                        }),
+                        (Some(e), _) => {
+                            work.note(gac, PieceState::AlreadyThere, || {
+                                e.value
+                                    .as_deref()
+                                    .unwrap_or("a valueFrom reference")
+                                    .to_string()
+                            });
+                            // Checked with the SDK's other aliases below.
+                        }
                         (None, Some(value)) => {
                             work.note(gac, PieceState::Added, || value.to_string());
                             add_env(
@@ -523,11 +529,12 @@ fn container_work(
                 }
                 for alias in GC_KEY_ALIASES {
                     if let Some(e) = c.env_var(alias) {
-                        if e.value.as_deref() != Some(path.as_str()) {
-                            warnings.push(format!(
-                                "container {cname}: {alias} points elsewhere than the key at {path}; the Polyaxon SDK picks \
-                                 among GC_KEY_PATH and its aliases at random, so remove {alias}"
-                            ));
+                        match e.value.as_deref() {
+                            Some(v) => unusable(&mut work, &c.name, alias, v, &path),
+                            None => warnings.push(format!(
+                                "container {cname}: {alias} is a valueFrom reference; the Polyaxon SDK picks among \
+                                 GC_KEY_PATH and its aliases at random, so remove {alias}"
+                            )),
                         }
                     }
                 }
@@ -539,14 +546,33 @@ fn container_work(
                 work.note(PieceKind::GcKeyPath, PieceState::NotAdded, || {
                     format!("the mounted secret does not expose key {:?}", gk.key)
                 });
-                warnings.push(format!(
-                    "container {cname}: the mounted secret does not expose key {:?}, so GC_KEY_PATH was not set",
-                    gk.key
-                ))
+                work.conflicts.push((
+                    ConflictKind::KeyUnusable,
+                    format!(
+                        "container {cname}: its mount of {} does not expose key {:?} (the volume's items or the \
+                         mount's subPath leave it out), so the run has no usable key",
+                        plan.mounts[gk.mount].what, gk.key
+                    ),
+                ));
             }
         }
     }
     work
+}
+
+/// A key variable that names another file than the store's key: the run would have no usable
+/// key (or, for the SDK's aliases, one picked at random), so the container is a conflict.
+fn unusable(work: &mut ContainerWork, cname: &str, name: &str, value: &str, path: &str) {
+    if clean(value) != clean(path) {
+        work.conflicts.push((
+            ConflictKind::KeyUnusable,
+            format!(
+                "container {}: {name} is set to {}, but the store's key is at {path}",
+                q(cname),
+                q(value)
+            ),
+        ));
+    }
 }
 
 /// An env entry taking its value from a Secret/ConfigMap key.

@@ -13,6 +13,11 @@ pub enum Layout<'x> {
 }
 
 impl<'x> Layout<'x> {
+    /// Whether the volume is a Secret (plain or projected).
+    pub fn is_secret(&self) -> bool {
+        !matches!(self, Layout::NotSecret)
+    }
+
     /// The layout of a pod's volume; a projected volume's Secret sources together (every key of
     /// a source without `items`, whose names cannot be seen here, may be any file).
     pub fn of_volume(v: &'x super::pod::Volume<'_>) -> Self {
@@ -147,6 +152,131 @@ impl Entries {
             Entries::AllKeys => !inside.contains('/'),
             Entries::Paths(paths) => paths.contains(&inside),
             Entries::NotSecret => false,
+        }
+    }
+}
+
+/// What any volume can put under its mount, as paths relative to its root: the one answer to
+/// "can a file from this volume be at P?" for every source. Secret/ConfigMap/downward API items
+/// and projected sources are listed paths; a Secret or ConfigMap without `items` may hold any
+/// flat name; hostPath, claims, CSI, ephemeral and unknown sources may hold anything at any
+/// depth; an emptyDir (or a volume without a source) starts empty.
+#[derive(Debug, Default)]
+pub struct Files {
+    /// Any path at any depth.
+    pub any: bool,
+    /// Any flat name (keys cannot contain `/`).
+    pub flat: bool,
+    /// Listed paths and every directory above one.
+    pub paths: std::collections::HashSet<String>,
+}
+
+impl Files {
+    pub fn of_volume(v: &super::pod::Volume<'_>) -> Self {
+        let mut f = Files::default();
+        let keys = |items: Option<&[super::pod::KeyPath<'_>]>, f: &mut Files| match items {
+            Some(items) if !items.is_empty() => {
+                for i in items {
+                    f.add(&i.path);
+                }
+            }
+            _ => f.flat = true,
+        };
+        let paths = |items: Option<&[super::pod::PathOnly<'_>]>, f: &mut Files| {
+            for i in items.unwrap_or_default() {
+                f.add(&i.path);
+            }
+        };
+        let mut known = false;
+        if let Some(s) = &v.secret {
+            known = true;
+            keys(s.items.as_deref(), &mut f);
+        }
+        if let Some(c) = &v.config_map {
+            known = true;
+            keys(c.items.as_deref(), &mut f);
+        }
+        if let Some(d) = &v.downward_api {
+            known = true;
+            paths(d.items.as_deref(), &mut f);
+        }
+        if let Some(p) = &v.projected {
+            known = true;
+            for s in p.sources.as_deref().unwrap_or_default() {
+                if let Some(x) = &s.secret {
+                    keys(x.items.as_deref(), &mut f);
+                }
+                if let Some(x) = &s.config_map {
+                    keys(x.items.as_deref(), &mut f);
+                }
+                if let Some(x) = &s.downward_api {
+                    paths(x.items.as_deref(), &mut f);
+                }
+                if let Some(t) = &s.service_account_token {
+                    f.add(&t.path);
+                }
+                let listed = s.secret.is_some()
+                    || s.config_map.is_some()
+                    || s.downward_api.is_some()
+                    || s.service_account_token.is_some();
+                // clusterTrustBundle and sources to come: anything.
+                f.any |= !listed;
+            }
+        }
+        // The apiserver defaults a volume without a source to an emptyDir before webhooks see it,
+        // so no emptyDir here means some other source: hostPath, a claim, CSI, ephemeral, NFS…
+        f.any |= !known && v.empty_dir.is_none();
+        f
+    }
+
+    fn add(&mut self, p: &str) {
+        let p = clean(p);
+        let p = p.trim_start_matches('/');
+        for (i, b) in p.bytes().enumerate() {
+            if b == b'/' {
+                self.paths.insert(p[..i].to_string());
+            }
+        }
+        self.paths.insert(p.to_string());
+    }
+
+    /// Whether this volume, mounted at `mount_path` with `sub_path` (`None`: the volume's root;
+    /// `Some(None)`: a `subPathExpr`, any entry), can put something at `target` or, with
+    /// `below`, anywhere under it.
+    pub fn reach(
+        &self,
+        mount_path: &str,
+        sub_path: Option<Option<&str>>,
+        target: &str,
+        below: bool,
+    ) -> bool {
+        if !self.any && !self.flat && self.paths.is_empty() {
+            return false;
+        }
+        let mount = clean(mount_path);
+        let target = clean(target);
+        if same_path(&mount, &target) || (below && is_strictly_under(&mount, &target)) {
+            return true;
+        }
+        if !is_strictly_under(&target, &mount) {
+            return false;
+        }
+        let rel = target[mount.trim_end_matches('/').len()..].trim_start_matches('/');
+        let inside = match sub_path {
+            // A subPathExpr picks an entry only known at run time: any of them.
+            Some(None) => return true,
+            Some(Some(sp)) => match clean(sp) {
+                sp if sp == "/" => rel.to_string(),
+                sp => format!("{}/{rel}", sp.trim_start_matches('/')),
+            },
+            None => rel.to_string(),
+        };
+        if self.any || (self.flat && !inside.contains('/')) || self.paths.contains(&inside) {
+            return true;
+        }
+        below && {
+            let prefix = format!("{inside}/");
+            self.paths.iter().any(|p| p.starts_with(&prefix))
         }
     }
 }

@@ -4,9 +4,11 @@
 pub mod audit;
 pub use audit::ANNOTATION_MODE;
 mod enforce;
+mod foreign;
 pub use enforce::validate;
 mod identity;
 mod inject;
+mod keyless;
 pub mod keypath;
 pub mod patch;
 pub mod pod;
@@ -166,6 +168,12 @@ pub enum ConflictKind {
     MountInsideOurs,
     /// A key in a container would win over a keyless store's identity.
     KeyOverIdentity,
+    /// The run asks for another route's cloud identity: refused in every mode.
+    ForeignIdentity,
+    /// A container carries another route's store Secret: refused in every mode.
+    ForeignStore,
+    /// A container's key variable names a file the store's key is not at.
+    KeyUnusable,
 }
 
 impl ConflictKind {
@@ -175,7 +183,19 @@ impl ConflictKind {
             ConflictKind::NestedInReadOnly => "nested_in_read_only",
             ConflictKind::MountInsideOurs => "mount_inside_ours",
             ConflictKind::KeyOverIdentity => "key_over_identity",
+            ConflictKind::ForeignIdentity => "foreign_identity",
+            ConflictKind::ForeignStore => "foreign_store",
+            ConflictKind::KeyUnusable => "key_unusable",
         }
+    }
+
+    /// A security boundary between routes: audit mode keeps these refusals, and
+    /// `onConflict: skip` does not soften them.
+    pub fn is_security(self) -> bool {
+        matches!(
+            self,
+            ConflictKind::ForeignIdentity | ConflictKind::ForeignStore
+        )
     }
 }
 
@@ -462,11 +482,42 @@ fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
     let audit = store_plan.mode == Mode::Audit;
     // Audit mode words what would be added from the per-container report.
     let mut out = inject::reconcile(&view, store_plan, req.report || audit);
+    if !matches!(out.decision, Decision::Ignored(_)) {
+        let found = foreign::carried(&view, plan, store_plan);
+        if !found.is_empty() {
+            let keep = (
+                std::mem::take(&mut out.audit),
+                std::mem::take(&mut out.report),
+            );
+            let mut conflicts = std::mem::take(&mut out.conflicts);
+            conflicts.push(ConflictKind::ForeignStore);
+            out = Outcome::denied(format!(
+                "plx-store-webhook: this run is routed to store {:?}, but {}. A run may not carry another \
+                 route's credentials: remove them from the run (docs/enforce.md)",
+                store_plan.store_name,
+                found.join("; ")
+            ));
+            (out.audit, out.report) = keep;
+            out.conflicts = conflicts;
+        }
+    }
     if out.allowed() && !matches!(out.decision, Decision::Ignored(_)) {
         match &store_plan.identity {
             Some(id) => identity::apply(&view, plan, store_plan, id, &mut out),
             None => identity::refuse_foreign_account(&view, plan, store_plan, &mut out),
         }
+    }
+    if !audit
+        && out.allowed()
+        && !matches!(out.decision, Decision::Ignored(_))
+        && view.annotation(ANNOTATION_MODE).is_some()
+    {
+        // A tenant's own `mode` marker would file an injected run as audited.
+        out.patch
+            .push(PatchOperation::Remove(json_patch::RemoveOperation {
+                path: patch::pointer(["metadata", "annotations", ANNOTATION_MODE]),
+            }));
+        out.decision = Decision::Mutated;
     }
     if let Some(view) = req.references {
         check_references(store_plan, view, namespace, &plan.policy, &mut out);

@@ -132,18 +132,34 @@ pub struct Volume<'a> {
     #[serde(borrow)]
     pub secret: Option<SecretSource<'a>>,
     #[serde(borrow)]
-    pub config_map: Option<NameRef<'a>>,
+    pub config_map: Option<SecretProjection<'a>>,
     #[serde(borrow)]
     pub persistent_volume_claim: Option<ClaimSource<'a>>,
     #[serde(borrow)]
     pub host_path: Option<HostPathSource<'a>>,
-    #[serde(rename = "downwardAPI")]
-    pub downward_api: Option<IgnoredAny>,
+    #[serde(borrow, rename = "downwardAPI")]
+    pub downward_api: Option<DownwardApi<'a>>,
     #[serde(borrow)]
     pub projected: Option<Projected<'a>>,
+    /// The one source that starts empty (a volume without a source is one too).
+    pub empty_dir: Option<IgnoredAny>,
 }
 
-/// A projected volume: only its Secret sources matter here (where a key or a token may land).
+/// A downward API volume or projection: only where its files land.
+#[derive(Debug, Deserialize)]
+pub struct DownwardApi<'a> {
+    #[serde(borrow)]
+    pub items: Option<Vec<PathOnly<'a>>>,
+}
+
+/// An entry that names only the file it puts in a volume (downward API items, a token).
+#[derive(Debug, Deserialize)]
+pub struct PathOnly<'a> {
+    #[serde(borrow)]
+    pub path: Cow<'a, str>,
+}
+
+/// A projected volume: where each source puts its files (a key, a copied token, the bound token).
 #[derive(Debug, Deserialize)]
 pub struct Projected<'a> {
     #[serde(borrow)]
@@ -151,9 +167,16 @@ pub struct Projected<'a> {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Projection<'a> {
     #[serde(borrow)]
     pub secret: Option<SecretProjection<'a>>,
+    #[serde(borrow)]
+    pub config_map: Option<SecretProjection<'a>>,
+    #[serde(borrow, rename = "downwardAPI")]
+    pub downward_api: Option<DownwardApi<'a>>,
+    #[serde(borrow)]
+    pub service_account_token: Option<PathOnly<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -391,10 +414,17 @@ impl Pod<'_> {
                     let projected = sources.map_or(0, |s| {
                         s.len()
                             + s.iter()
-                                .map(|p| p.secret.as_ref().map_or(0, |s| len(&s.items)))
+                                .map(|p| {
+                                    p.secret.as_ref().map_or(0, |s| len(&s.items))
+                                        + p.config_map.as_ref().map_or(0, |s| len(&s.items))
+                                        + p.downward_api.as_ref().map_or(0, |d| len(&d.items))
+                                })
                                 .sum::<usize>()
                     });
-                    v.secret.as_ref().map_or(0, |s| len(&s.items)) + projected
+                    v.secret.as_ref().map_or(0, |s| len(&s.items))
+                        + v.config_map.as_ref().map_or(0, |s| len(&s.items))
+                        + v.downward_api.as_ref().map_or(0, |d| len(&d.items))
+                        + projected
                 })
                 .sum();
             let containers = [&s.containers, &s.init_containers]

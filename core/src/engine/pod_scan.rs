@@ -4,9 +4,9 @@
 //! the same answers).
 
 use super::pod::{
-    ClaimSource, Container, ContainerSecurity, Env, EnvFrom, HostPathSource, KeyPath, KeyRef, Meta,
-    Mount, NameRef, Pod, PodSecurity, Projected, Projection, SecretProjection, SecretSource, Spec,
-    StrMap, ValueFrom, Volume,
+    ClaimSource, Container, ContainerSecurity, DownwardApi, Env, EnvFrom, HostPathSource, KeyPath,
+    KeyRef, Meta, Mount, NameRef, PathOnly, Pod, PodSecurity, Projected, Projection,
+    SecretProjection, SecretSource, Spec, StrMap, ValueFrom, Volume,
 };
 use crate::json_scan::{field, Cursor, Scan, Seen, Unsure};
 use serde::de::IgnoredAny;
@@ -137,16 +137,17 @@ fn ignored(c: &mut Cursor<'_>) -> Scan<IgnoredAny> {
 fn volume<'a>(c: &mut Cursor<'a>) -> Scan<Volume<'a>> {
     let (mut name, mut secret, mut config_map, mut claim, mut host_path) =
         (None, None, None, None, None);
-    let (mut downward_api, mut projected) = (None, None);
+    let (mut downward_api, mut projected, mut empty_dir) = (None, None, None);
     let mut seen = Seen::default();
     c.object(|c, key| match &*key {
         "name" => field!(seen, 0, name, Some(c.str()?)),
         "secret" => field!(seen, 1, secret, c.opt(secret_source)?),
-        "configMap" => field!(seen, 2, config_map, c.opt(name_ref)?),
+        "configMap" => field!(seen, 2, config_map, c.opt(secret_projection)?),
         "persistentVolumeClaim" => field!(seen, 3, claim, c.opt(claim_source)?),
         "hostPath" => field!(seen, 4, host_path, c.opt(host_path_source)?),
-        "downwardAPI" => field!(seen, 5, downward_api, c.opt(ignored)?),
+        "downwardAPI" => field!(seen, 5, downward_api, c.opt(downward)?),
         "projected" => field!(seen, 6, projected, c.opt(projected_source)?),
+        "emptyDir" => field!(seen, 7, empty_dir, c.opt(ignored)?),
         _ => c.skip(),
     })?;
     Ok(Volume {
@@ -157,6 +158,29 @@ fn volume<'a>(c: &mut Cursor<'a>) -> Scan<Volume<'a>> {
         host_path,
         downward_api,
         projected,
+        empty_dir,
+    })
+}
+
+fn downward<'a>(c: &mut Cursor<'a>) -> Scan<DownwardApi<'a>> {
+    let mut items = None;
+    let mut seen = Seen::default();
+    c.object(|c, key| match &*key {
+        "items" => field!(seen, 0, items, c.opt(|c| c.list(path_only))?),
+        _ => c.skip(),
+    })?;
+    Ok(DownwardApi { items })
+}
+
+fn path_only<'a>(c: &mut Cursor<'a>) -> Scan<PathOnly<'a>> {
+    let mut path = None;
+    let mut seen = Seen::default();
+    c.object(|c, key| match &*key {
+        "path" => field!(seen, 0, path, Some(c.str()?)),
+        _ => c.skip(),
+    })?;
+    Ok(PathOnly {
+        path: required(path)?,
     })
 }
 
@@ -187,13 +211,21 @@ fn projected_source<'a>(c: &mut Cursor<'a>) -> Scan<Projected<'a>> {
 }
 
 fn projection<'a>(c: &mut Cursor<'a>) -> Scan<Projection<'a>> {
-    let mut secret = None;
+    let (mut secret, mut config_map, mut downward_api, mut token) = (None, None, None, None);
     let mut seen = Seen::default();
     c.object(|c, key| match &*key {
         "secret" => field!(seen, 0, secret, c.opt(secret_projection)?),
+        "configMap" => field!(seen, 1, config_map, c.opt(secret_projection)?),
+        "downwardAPI" => field!(seen, 2, downward_api, c.opt(downward)?),
+        "serviceAccountToken" => field!(seen, 3, token, c.opt(path_only)?),
         _ => c.skip(),
     })?;
-    Ok(Projection { secret })
+    Ok(Projection {
+        secret,
+        config_map,
+        downward_api,
+        service_account_token: token,
+    })
 }
 
 fn secret_projection<'a>(c: &mut Cursor<'a>) -> Scan<SecretProjection<'a>> {
