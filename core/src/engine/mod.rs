@@ -491,12 +491,15 @@ fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
             );
             let mut conflicts = std::mem::take(&mut out.conflicts);
             conflicts.push(ConflictKind::ForeignStore);
-            out = Outcome::denied(format!(
-                "plx-store-webhook: this run is routed to store {:?}, but {}. A run may not carry another \
-                 route's credentials: remove them from the run (docs/enforce.md)",
-                store_plan.store_name,
-                found.join("; ")
-            ));
+            out = Outcome::denied(
+                DenyReason::Conflict,
+                format!(
+                    "plx-store-webhook: this run is routed to store {:?}, but {}. A run may not carry \
+                     another route's credentials: remove them from the run (docs/enforce.md)",
+                    store_plan.store_name,
+                    found.join("; ")
+                ),
+            );
             (out.audit, out.report) = keep;
             out.conflicts = conflicts;
         }
