@@ -164,6 +164,14 @@ pub const REGISTRY: &[Code] = &[
         fix: "Remove the key from the pod, or set `injection.onConflict: skip`.",
     },
     Code {
+        code: "PSW1011",
+        kind: Kind::Denial,
+        marker: "A run may not carry another route's credentials",
+        title: "another route's store credentials",
+        cause: "The run is routed to one store but carries another route's store Secret (a plain or projected volume, `envFrom` or `env` `secretKeyRef`); refused in every mode, whatever `onConflict` says.",
+        fix: "Remove the other store's Secret from the run, or route the run to that store.",
+    },
+    Code {
         code: "PSW2001",
         kind: Kind::Warning,
         marker: "container skipped (injection.onConflict: skip)",
@@ -282,6 +290,14 @@ pub const REGISTRY: &[Code] = &[
         title: "warnings cut short",
         cause: "The pod drew more warnings than a response carries; the rest were dropped.",
         fix: "Fix the warnings shown and check again (`mutate -o results` lists each object's).",
+    },
+    Code {
+        code: "PSW2016",
+        kind: Kind::Warning,
+        marker: "takes its environment from configMap",
+        title: "envFrom of a ConfigMap may carry a credential",
+        cause: "A keyless run's container takes its environment from a ConfigMap (not the route's own) whose keys the webhook cannot see; one could hold a credential variable that wins over the identity.",
+        fix: "Remove the `envFrom` ConfigMap, or check it holds no credential variable.",
     },
     Code {
         code: "PSW3001",
