@@ -140,6 +140,8 @@ def values_for(components, **more):
     v["fleet"] = {"enabled": "fleet" in components}
     if "monitoring" in components:
         v["monitoring"] = {"podMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}}
+    if "monitoring-apiserver" in components:
+        v.setdefault("monitoring", {})["apiserverRule"] = {"enabled": True}
     v.update(more)
     return v
 
@@ -164,9 +166,10 @@ def lint():
 
 
 def monitoring_files_are_one_source():
-    for f in ("alerts.rules.yml", "dashboard.json"):
-        with open(os.path.join(ROOT, "manifests", "monitoring", f)) as a, open(os.path.join(CHART, "files", f)) as b:
-            check(a.read() == b.read(), f"charts/plx-store-webhook/files/{f} is manifests/monitoring/{f} (copy it over after editing the alerts)")
+    for src, f in (("monitoring/alerts.rules.yml", "alerts.rules.yml"), ("monitoring/dashboard.json", "dashboard.json"),
+                   ("monitoring-apiserver/alerts.rules.yml", "apiserver.rules.yml")):
+        with open(os.path.join(ROOT, "manifests", src)) as a, open(os.path.join(CHART, "files", f)) as b:
+            check(a.read() == b.read(), f"charts/plx-store-webhook/files/{f} is manifests/{src} (copy it over after editing the alerts)")
 
 
 MATRIX = {
@@ -175,7 +178,7 @@ MATRIX = {
     "fleet": [{"enabled": False}, {"enabled": True}],
     "keyless": [{"enabled": False}, {"enabled": True}],
     "agentConfig": [{"enabled": False}, {"enabled": True}],
-    "monitoring": [{}, {"podMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}}],
+    "monitoring": [{}, {"podMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}, "apiserverRule": {"enabled": True}, "dashboard": {"enabled": True}}],
     "lean": [{}, {"podDisruptionBudget": {"enabled": False}, "networkPolicy": {"enabled": False}, "topologySpread": {"enabled": False},
                   "priorityClass": {"create": False, "name": ""}, "image": {"repository": IMAGE, "digest": "sha256:" + "a" * 64},
                   "scheduling": {"nodeSelector": {"pool": "system"}, "tolerations": [{"key": "system", "operator": "Exists", "effect": "NoSchedule"}]}}],
@@ -255,6 +258,7 @@ def chart_equals_kustomize():
         cases = [
             ("cert-manager", "cert-manager", (), {}, "plx-store-webhook", False),
             ("cert-manager + enforce + fleet + monitoring", "cert-manager", ("enforce", "fleet", "monitoring"), {}, "plx-store-webhook", False),
+            ("cert-manager + monitoring + monitoring-apiserver", "cert-manager", ("monitoring", "monitoring-apiserver"), {}, "plx-store-webhook", False),
             ("keyless", "keyless", (), {"keyless": {"enabled": True}}, "plx-store-webhook", False),
             ("keyless + enforce", "keyless", ("enforce",), {"keyless": {"enabled": True}}, "plx-store-webhook", False),
             ("static-certs", "static-certs", (), {}, "plx-store-webhook", True),
