@@ -94,15 +94,54 @@ pub fn key_file_path(
     }
 }
 
-/// What a secret volume holds, as paths relative to its root, built once per volume: every
-/// `items` path and every directory above one (so "is there something at X" is one lookup, and a
-/// pod with many mounts of one volume with many items stays linear).
+/// What a secret volume holds, as paths relative to its root, built once per volume (so a pod
+/// with many mounts of one volume with many items stays linear).
 #[derive(Debug)]
 pub enum Entries {
     NotSecret,
     /// Every key, whose names cannot be seen here: any flat name may be one.
     AllKeys,
-    Paths(std::collections::HashSet<String>),
+    Paths(Tree),
+}
+
+/// Listed file paths (relative, cleaned), each stored once, sorted: "is there a file or a
+/// directory the kubelet makes at X" and "is there anything under X" are binary searches over
+/// slices. Storing every directory above each path instead costs the square of a path's depth
+/// (a 24 KB review reached 157 MB), so memory here is the input's size.
+#[derive(Debug, Default)]
+pub struct Tree(Vec<String>);
+
+impl Tree {
+    fn insert(&mut self, p: &str) {
+        let p = clean(p);
+        self.0.push(p.trim_start_matches('/').to_string());
+    }
+
+    fn seal(&mut self) {
+        self.0.sort_unstable();
+        self.0.dedup();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Bytes held: the paths once (tests hold this linear in the input).
+    pub fn stored_bytes(&self) -> usize {
+        self.0.iter().map(String::len).sum()
+    }
+
+    /// A file at `p`, or a directory the kubelet makes there (a path lies under it).
+    pub fn has(&self, p: &str) -> bool {
+        self.0.binary_search_by(|x| x.as_str().cmp(p)).is_ok() || self.has_below(p)
+    }
+
+    /// Some path lies strictly under `p`: those sort together, first at or after `p/`.
+    pub fn has_below(&self, p: &str) -> bool {
+        let dir = format!("{p}/");
+        let i = self.0.partition_point(|x| x.as_str() < dir.as_str());
+        self.0.get(i).is_some_and(|x| x.starts_with(&dir))
+    }
 }
 
 impl Entries {
@@ -111,18 +150,11 @@ impl Entries {
             Layout::NotSecret => Entries::NotSecret,
             Layout::AllKeys => Entries::AllKeys,
             Layout::Items(items) => {
-                let mut paths = std::collections::HashSet::new();
+                let mut paths = Tree::default();
                 for (_, p) in items {
-                    let p = clean(p);
-                    let p = p.trim_start_matches('/');
-                    // The item's file and each directory the kubelet makes above it.
-                    for (i, b) in p.bytes().enumerate() {
-                        if b == b'/' {
-                            paths.insert(p[..i].to_string());
-                        }
-                    }
-                    paths.insert(p.to_string());
+                    paths.insert(p);
                 }
+                paths.seal();
                 Entries::Paths(paths)
             }
         }
@@ -150,7 +182,7 @@ impl Entries {
         };
         match self {
             Entries::AllKeys => !inside.contains('/'),
-            Entries::Paths(paths) => paths.contains(&inside),
+            Entries::Paths(paths) => paths.has(&inside),
             Entries::NotSecret => false,
         }
     }
@@ -167,8 +199,8 @@ pub struct Files {
     pub any: bool,
     /// Any flat name (keys cannot contain `/`).
     pub flat: bool,
-    /// Listed paths and every directory above one.
-    pub paths: std::collections::HashSet<String>,
+    /// Listed paths (a directory above one is found by searching them).
+    pub paths: Tree,
 }
 
 impl Files {
@@ -226,18 +258,12 @@ impl Files {
         // The apiserver defaults a volume without a source to an emptyDir before webhooks see it,
         // so no emptyDir here means some other source: hostPath, a claim, CSI, ephemeral, NFS…
         f.any |= !known && v.empty_dir.is_none();
+        f.paths.seal();
         f
     }
 
     fn add(&mut self, p: &str) {
-        let p = clean(p);
-        let p = p.trim_start_matches('/');
-        for (i, b) in p.bytes().enumerate() {
-            if b == b'/' {
-                self.paths.insert(p[..i].to_string());
-            }
-        }
-        self.paths.insert(p.to_string());
+        self.paths.insert(p);
     }
 
     /// Whether this volume, mounted at `mount_path` with `sub_path` (`None`: the volume's root;
@@ -271,13 +297,10 @@ impl Files {
             },
             None => rel.to_string(),
         };
-        if self.any || (self.flat && !inside.contains('/')) || self.paths.contains(&inside) {
-            return true;
-        }
-        below && {
-            let prefix = format!("{inside}/");
-            self.paths.iter().any(|p| p.starts_with(&prefix))
-        }
+        self.any
+            || (self.flat && !inside.contains('/'))
+            || self.paths.has(&inside)
+            || (below && self.paths.has_below(&inside))
     }
 }
 
@@ -341,6 +364,39 @@ pub fn same_path(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 01: a deep `items` path is stored once, not once per directory above it, and the
+    /// questions still see every directory the kubelet would make.
+    #[test]
+    fn a_deep_items_path_costs_linear_memory() {
+        for depth in [10usize, 1_000, 20_000] {
+            let path = "d/".repeat(depth) + "key";
+            let json = format!(
+                r#"{{"name":"v","secret":{{"secretName":"s","items":[{{"key":"k","path":"{path}"}}]}}}}"#
+            );
+            let v: super::super::pod::Volume<'_> = serde_json::from_str(&json).unwrap();
+            let files = Files::of_volume(&v);
+            assert!(files.paths.stored_bytes() <= path.len(), "depth {depth}");
+            let Entries::Paths(tree) = Entries::of(&Layout::of_volume(&v)) else {
+                panic!("items")
+            };
+            assert!(tree.stored_bytes() <= path.len(), "depth {depth}");
+            let mid = "/m/".to_string() + &"d/".repeat(depth / 2);
+            let mid = mid.trim_end_matches('/');
+            assert!(
+                files.reach("/m", None, mid, false),
+                "directory above the file"
+            );
+            assert!(
+                files.reach("/m", None, &format!("/m/{path}"), false),
+                "the file"
+            );
+            assert!(!files.reach("/m", None, &format!("/m/{path}x"), false));
+            assert!(!files.reach("/m", None, "/m/e", true));
+            assert!(files.reach("/m", None, "/m/d", true));
+            assert!(Entries::Paths(tree).reach("/m", None, mid));
+        }
+    }
 
     #[test]
     fn a_secret_reaches_a_path_through_a_directory_items_or_a_sub_path() {
