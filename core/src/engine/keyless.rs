@@ -58,6 +58,39 @@ impl<'v, 'p, 'a> Reach<'v, 'p, 'a> {
     }
 }
 
+impl Reach<'_, '_, '_> {
+    /// The first mount of `c` that may put files in `D/rel` for some directory `D` (`HOME`
+    /// unknown), in words.
+    fn mount_reaching_any_home(
+        &mut self,
+        c: &Container<'_>,
+        rel: &'static str,
+        r: &Read,
+    ) -> Option<String> {
+        let view = self.view;
+        for m in c.mounts() {
+            let Some(v) = view.volume(&m.name) else {
+                continue;
+            };
+            let files = self
+                .built
+                .entry(&*v.name)
+                .or_insert_with(|| Files::of_volume(v));
+            if files.reach_any_home(&m.mount_path, rel) {
+                return Some(format!(
+                    "HOME set by valueFrom or $(VAR), so ~ may be any directory, and a {} volume {} mounted at {} \
+                     that may put files in ~/{rel}, where {} reads credentials",
+                    source(v),
+                    q(&v.name),
+                    q(&m.mount_path),
+                    r.client
+                ));
+            }
+        }
+        None
+    }
+}
+
 /// The kind of a volume's source, in the words of the pod spec.
 fn source(v: &Volume<'_>) -> &'static str {
     if v.secret.is_some() {
@@ -104,6 +137,11 @@ pub(super) fn carried(
                 }
             }
             Place::HomeDir(rel) => {
+                if home_unknown(c) {
+                    if let Some(found) = reach.mount_reaching_any_home(c, rel, r) {
+                        return Some(found);
+                    }
+                }
                 for home in homes(c) {
                     let dir = format!("{}/{rel}", home.trim_end_matches('/'));
                     if let Some(found) = file_at(reach, c, &dir, true, r) {
@@ -134,7 +172,16 @@ fn file_at(
     ))
 }
 
-/// Home directories a client may expand `~` to: root's, and the container's `HOME` when set.
+/// Whether `HOME` is set to a value the webhook cannot read: by `valueFrom`, or with a `$(VAR)`
+/// the kubelet expands. Then `~` may be any directory.
+fn home_unknown(c: &Container<'_>) -> bool {
+    c.env_var("HOME").is_some_and(|e| {
+        e.value_from.is_some() || e.value.as_deref().is_some_and(|v| v.contains("$("))
+    })
+}
+
+/// Home directories a client may expand `~` to: root's, and the container's `HOME` when set (the
+/// last entry, as the kubelet keeps).
 fn homes<'c>(c: &'c Container<'_>) -> impl Iterator<Item = &'c str> {
     let home = c.env_var("HOME").and_then(|e| e.value.as_deref());
     std::iter::once("/root").chain(home.filter(|h| clean(h) != "/root"))

@@ -136,6 +136,17 @@ impl Tree {
         self.0.binary_search_by(|x| x.as_str().cmp(p)).is_ok() || self.has_below(p)
     }
 
+    /// Some path has the components `run` (e.g. `.config/gcloud`) in a row, anywhere in it.
+    pub fn has_run(&self, run: &str) -> bool {
+        let run = run.trim_matches('/');
+        self.0.iter().any(|p| {
+            p.match_indices(run).any(|(i, _)| {
+                (i == 0 || p.as_bytes()[i - 1] == b'/')
+                    && matches!(p.as_bytes().get(i + run.len()), None | Some(b'/'))
+            })
+        })
+    }
+
     /// Some path lies strictly under `p`: those sort together, first at or after `p/`.
     pub fn has_below(&self, p: &str) -> bool {
         let dir = format!("{p}/");
@@ -201,6 +212,8 @@ pub struct Files {
     pub flat: bool,
     /// Listed paths (a directory above one is found by searching them).
     pub paths: Tree,
+    /// [`Tree::has_run`] answers, once per volume and run (a pod may mount one volume many times).
+    runs: std::collections::HashMap<&'static str, bool>,
 }
 
 impl Files {
@@ -264,6 +277,28 @@ impl Files {
 
     fn add(&mut self, p: &str) {
         self.paths.insert(p);
+    }
+
+    /// Whether this volume, mounted at `mount_path`, may put something at `D/rel` or under it for
+    /// SOME directory `D` — the question for `~/rel` when the container's `HOME` cannot be read
+    /// (set by `valueFrom` or `$(VAR)`). Errs towards yes: a `subPath` is not narrowed, and a
+    /// mount ending in one of `rel`'s leading components is taken to hold the rest.
+    pub fn reach_any_home(&mut self, mount_path: &str, rel: &'static str) -> bool {
+        if !self.any && !self.flat && self.paths.is_empty() {
+            return false;
+        }
+        let comps: Vec<&str> = rel.trim_matches('/').split('/').collect();
+        let mount = clean(mount_path);
+        let m: Vec<&str> = mount.split('/').filter(|s| !s.is_empty()).collect();
+        self.any
+            || (self.flat && comps.len() == 1)
+            || m.windows(comps.len()).any(|w| w == comps.as_slice())
+            || m.last()
+                .is_some_and(|l| comps[..comps.len() - 1].contains(l))
+            || *self
+                .runs
+                .entry(rel)
+                .or_insert_with(|| self.paths.has_run(rel))
     }
 
     /// Whether this volume, mounted at `mount_path` with `sub_path` (`None`: the volume's root;

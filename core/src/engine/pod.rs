@@ -382,12 +382,14 @@ impl<'a> Container<'a> {
         self.volume_mounts.as_deref().unwrap_or_default()
     }
 
+    /// The variable `name` as the container sees it: the kubelet keeps the LAST of duplicate
+    /// entries (the apiserver only warns about them), so every read of a variable goes here.
     pub fn env_var(&self, name: &str) -> Option<&Env<'a>> {
         self.env
             .as_deref()
             .unwrap_or_default()
             .iter()
-            .find(|e| e.name == name)
+            .rfind(|e| e.name == name)
     }
 
     pub fn env_from(&self) -> &[EnvFrom<'a>] {
