@@ -126,6 +126,25 @@ pub(super) fn carried(
                     }
                 }
             }
+            Place::Sdk(_) | Place::VarPrefix(_) => {
+                // Every entry (the last of each name is what the container sees; any form counts).
+                let env = c.env.as_deref().unwrap_or_default();
+                let hit = env.iter().enumerate().rev().find(|(i, e)| {
+                    clients::variable(kind, &e.name).is_some_and(|x| std::ptr::eq(x, r))
+                        && !env[i + 1..].iter().any(|l| l.name == e.name)
+                });
+                if let Some((_, e)) = hit {
+                    let plain = e.name.len() <= 63
+                        && e.name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                    return Some(if plain {
+                        format!("env {}, read by {}", e.name, r.client)
+                    } else {
+                        format!("env {}, read by {}", q(&e.name), r.client)
+                    });
+                }
+            }
             Place::File(path) => {
                 if let Some(found) = file_at(reach, c, path, false, r) {
                     return Some(found);
@@ -134,6 +153,19 @@ pub(super) fn carried(
             Place::Dir(dir) => {
                 if let Some(found) = file_at(reach, c, dir, true, r) {
                     return Some(found);
+                }
+            }
+            Place::HomeFile(rel) => {
+                if home_unknown(c) {
+                    if let Some(found) = reach.mount_reaching_any_home(c, rel, r) {
+                        return Some(found);
+                    }
+                }
+                for home in homes(c) {
+                    let file = format!("{}/{rel}", home.trim_end_matches('/'));
+                    if let Some(found) = file_at(reach, c, &file, false, r) {
+                        return Some(found);
+                    }
                 }
             }
             Place::HomeDir(rel) => {
