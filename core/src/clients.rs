@@ -116,6 +116,14 @@ const EKS_AGENT: &[&str] = &[
     "http://[fd00:ec2::23]/v1/credentials",
 ];
 
+/// The Microsoft Entra authority hosts the Azure WI webhook sets (public, China, US Gov clouds):
+/// another host would receive the pod's token and answer with any credential.
+const AZURE_AUTHORITIES: &[&str] = &[
+    "https://login.microsoftonline.com/",
+    "https://login.chinacloudapi.cn/",
+    "https://login.microsoftonline.us/",
+];
+
 /// GCS: Polyaxon's SDK (vents), then google-auth's ADC and gcloud, in their order.
 const GCS_READS: &[Read] = &[
     never("Polyaxon SDK (vents)", Sdk("GC_KEY_PATH")),
@@ -152,6 +160,8 @@ const S3_READS: &[Read] = &[
     never("botocore", Var("AWS_PROFILE")),
     never("botocore", Var("AWS_DEFAULT_PROFILE")),
     never("botocore", Var("AWS_CONFIG_FILE")),
+    never("botocore", Var("AWS_ENDPOINT_URL_STS")),
+    never("botocore", Var("AWS_ENDPOINT_URL")),
     read(
         "botocore (IRSA)",
         Var("AWS_ROLE_ARN"),
@@ -221,8 +231,9 @@ const WASB_READS: &[Read] = &[
     read(
         "azure-identity (Azure WI)",
         Var("AZURE_AUTHORITY_HOST"),
-        Accept::With("AZURE_FEDERATED_TOKEN_FILE"),
+        Accept::Values(AZURE_AUTHORITIES),
     ),
+    never("azure-identity", Var("AZURE_POD_IDENTITY_AUTHORITY_HOST")),
     read(
         "azure-identity (Azure WI)",
         Var("AZURE_FEDERATED_TOKEN_FILE"),

@@ -8,7 +8,7 @@ use super::patch::pointer;
 use super::pod::{Container, PodView};
 use super::{q, ConflictKind, Decision, Finding, Outcome};
 use crate::config::{Identity, OnConflict};
-use crate::plan::{Plan, StorePlan};
+use crate::plan::{Plan, RefKind, StorePlan};
 use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -114,14 +114,15 @@ pub(super) fn apply(
             String::new()
         };
         for e in p.c.env_from() {
-            let (finding, name) = match (&e.secret_ref, &e.config_map_ref) {
-                (Some(r), _) => (ENV_FROM_SECRET, r.name.as_deref()),
-                (None, Some(r)) => (ENV_FROM_CONFIG_MAP, r.name.as_deref()),
+            let (finding, name, kind) = match (&e.secret_ref, &e.config_map_ref) {
+                (Some(r), _) => (ENV_FROM_SECRET, r.name.as_deref(), RefKind::Secret),
+                (None, Some(r)) => (ENV_FROM_CONFIG_MAP, r.name.as_deref(), RefKind::ConfigMap),
                 _ => continue,
             };
             let name = name.unwrap_or("");
-            // The route's own objects are the platform's config, not the tenant's.
-            if sp.env_from.iter().any(|r| r.name == name) {
+            // The route's own objects are the platform's config, not the tenant's: the same
+            // kind and name (a Secret named like the route's ConfigMap is the tenant's).
+            if sp.env_from.iter().any(|r| r.name == name && r.kind == kind) {
                 continue;
             }
             out.warnings.finding(&p.c.name, finding, name, || {

@@ -240,12 +240,19 @@ fn bound_token(v: &Volume<'_>) -> bool {
     let Some(sources) = v.projected.as_ref().and_then(|p| p.sources.as_deref()) else {
         return false;
     };
+    // Only the token source may put a file named `token` (a downward API item or the CA
+    // bundle's items renamed to `token` would be a token clients read, but not the pod's).
+    let not_token = |p: &str| clean(p).trim_start_matches('/') != "token";
     sources.iter().any(|s| s.service_account_token.is_some())
         && sources.iter().all(|s| {
             s.secret.is_none()
-                && s.config_map
+                && s.config_map.as_ref().is_none_or(|c| {
+                    c.name.as_deref() == Some("kube-root-ca.crt")
+                        && c.items.iter().flatten().all(|i| not_token(&i.path))
+                })
+                && s.downward_api
                     .as_ref()
-                    .is_none_or(|c| c.name.as_deref() == Some("kube-root-ca.crt"))
+                    .is_none_or(|d| d.items.iter().flatten().all(|i| not_token(&i.path)))
         })
 }
 
@@ -278,11 +285,15 @@ fn accepted(
 /// tokens (the kubelet fills it with the pod's own account's token; nothing else can be there).
 fn own_token(view: &PodView<'_, '_>, c: &Container<'_>, path: &str) -> bool {
     let path = clean(path);
-    // The innermost mount above the path decides what is there.
+    // The innermost mount at or above the path decides what is there (a file mounted at the
+    // token path itself, by subPath, is innermost).
     let Some(m) = c
         .mounts()
         .iter()
-        .filter(|m| is_strictly_under(&path, &clean(&m.mount_path)))
+        .filter(|m| {
+            let at = clean(&m.mount_path);
+            at == path || is_strictly_under(&path, &at)
+        })
         .max_by_key(|m| clean(&m.mount_path).len())
     else {
         return false;
