@@ -187,7 +187,7 @@ impl Entries {
             return false;
         }
         let rel = target[mount.trim_end_matches('/').len()..].trim_start_matches('/');
-        let inside = match sub_path.map(clean).filter(|s| s.as_ref() != "/") {
+        let inside = match sub_path.map(sub_root).filter(|s| s.as_ref() != "/") {
             Some(sp) => format!("{}/{rel}", sp.trim_start_matches('/')),
             None => rel.to_string(),
         };
@@ -326,7 +326,7 @@ impl Files {
         let inside = match sub_path {
             // A subPathExpr picks an entry only known at run time: any of them.
             Some(None) => return true,
-            Some(Some(sp)) => match clean(sp) {
+            Some(Some(sp)) => match sub_root(sp) {
                 sp if sp == "/" => rel.to_string(),
                 sp => format!("{}/{rel}", sp.trim_start_matches('/')),
             },
@@ -347,6 +347,18 @@ pub fn reaches(
     target: &str,
 ) -> bool {
     Entries::of(layout).reach(mount_path, sub_path, target)
+}
+
+/// A `subPath` as the entry of the volume it names, cleaned. The kubelet writes a Secret,
+/// ConfigMap, downward API or projected volume through `..data` (a symlink to the directory of
+/// the current files), so `subPath: ..data` (or `..data/x`) is the volume's root (or `x`).
+fn sub_root(sp: &str) -> std::borrow::Cow<'_, str> {
+    let sp = clean(sp);
+    match sp.strip_prefix("/..data") {
+        Some("") => "/".into(),
+        Some(rest) if rest.starts_with('/') => rest.to_string().into(),
+        _ => sp,
+    }
 }
 
 /// A mount path as the container runtime sees it: cleaned lexically like Go's `path.Clean` on a
