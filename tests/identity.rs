@@ -634,6 +634,19 @@ fn lookalikes_of_the_identity_additions_are_not_accepted() {
         "{:?}",
         out.warnings
     );
+    // 13: the route's ConfigMap under a prefix makes other variables (AWS_ + a key): warned about.
+    let out = ask("team-nlp-1", &|pod| {
+        let mut c = main(pod);
+        c["envFrom"] = json!([{"prefix": "AWS_", "configMapRef": {"name": "nlp-s3-settings"}}]);
+        set(pod, c);
+    });
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.contains("takes its environment from configMap \"nlp-s3-settings\"")),
+        "{:?}",
+        out.warnings
+    );
     // 14: where the identity is exchanged cannot be moved.
     for (ns, account, var, value) in [
         (

@@ -121,8 +121,10 @@ pub(super) fn apply(
             };
             let name = name.unwrap_or("");
             // The route's own objects are the platform's config, not the tenant's: the same
-            // kind and name (a Secret named like the route's ConfigMap is the tenant's).
-            if sp.env_from.iter().any(|r| r.name == name && r.kind == kind) {
+            // kind and name, as the route gives them (a Secret named like the route's ConfigMap,
+            // or the ConfigMap under a prefix that makes other variables, is the tenant's).
+            let prefixed = e.prefix.as_deref().is_some_and(|p| !p.is_empty());
+            if !prefixed && sp.env_from.iter().any(|r| r.name == name && r.kind == kind) {
                 continue;
             }
             out.warnings.finding(&p.c.name, finding, name, || {

@@ -298,6 +298,9 @@ pub struct EnvFrom<'a> {
     pub secret_ref: Option<NameRef<'a>>,
     #[serde(borrow)]
     pub config_map_ref: Option<NameRef<'a>>,
+    /// Prepended to every key's name: the same object under a prefix gives other variables.
+    #[serde(borrow, default, deserialize_with = "borrowed::opt")]
+    pub prefix: Option<Str<'a>>,
 }
 
 /// Why a pod could not be read: the offending field's JSON path and the problem there, and its
