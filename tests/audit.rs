@@ -188,6 +188,63 @@ fn audit_mode_keeps_the_refusals_between_routes() {
     );
 }
 
+/// Finding 08: another team's identity is refused in audit mode whatever else the run earned —
+/// a key variable (keyless route) or a mount conflict (keyed route) refused first used to hide it,
+/// and audit mode admits non-security refusals.
+#[test]
+fn audit_mode_refuses_another_teams_identity_beside_another_refusal() {
+    let denied_for_identity = |out: &Outcome| matches!(&out.decision, Decision::Denied(m) if m.contains("another team's identity"));
+    let yaml = std::fs::read_to_string(root().join("examples/keyless.yaml")).unwrap();
+    let p = plan(&yaml.replace("injection:\n", "injection:\n  mode: audit\n"));
+    let mut pod =
+        with_apiserver_additions(read_json("tests/fixtures/polyaxon-pods/job.nostore.json"));
+    pod["spec"]["serviceAccountName"] = json!("team-nlp-runs");
+    pod["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "GC_KEY_PATH", "value": "/tmp/nothing.json"}));
+    let req = Request::pod_create("team-vision");
+    let out = mutate(&pod, &p, &req);
+    assert!(denied_for_identity(&out), "{:?}", out.decision);
+    let text = pod.to_string();
+    let v =
+        plx_store_webhook::engine::validate(&plx_store_webhook::engine::decode(&text), &p, &req);
+    assert!(!v.allowed(), "{:?}", v.decision);
+
+    // A keyed team in audit mode beside a keyless team, both in Polyaxon's namespace.
+    let keyed = "artifactsStore: {name: shared-gcs, kind: gcs, schema: {bucket: gs://shared}}
+connections:
+  - {name: vision-gcs, kind: gcs, schema: {bucket: gs://vision}, secret: {name: vision-gcs-key, mountPath: /plx-context/.gc}}
+  - {name: nlp-gcs, kind: gcs, schema: {bucket: gs://nlp}}
+injection:
+  rules:
+    - {name: vision, mode: audit, match: {projects: [\"vision*\"]}, store: vision-gcs}
+    - {name: nlp, match: {projects: [\"nlp*\"]}, store: nlp-gcs, identity: {serviceAccountName: team-nlp-runs}}
+";
+    let p = plan(keyed);
+    let mut pod =
+        with_apiserver_additions(read_json("tests/fixtures/polyaxon-pods/job.nostore.json"));
+    pod["metadata"]["annotations"]["operation.polyaxon.com/project"] = json!("vision-seg");
+    pod["spec"]["serviceAccountName"] = json!("team-nlp-runs");
+    let req = Request::pod_create("polyaxon");
+    let out = mutate(&pod, &p, &req);
+    assert!(denied_for_identity(&out), "alone: {:?}", out.decision);
+    pod["spec"]["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "scratch", "emptyDir": {}}));
+    pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "scratch", "mountPath": "/plx-context/.gc"}));
+    let out = mutate(&pod, &p, &req);
+    assert!(
+        denied_for_identity(&out),
+        "with a conflict: {:?}",
+        out.decision
+    );
+}
+
 /// In inject mode a tenant's own `mode` marker is removed like the other markers are
 /// overwritten: the fleet view must not file an injected run as audited.
 #[test]

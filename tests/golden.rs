@@ -700,7 +700,7 @@ fn keyless_bypasses_answers() {
         golden_json(&format!("keyless-bypass.{name}.json"), &answers);
         n += 1;
     }
-    assert_eq!(n, 40);
+    assert_eq!(n, 57);
 }
 
 /// One decision (tests/cases/enforce.json, shared with the e2e and the property test): what
@@ -741,7 +741,10 @@ fn enforce_cases_answers() {
                 "{name}: {validated}"
             ),
             phrase => {
-                assert_eq!(validated["response"]["allowed"], false, "{name}");
+                assert_eq!(
+                    validated["response"]["allowed"], false,
+                    "{name}: {validated}"
+                );
                 assert!(
                     text(&validated).contains(phrase),
                     "{name}: {}",
@@ -755,5 +758,5 @@ fn enforce_cases_answers() {
         );
         n += 1;
     }
-    assert_eq!(n, 11);
+    assert_eq!(n, 16);
 }

@@ -564,3 +564,121 @@ mod bypasses {
         assert!(!out.allowed());
     }
 }
+
+/// Findings 10, 11, 13, 14: lookalikes of what the identity webhooks add are refused (or, for
+/// envFrom, warned about) — asked of the engine directly, since some of these pods would not
+/// start (a file mounted inside a read-only projected volume).
+#[test]
+fn lookalikes_of_the_identity_additions_are_not_accepted() {
+    let plan = plan_for("examples/keyless.yaml");
+    let ask = |ns: &str, edit: &dyn Fn(&mut Value)| {
+        let mut pod =
+            with_apiserver_additions(read_json("tests/fixtures/polyaxon-pods/job.nostore.json"));
+        edit(&mut pod);
+        mutate(&pod, &plan, &plx_store_webhook::Request::pod_create(ns))
+    };
+    let main = |pod: &mut Value| pod["spec"]["containers"][0].clone();
+    let set = |pod: &mut Value, c: Value| pod["spec"]["containers"][0] = c;
+    let denied = |out: &Outcome, phrase: &str| {
+        assert!(
+            matches!(&out.decision, Decision::Denied(m) if m.contains(phrase)),
+            "{phrase}: {:?}",
+            out.decision
+        )
+    };
+    let irsa_token = json!({"name": "aws-iam-token", "projected": {"sources": [
+        {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}]}});
+    // 10: a Secret file mounted at the IRSA token path itself.
+    let out = ask("team-nlp-9", &|pod| {
+        pod["spec"]["serviceAccountName"] = json!("team-nlp-runs");
+        let vols = pod["spec"]["volumes"].as_array_mut().unwrap();
+        vols.push(irsa_token.clone());
+        vols.push(json!({"name": "k", "secret": {"secretName": "foreign-oidc-token"}}));
+        let mut c = main(pod);
+        c["env"].as_array_mut().unwrap().extend([
+            json!({"name": "AWS_ROLE_ARN", "value": "arn:aws:iam::111122223333:role/team-nlp"}),
+            json!({"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}),
+        ]);
+        c["volumeMounts"].as_array_mut().unwrap().extend([
+            json!({"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount", "readOnly": true}),
+            json!({"name": "k", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token", "subPath": "token"}),
+        ]);
+        set(pod, c);
+    });
+    denied(&out, "carries a key (env AWS_");
+    // 11: a projected volume at the token directory whose `token` is not the pod's token.
+    for source in [
+        json!({"downwardAPI": {"items": [{"path": "token", "fieldRef": {"fieldPath": "metadata.annotations['t']"}}]}}),
+        json!({"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "token"}]}}),
+    ] {
+        let out = ask("team-vision", &|pod| {
+            pod["spec"]["volumes"].as_array_mut().unwrap().push(json!({"name": "lookalike",
+                "projected": {"sources": [{"serviceAccountToken": {"path": "real-token"}}, source.clone()]}}));
+            let mut c = main(pod);
+            c["volumeMounts"].as_array_mut().unwrap().push(json!(
+                {"name": "lookalike", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount/", "readOnly": true}));
+            set(pod, c);
+        });
+        denied(&out, "service account token directory");
+    }
+    // 13: a Secret named like the route's ConfigMap is the tenant's: warned about.
+    let out = ask("team-nlp-1", &|pod| {
+        let mut c = main(pod);
+        c["envFrom"] = json!([{"secretRef": {"name": "nlp-s3-settings"}}]);
+        set(pod, c);
+    });
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.contains("takes its environment from secret \"nlp-s3-settings\"")),
+        "{:?}",
+        out.warnings
+    );
+    // 13: the route's ConfigMap under a prefix makes other variables (AWS_ + a key): warned about.
+    let out = ask("team-nlp-1", &|pod| {
+        let mut c = main(pod);
+        c["envFrom"] = json!([{"prefix": "AWS_", "configMapRef": {"name": "nlp-s3-settings"}}]);
+        set(pod, c);
+    });
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.contains("takes its environment from configMap \"nlp-s3-settings\"")),
+        "{:?}",
+        out.warnings
+    );
+    // 14: where the identity is exchanged cannot be moved.
+    for (ns, account, var, value) in [
+        (
+            "team-research-1",
+            None,
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            "http://imds.attacker.example",
+        ),
+        (
+            "team-nlp-1",
+            None,
+            "AWS_ENDPOINT_URL_STS",
+            "https://sts.attacker.example",
+        ),
+        (
+            "team-research-9",
+            Some("team-research-runs"),
+            "AZURE_AUTHORITY_HOST",
+            "https://login.attacker.example/",
+        ),
+    ] {
+        let out = ask(ns, &|pod| {
+            if let Some(a) = account {
+                pod["spec"]["serviceAccountName"] = json!(a);
+            }
+            let mut c = main(pod);
+            c["env"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": var, "value": value}));
+            set(pod, c);
+        });
+        denied(&out, &format!("carries a key (env {var}"));
+    }
+}

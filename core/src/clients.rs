@@ -47,6 +47,25 @@ pub enum Place {
     File(&'static str),
     Dir(&'static str),
     HomeDir(&'static str),
+    /// A file in the user's home (`~/.boto`).
+    HomeFile(&'static str),
+    /// A key Polyaxon's SDK (vents) reads, in every form it tries: as written, lower case, lower
+    /// case without `_`, each also prefixed `POLYAXON_` (vents' `read_keys`, env prefix `POLYAXON`).
+    Sdk(&'static str),
+    /// Every variable starting with this (fsspec's `FSSPEC_<protocol>[_<kwarg>]` configuration).
+    VarPrefix(&'static str),
+}
+
+/// Whether the variable `name` is one of the forms vents reads key `key` under.
+pub fn sdk_form(key: &str, name: &str) -> bool {
+    let name = name.strip_prefix("POLYAXON_").unwrap_or(name);
+    name == key
+        || name.eq_ignore_ascii_case(key) && (name == key.to_ascii_lowercase())
+        || (name.len() < key.len()
+            && name.bytes().eq(key
+                .bytes()
+                .filter(|&b| b != b'_')
+                .map(|b| b.to_ascii_lowercase())))
 }
 
 /// When a keyless run may carry a place a client reads.
@@ -87,7 +106,7 @@ const fn read(client: &'static str, place: Place, accept: Accept) -> Read {
     }
 }
 
-use Place::{Dir, File, HomeDir, Var};
+use Place::{Dir, File, HomeDir, HomeFile, Sdk, Var, VarPrefix};
 
 /// Where Polyaxon's SDK reads a GCS key when no variable names one.
 pub const SDK_KEY_FILE: &str = "/plx-context/.gc/gc-secret.json";
@@ -97,20 +116,22 @@ const EKS_AGENT: &[&str] = &[
     "http://[fd00:ec2::23]/v1/credentials",
 ];
 
+/// The Microsoft Entra authority hosts the Azure WI webhook sets (public, China, US Gov clouds):
+/// another host would receive the pod's token and answer with any credential.
+const AZURE_AUTHORITIES: &[&str] = &[
+    "https://login.microsoftonline.com/",
+    "https://login.chinacloudapi.cn/",
+    "https://login.microsoftonline.us/",
+];
+
 /// GCS: Polyaxon's SDK (vents), then google-auth's ADC and gcloud, in their order.
 const GCS_READS: &[Read] = &[
-    never("Polyaxon SDK (vents)", Var("GC_KEY_PATH")),
-    never("Polyaxon SDK (vents)", Var("GOOGLE_KEY_PATH")),
-    never("Polyaxon SDK (vents)", Var("POLYAXON_GC_KEY_PATH")),
-    never("Polyaxon SDK (vents)", Var("POLYAXON_GOOGLE_KEY_PATH")),
-    never(
-        "Polyaxon SDK (vents)",
-        Var("POLYAXON_GOOGLE_APPLICATION_CREDENTIALS"),
-    ),
-    never("Polyaxon SDK (vents)", Var("GC_KEYFILE_DICT")),
-    never("Polyaxon SDK (vents)", Var("GOOGLE_KEYFILE_DICT")),
-    never("Polyaxon SDK (vents)", Var("POLYAXON_GC_KEYFILE_DICT")),
-    never("Polyaxon SDK (vents)", Var("POLYAXON_GOOGLE_KEYFILE_DICT")),
+    never("Polyaxon SDK (vents)", Sdk("GC_KEY_PATH")),
+    never("Polyaxon SDK (vents)", Sdk("GOOGLE_KEY_PATH")),
+    never("Polyaxon SDK (vents)", Sdk(GOOGLE_APPLICATION_CREDENTIALS)),
+    never("Polyaxon SDK (vents)", Sdk("GC_KEYFILE_DICT")),
+    never("Polyaxon SDK (vents)", Sdk("GOOGLE_KEYFILE_DICT")),
+    never("Polyaxon SDK (vents)", Var("POLYAXON_CONTEXT_ROOT")),
     never("Polyaxon SDK (vents)", File(SDK_KEY_FILE)),
     never("google-auth", Var(GOOGLE_APPLICATION_CREDENTIALS)),
     never("google-auth", Var("CLOUDSDK_CONFIG")),
@@ -120,21 +141,27 @@ const GCS_READS: &[Read] = &[
     never("google-auth", Var("GCE_METADATA_ROOT")),
     never("gcloud", Var("CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE")),
     never("gcloud", Var("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")),
+    never("fsspec (gcsfs)", VarPrefix("FSSPEC_")),
+    never("fsspec (gcsfs)", HomeDir(".config/fsspec")),
 ];
 
 /// S3: vents, then botocore's chain (environment, assume-role and web identity, shared files,
 /// the container provider, instance metadata).
 const S3_READS: &[Read] = &[
-    never("Polyaxon SDK (vents), botocore", Var("AWS_ACCESS_KEY_ID")),
+    never("Polyaxon SDK (vents), botocore", Sdk("AWS_ACCESS_KEY_ID")),
     never(
         "Polyaxon SDK (vents), botocore",
-        Var("AWS_SECRET_ACCESS_KEY"),
+        Sdk("AWS_SECRET_ACCESS_KEY"),
     ),
-    never("Polyaxon SDK (vents), botocore", Var("AWS_SECURITY_TOKEN")),
+    never("Polyaxon SDK (vents), botocore", Sdk("AWS_SECURITY_TOKEN")),
+    never("fsspec (s3fs)", VarPrefix("FSSPEC_")),
+    never("fsspec (s3fs)", HomeDir(".config/fsspec")),
     never("botocore", Var("AWS_SESSION_TOKEN")),
     never("botocore", Var("AWS_PROFILE")),
     never("botocore", Var("AWS_DEFAULT_PROFILE")),
     never("botocore", Var("AWS_CONFIG_FILE")),
+    never("botocore", Var("AWS_ENDPOINT_URL_STS")),
+    never("botocore", Var("AWS_ENDPOINT_URL")),
     read(
         "botocore (IRSA)",
         Var("AWS_ROLE_ARN"),
@@ -147,6 +174,10 @@ const S3_READS: &[Read] = &[
     ),
     never("botocore", Var("AWS_SHARED_CREDENTIALS_FILE")),
     never("botocore", HomeDir(".aws")),
+    never("botocore", Var("AWS_CREDENTIAL_FILE")),
+    never("botocore (boto2 config)", Var("BOTO_CONFIG")),
+    never("botocore (boto2 config)", File("/etc/boto.cfg")),
+    never("botocore (boto2 config)", HomeFile(".boto")),
     read(
         "botocore (EKS Pod Identity)",
         Var("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
@@ -165,21 +196,23 @@ const S3_READS: &[Read] = &[
 /// Azure: adlfs's storage names first, vents, then azure-identity's DefaultAzureCredential
 /// (environment, workload identity, managed identity, shared cache, Azure CLI).
 const WASB_READS: &[Read] = &[
+    never("fsspec (adlfs)", VarPrefix("FSSPEC_")),
+    never("fsspec (adlfs)", HomeDir(".config/fsspec")),
     never("adlfs", Var("AZURE_STORAGE_CONNECTION_STRING")),
     never("adlfs", Var("AZURE_STORAGE_ACCOUNT_KEY")),
     never(
         "adlfs, Polyaxon SDK (vents)",
-        Var("AZURE_STORAGE_SAS_TOKEN"),
+        Sdk("AZURE_STORAGE_SAS_TOKEN"),
     ),
     never("adlfs", Var("AZURE_STORAGE_CLIENT_ID")),
     never("adlfs", Var("AZURE_STORAGE_CLIENT_SECRET")),
     never("adlfs", Var("AZURE_STORAGE_TENANT_ID")),
-    never("Polyaxon SDK (vents)", Var("AZURE_ACCOUNT_KEY")),
-    never("Polyaxon SDK (vents)", Var("AZURE_CONNECTION_STRING")),
-    never("Polyaxon SDK (vents)", Var("AZURE_SAS_TOKEN")),
+    never("Polyaxon SDK (vents)", Sdk("AZURE_ACCOUNT_KEY")),
+    never("Polyaxon SDK (vents)", Sdk("AZURE_CONNECTION_STRING")),
+    never("Polyaxon SDK (vents)", Sdk("AZURE_SAS_TOKEN")),
     never(
         "Polyaxon SDK (vents), azure-identity",
-        Var("AZURE_CLIENT_SECRET"),
+        Sdk("AZURE_CLIENT_SECRET"),
     ),
     never("azure-identity", Var("AZURE_CLIENT_CERTIFICATE_PATH")),
     never("azure-identity", Var("AZURE_CLIENT_CERTIFICATE_PASSWORD")),
@@ -198,8 +231,9 @@ const WASB_READS: &[Read] = &[
     read(
         "azure-identity (Azure WI)",
         Var("AZURE_AUTHORITY_HOST"),
-        Accept::With("AZURE_FEDERATED_TOKEN_FILE"),
+        Accept::Values(AZURE_AUTHORITIES),
     ),
+    never("azure-identity", Var("AZURE_POD_IDENTITY_AUTHORITY_HOST")),
     read(
         "azure-identity (Azure WI)",
         Var("AZURE_FEDERATED_TOKEN_FILE"),
@@ -227,9 +261,12 @@ pub fn reads(kind: StoreKind) -> &'static [Read] {
 
 /// The variable `name` in a store kind's table, if clients read it.
 pub fn variable(kind: StoreKind, name: &str) -> Option<&'static Read> {
-    reads(kind)
-        .iter()
-        .find(|r| matches!(r.place, Var(v) if v == name))
+    reads(kind).iter().find(|r| match r.place {
+        Var(v) => v == name,
+        Sdk(k) => sdk_form(k, name),
+        VarPrefix(p) => name.starts_with(p),
+        _ => false,
+    })
 }
 
 /// The keyless table as the docs show it (docs/client-credentials.md keeps it verbatim).
@@ -248,6 +285,13 @@ pub fn keyless_table_markdown() -> String {
                 File(f) => format!("file `{f}`"),
                 Dir(d) => format!("directory `{d}`"),
                 HomeDir(d) => format!("directory `~/{d}`"),
+                HomeFile(d) => format!("file `~/{d}`"),
+                Sdk(k) => format!(
+                    "env `{k}`, `{}`, `{}`, each also `POLYAXON_`-prefixed",
+                    k.to_ascii_lowercase(),
+                    k.to_ascii_lowercase().replace('_', "")
+                ),
+                VarPrefix(p) => format!("every env `{p}*`"),
             };
             let accept = match r.accept {
                 Accept::Never => "never".to_string(),

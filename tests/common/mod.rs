@@ -309,7 +309,11 @@ pub fn check_applied(
         return (out, patched);
     }
     json_patch::patch(&mut patched, &out.patch).unwrap();
-    validate_pod(&patched).unwrap();
+    // Valid, or only what the pod as created already had (duplicate env: the apiserver warns).
+    if let Err(e) = validate_pod(&patched) {
+        assert_eq!(validate_pod(pod), Err(e.clone()), "the patch made: {e}");
+        assert!(e.contains("duplicate env "), "{e}");
+    }
     let again = mutate(&patched, plan, &req);
     assert!(again.allowed(), "second pass: {:?}", again.decision);
     assert!(
@@ -418,6 +422,8 @@ pub fn apply_after(pod: &mut Value, after: &Value) {
             }
         }
     }
+    let base_volumes = pod["spec"]["volumes"].as_array().map_or(0, Vec::len);
+    let mut pod_volumes: Option<Vec<Value>> = None;
     for list in ["initContainers", "containers"] {
         for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
             let name = c["name"].as_str().unwrap_or("").to_string();
@@ -443,6 +449,35 @@ pub fn apply_after(pod: &mut Value, after: &Value) {
                 env.retain(|e| e["name"] != var.as_str());
                 env.push(json!({"name": var, "value": value}));
             }
+            // A duplicate after ours: the kubelet keeps the last.
+            for (var, value) in after["append_env"][&name].as_object().into_iter().flatten() {
+                c.as_object_mut()
+                    .unwrap()
+                    .entry("env")
+                    .or_insert(json!([]))
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": var, "value": value}));
+            }
+            for path in after["add_empty_dir"][&name]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let vols = pod_volumes.get_or_insert_with(Vec::new);
+                let v = format!("blank-{}", base_volumes + vols.len());
+                vols.push(json!({"name": v, "emptyDir": {}}));
+                c.as_object_mut()
+                    .unwrap()
+                    .entry("volumeMounts")
+                    .or_insert(json!([]))
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": v, "mountPath": path}));
+            }
         }
+    }
+    if let Some(vols) = pod_volumes {
+        pod["spec"]["volumes"].as_array_mut().unwrap().extend(vols);
     }
 }

@@ -783,6 +783,12 @@ def apply_after(pod, after):
                 m["subPath"] = sub
         for var, value in after.get("set_env", {}).get(c["name"], {}).items():
             c["env"] = [e for e in c.get("env", []) if e["name"] != var] + [{"name": var, "value": value}]
+        for var, value in after.get("append_env", {}).get(c["name"], {}).items():
+            c["env"] = c.get("env", []) + [{"name": var, "value": value}]
+        for path in after.get("add_empty_dir", {}).get(c["name"], []):
+            name = "blank-%d" % len(pod["spec"]["volumes"])
+            pod["spec"]["volumes"].append({"name": name, "emptyDir": {}})
+            c["volumeMounts"] = c.get("volumeMounts", []) + [{"name": name, "mountPath": path}]
 
 
 def enforce_cases_one_decision():

@@ -8,7 +8,7 @@ use super::patch::pointer;
 use super::pod::{Container, PodView};
 use super::{q, ConflictKind, Decision, DenyReason, Finding, Outcome};
 use crate::config::{Identity, OnConflict};
-use crate::plan::{Plan, StorePlan};
+use crate::plan::{Plan, RefKind, StorePlan};
 use json_patch::{AddOperation, PatchOperation};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -114,14 +114,17 @@ pub(super) fn apply(
             String::new()
         };
         for e in p.c.env_from() {
-            let (finding, name) = match (&e.secret_ref, &e.config_map_ref) {
-                (Some(r), _) => (ENV_FROM_SECRET, r.name.as_deref()),
-                (None, Some(r)) => (ENV_FROM_CONFIG_MAP, r.name.as_deref()),
+            let (finding, name, kind) = match (&e.secret_ref, &e.config_map_ref) {
+                (Some(r), _) => (ENV_FROM_SECRET, r.name.as_deref(), RefKind::Secret),
+                (None, Some(r)) => (ENV_FROM_CONFIG_MAP, r.name.as_deref(), RefKind::ConfigMap),
                 _ => continue,
             };
             let name = name.unwrap_or("");
-            // The route's own objects are the platform's config, not the tenant's.
-            if sp.env_from.iter().any(|r| r.name == name) {
+            // The route's own objects are the platform's config, not the tenant's: the same
+            // kind and name, as the route gives them (a Secret named like the route's ConfigMap,
+            // or the ConfigMap under a prefix that makes other variables, is the tenant's).
+            let prefixed = e.prefix.as_deref().is_some_and(|p| !p.is_empty());
+            if !prefixed && sp.env_from.iter().any(|r| r.name == name && r.kind == kind) {
                 continue;
             }
             out.warnings.finding(&p.c.name, finding, name, || {
@@ -161,18 +164,7 @@ pub(super) fn apply(
         .unwrap_or("default");
     let mut ops = Vec::new();
     if current != target {
-        if let Some((_, owner)) = plan.identity_owners.iter().find(|(a, _)| a == current) {
-            out.conflicts.push(ConflictKind::ForeignIdentity);
-            return fail(
-                out,
-                format!(
-                    "plx-store-webhook: the pod asks for service account {current:?}, the cloud identity of {owner}; \
-                     this run is routed to store {:?}, whose identity is {target:?}. A run may not use another \
-                     team's identity: remove serviceAccountName from the run (environment.serviceAccountName)",
-                    sp.store_name
-                ),
-            );
-        }
+        // Another team's account was refused before (refuse_foreign_account), whatever else.
         let replaceable = current == "default"
             || crate::glob::any_match(&plan.policy.runs_service_accounts, current);
         if !replaceable {
@@ -231,8 +223,10 @@ pub(super) fn apply(
     out.audit.push(("identity", target.to_string()));
 }
 
-/// A run routed to a store with a key must not run as another route's keyless identity: it would
-/// have that team's cloud access besides its own key. Refused whatever `onConflict` says.
+/// A run must not run as another route's keyless identity: it would have that team's cloud
+/// access (besides its own key, on a keyed route). Refused whatever `onConflict` says, and checked
+/// on its own — whatever other refusal the run earned — so audit mode, which keeps only the
+/// security refusals, cannot lose this one behind another.
 pub(super) fn refuse_foreign_account(
     view: &PodView<'_, '_>,
     plan: &Plan,
@@ -246,14 +240,22 @@ pub(super) fn refuse_foreign_account(
     else {
         return;
     };
+    let target = sp.identity.as_ref().map(|id| id.service_account.as_str());
+    if target == Some(current) {
+        return;
+    }
     if let Some((_, owner)) = plan.identity_owners.iter().find(|(a, _)| a == current) {
         let mut conflicts = std::mem::take(&mut out.conflicts);
         conflicts.push(ConflictKind::ForeignIdentity);
+        let what = match target {
+            Some(target) => format!("whose identity is {target:?}"),
+            None => "which has a key".to_string(),
+        };
         *out = Outcome::denied(
             DenyReason::Identity,
             format!(
             "plx-store-webhook: the pod asks for service account {current:?}, the cloud identity of {owner}; this run \
-             is routed to store {:?}, which has a key. A run may not use another team's identity: remove \
+             is routed to store {:?}, {what}. A run may not use another team's identity: remove \
              serviceAccountName from the run (environment.serviceAccountName)",
             sp.store_name
         ),

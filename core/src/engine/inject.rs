@@ -472,6 +472,9 @@ fn container_work(
             .and_then(|(p, sp)| key_file_path(&volumes[gk.mount].layout, &gk.key, p, sp));
         match path {
             Some(path) => {
+                if let Some(Some((at, _))) = placed.get(gk.mount) {
+                    hidden_key(&mut work, c, at, &path);
+                }
                 let gc_key_path = match c.env_var(GC_KEY_PATH) {
                     None => {
                         add_env(&mut work, json!({ "name": GC_KEY_PATH, "value": path }));
@@ -558,6 +561,30 @@ fn container_work(
         }
     }
     work
+}
+
+/// Another mount at or inside the store's mount (`at`) over the key file or a directory above it
+/// hides the key (runtimes mount in order, deeper paths last): the run has no usable key. The
+/// store's own mount is told apart by identity (a lookalike path such as `dir/` is another mount).
+fn hidden_key(work: &mut ContainerWork, c: &Container<'_>, at: &str, path: &str) {
+    let store = clean(at);
+    let over = c.mounts().iter().find(|m| {
+        let p = clean(&m.mount_path);
+        !std::ptr::eq(m.mount_path.as_ref(), at)
+            && (same_path(&p, path) || is_strictly_under(path, &p))
+            && (same_path(&p, &store) || is_strictly_under(&p, &store))
+    });
+    if let Some(m) = over {
+        work.conflicts.push((
+            ConflictKind::KeyUnusable,
+            format!(
+                "container {}: volume {} mounted at {} hides the store's key at {path}, so the run has no usable key",
+                q(&c.name),
+                q(&m.name),
+                q(&m.mount_path)
+            ),
+        ));
+    }
 }
 
 /// A key variable that names another file than the store's key: the run would have no usable

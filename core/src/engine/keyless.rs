@@ -58,6 +58,39 @@ impl<'v, 'p, 'a> Reach<'v, 'p, 'a> {
     }
 }
 
+impl Reach<'_, '_, '_> {
+    /// The first mount of `c` that may put files in `D/rel` for some directory `D` (`HOME`
+    /// unknown), in words.
+    fn mount_reaching_any_home(
+        &mut self,
+        c: &Container<'_>,
+        rel: &'static str,
+        r: &Read,
+    ) -> Option<String> {
+        let view = self.view;
+        for m in c.mounts() {
+            let Some(v) = view.volume(&m.name) else {
+                continue;
+            };
+            let files = self
+                .built
+                .entry(&*v.name)
+                .or_insert_with(|| Files::of_volume(v));
+            if files.reach_any_home(&m.mount_path, rel) {
+                return Some(format!(
+                    "HOME set by valueFrom or $(VAR), so ~ may be any directory, and a {} volume {} mounted at {} \
+                     that may put files in ~/{rel}, where {} reads credentials",
+                    source(v),
+                    q(&v.name),
+                    q(&m.mount_path),
+                    r.client
+                ));
+            }
+        }
+        None
+    }
+}
+
 /// The kind of a volume's source, in the words of the pod spec.
 fn source(v: &Volume<'_>) -> &'static str {
     if v.secret.is_some() {
@@ -93,6 +126,25 @@ pub(super) fn carried(
                     }
                 }
             }
+            Place::Sdk(_) | Place::VarPrefix(_) => {
+                // Every entry (the last of each name is what the container sees; any form counts).
+                let env = c.env.as_deref().unwrap_or_default();
+                let hit = env.iter().enumerate().rev().find(|(i, e)| {
+                    clients::variable(kind, &e.name).is_some_and(|x| std::ptr::eq(x, r))
+                        && !env[i + 1..].iter().any(|l| l.name == e.name)
+                });
+                if let Some((_, e)) = hit {
+                    let plain = e.name.len() <= 63
+                        && e.name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                    return Some(if plain {
+                        format!("env {}, read by {}", e.name, r.client)
+                    } else {
+                        format!("env {}, read by {}", q(&e.name), r.client)
+                    });
+                }
+            }
             Place::File(path) => {
                 if let Some(found) = file_at(reach, c, path, false, r) {
                     return Some(found);
@@ -103,7 +155,25 @@ pub(super) fn carried(
                     return Some(found);
                 }
             }
+            Place::HomeFile(rel) => {
+                if home_unknown(c) {
+                    if let Some(found) = reach.mount_reaching_any_home(c, rel, r) {
+                        return Some(found);
+                    }
+                }
+                for home in homes(c) {
+                    let file = format!("{}/{rel}", home.trim_end_matches('/'));
+                    if let Some(found) = file_at(reach, c, &file, false, r) {
+                        return Some(found);
+                    }
+                }
+            }
             Place::HomeDir(rel) => {
+                if home_unknown(c) {
+                    if let Some(found) = reach.mount_reaching_any_home(c, rel, r) {
+                        return Some(found);
+                    }
+                }
                 for home in homes(c) {
                     let dir = format!("{}/{rel}", home.trim_end_matches('/'));
                     if let Some(found) = file_at(reach, c, &dir, true, r) {
@@ -134,7 +204,16 @@ fn file_at(
     ))
 }
 
-/// Home directories a client may expand `~` to: root's, and the container's `HOME` when set.
+/// Whether `HOME` is set to a value the webhook cannot read: by `valueFrom`, or with a `$(VAR)`
+/// the kubelet expands. Then `~` may be any directory.
+fn home_unknown(c: &Container<'_>) -> bool {
+    c.env_var("HOME").is_some_and(|e| {
+        e.value_from.is_some() || e.value.as_deref().is_some_and(|v| v.contains("$("))
+    })
+}
+
+/// Home directories a client may expand `~` to: root's, and the container's `HOME` when set (the
+/// last entry, as the kubelet keeps).
 fn homes<'c>(c: &'c Container<'_>) -> impl Iterator<Item = &'c str> {
     let home = c.env_var("HOME").and_then(|e| e.value.as_deref());
     std::iter::once("/root").chain(home.filter(|h| clean(h) != "/root"))
@@ -161,12 +240,19 @@ fn bound_token(v: &Volume<'_>) -> bool {
     let Some(sources) = v.projected.as_ref().and_then(|p| p.sources.as_deref()) else {
         return false;
     };
+    // Only the token source may put a file named `token` (a downward API item or the CA
+    // bundle's items renamed to `token` would be a token clients read, but not the pod's).
+    let not_token = |p: &str| clean(p).trim_start_matches('/') != "token";
     sources.iter().any(|s| s.service_account_token.is_some())
         && sources.iter().all(|s| {
             s.secret.is_none()
-                && s.config_map
+                && s.config_map.as_ref().is_none_or(|c| {
+                    c.name.as_deref() == Some("kube-root-ca.crt")
+                        && c.items.iter().flatten().all(|i| not_token(&i.path))
+                })
+                && s.downward_api
                     .as_ref()
-                    .is_none_or(|c| c.name.as_deref() == Some("kube-root-ca.crt"))
+                    .is_none_or(|d| d.items.iter().flatten().all(|i| not_token(&i.path)))
         })
 }
 
@@ -199,11 +285,15 @@ fn accepted(
 /// tokens (the kubelet fills it with the pod's own account's token; nothing else can be there).
 fn own_token(view: &PodView<'_, '_>, c: &Container<'_>, path: &str) -> bool {
     let path = clean(path);
-    // The innermost mount above the path decides what is there.
+    // The innermost mount at or above the path decides what is there (a file mounted at the
+    // token path itself, by subPath, is innermost).
     let Some(m) = c
         .mounts()
         .iter()
-        .filter(|m| is_strictly_under(&path, &clean(&m.mount_path)))
+        .filter(|m| {
+            let at = clean(&m.mount_path);
+            at == path || is_strictly_under(&path, &at)
+        })
         .max_by_key(|m| clean(&m.mount_path).len())
     else {
         return false;

@@ -94,15 +94,65 @@ pub fn key_file_path(
     }
 }
 
-/// What a secret volume holds, as paths relative to its root, built once per volume: every
-/// `items` path and every directory above one (so "is there something at X" is one lookup, and a
-/// pod with many mounts of one volume with many items stays linear).
+/// What a secret volume holds, as paths relative to its root, built once per volume (so a pod
+/// with many mounts of one volume with many items stays linear).
 #[derive(Debug)]
 pub enum Entries {
     NotSecret,
     /// Every key, whose names cannot be seen here: any flat name may be one.
     AllKeys,
-    Paths(std::collections::HashSet<String>),
+    Paths(Tree),
+}
+
+/// Listed file paths (relative, cleaned), each stored once, sorted: "is there a file or a
+/// directory the kubelet makes at X" and "is there anything under X" are binary searches over
+/// slices. Storing every directory above each path instead costs the square of a path's depth
+/// (a 24 KB review reached 157 MB), so memory here is the input's size.
+#[derive(Debug, Default)]
+pub struct Tree(Vec<String>);
+
+impl Tree {
+    fn insert(&mut self, p: &str) {
+        let p = clean(p);
+        self.0.push(p.trim_start_matches('/').to_string());
+    }
+
+    fn seal(&mut self) {
+        self.0.sort_unstable();
+        self.0.dedup();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Bytes held: the paths once (tests hold this linear in the input).
+    pub fn stored_bytes(&self) -> usize {
+        self.0.iter().map(String::len).sum()
+    }
+
+    /// A file at `p`, or a directory the kubelet makes there (a path lies under it).
+    pub fn has(&self, p: &str) -> bool {
+        self.0.binary_search_by(|x| x.as_str().cmp(p)).is_ok() || self.has_below(p)
+    }
+
+    /// Some path has the components `run` (e.g. `.config/gcloud`) in a row, anywhere in it.
+    pub fn has_run(&self, run: &str) -> bool {
+        let run = run.trim_matches('/');
+        self.0.iter().any(|p| {
+            p.match_indices(run).any(|(i, _)| {
+                (i == 0 || p.as_bytes()[i - 1] == b'/')
+                    && matches!(p.as_bytes().get(i + run.len()), None | Some(b'/'))
+            })
+        })
+    }
+
+    /// Some path lies strictly under `p`: those sort together, first at or after `p/`.
+    pub fn has_below(&self, p: &str) -> bool {
+        let dir = format!("{p}/");
+        let i = self.0.partition_point(|x| x.as_str() < dir.as_str());
+        self.0.get(i).is_some_and(|x| x.starts_with(&dir))
+    }
 }
 
 impl Entries {
@@ -111,18 +161,11 @@ impl Entries {
             Layout::NotSecret => Entries::NotSecret,
             Layout::AllKeys => Entries::AllKeys,
             Layout::Items(items) => {
-                let mut paths = std::collections::HashSet::new();
+                let mut paths = Tree::default();
                 for (_, p) in items {
-                    let p = clean(p);
-                    let p = p.trim_start_matches('/');
-                    // The item's file and each directory the kubelet makes above it.
-                    for (i, b) in p.bytes().enumerate() {
-                        if b == b'/' {
-                            paths.insert(p[..i].to_string());
-                        }
-                    }
-                    paths.insert(p.to_string());
+                    paths.insert(p);
                 }
+                paths.seal();
                 Entries::Paths(paths)
             }
         }
@@ -144,13 +187,13 @@ impl Entries {
             return false;
         }
         let rel = target[mount.trim_end_matches('/').len()..].trim_start_matches('/');
-        let inside = match sub_path.map(clean).filter(|s| s.as_ref() != "/") {
+        let inside = match sub_path.map(sub_root).filter(|s| s.as_ref() != "/") {
             Some(sp) => format!("{}/{rel}", sp.trim_start_matches('/')),
             None => rel.to_string(),
         };
         match self {
             Entries::AllKeys => !inside.contains('/'),
-            Entries::Paths(paths) => paths.contains(&inside),
+            Entries::Paths(paths) => paths.has(&inside),
             Entries::NotSecret => false,
         }
     }
@@ -167,8 +210,10 @@ pub struct Files {
     pub any: bool,
     /// Any flat name (keys cannot contain `/`).
     pub flat: bool,
-    /// Listed paths and every directory above one.
-    pub paths: std::collections::HashSet<String>,
+    /// Listed paths (a directory above one is found by searching them).
+    pub paths: Tree,
+    /// [`Tree::has_run`] answers, once per volume and run (a pod may mount one volume many times).
+    runs: std::collections::HashMap<&'static str, bool>,
 }
 
 impl Files {
@@ -226,18 +271,34 @@ impl Files {
         // The apiserver defaults a volume without a source to an emptyDir before webhooks see it,
         // so no emptyDir here means some other source: hostPath, a claim, CSI, ephemeral, NFS…
         f.any |= !known && v.empty_dir.is_none();
+        f.paths.seal();
         f
     }
 
     fn add(&mut self, p: &str) {
-        let p = clean(p);
-        let p = p.trim_start_matches('/');
-        for (i, b) in p.bytes().enumerate() {
-            if b == b'/' {
-                self.paths.insert(p[..i].to_string());
-            }
+        self.paths.insert(p);
+    }
+
+    /// Whether this volume, mounted at `mount_path`, may put something at `D/rel` or under it for
+    /// SOME directory `D` — the question for `~/rel` when the container's `HOME` cannot be read
+    /// (set by `valueFrom` or `$(VAR)`). Errs towards yes: a `subPath` is not narrowed, and a
+    /// mount ending in one of `rel`'s leading components is taken to hold the rest.
+    pub fn reach_any_home(&mut self, mount_path: &str, rel: &'static str) -> bool {
+        if !self.any && !self.flat && self.paths.is_empty() {
+            return false;
         }
-        self.paths.insert(p.to_string());
+        let comps: Vec<&str> = rel.trim_matches('/').split('/').collect();
+        let mount = clean(mount_path);
+        let m: Vec<&str> = mount.split('/').filter(|s| !s.is_empty()).collect();
+        self.any
+            || (self.flat && comps.len() == 1)
+            || m.windows(comps.len()).any(|w| w == comps.as_slice())
+            || m.last()
+                .is_some_and(|l| comps[..comps.len() - 1].contains(l))
+            || *self
+                .runs
+                .entry(rel)
+                .or_insert_with(|| self.paths.has_run(rel))
     }
 
     /// Whether this volume, mounted at `mount_path` with `sub_path` (`None`: the volume's root;
@@ -265,19 +326,16 @@ impl Files {
         let inside = match sub_path {
             // A subPathExpr picks an entry only known at run time: any of them.
             Some(None) => return true,
-            Some(Some(sp)) => match clean(sp) {
+            Some(Some(sp)) => match sub_root(sp) {
                 sp if sp == "/" => rel.to_string(),
                 sp => format!("{}/{rel}", sp.trim_start_matches('/')),
             },
             None => rel.to_string(),
         };
-        if self.any || (self.flat && !inside.contains('/')) || self.paths.contains(&inside) {
-            return true;
-        }
-        below && {
-            let prefix = format!("{inside}/");
-            self.paths.iter().any(|p| p.starts_with(&prefix))
-        }
+        self.any
+            || (self.flat && !inside.contains('/'))
+            || self.paths.has(&inside)
+            || (below && self.paths.has_below(&inside))
     }
 }
 
@@ -289,6 +347,18 @@ pub fn reaches(
     target: &str,
 ) -> bool {
     Entries::of(layout).reach(mount_path, sub_path, target)
+}
+
+/// A `subPath` as the entry of the volume it names, cleaned. The kubelet writes a Secret,
+/// ConfigMap, downward API or projected volume through `..data` (a symlink to the directory of
+/// the current files), so `subPath: ..data` (or `..data/x`) is the volume's root (or `x`).
+fn sub_root(sp: &str) -> std::borrow::Cow<'_, str> {
+    let sp = clean(sp);
+    match sp.strip_prefix("/..data") {
+        Some("") => "/".into(),
+        Some(rest) if rest.starts_with('/') => rest.to_string().into(),
+        _ => sp,
+    }
 }
 
 /// A mount path as the container runtime sees it: cleaned lexically like Go's `path.Clean` on a
@@ -341,6 +411,39 @@ pub fn same_path(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 01: a deep `items` path is stored once, not once per directory above it, and the
+    /// questions still see every directory the kubelet would make.
+    #[test]
+    fn a_deep_items_path_costs_linear_memory() {
+        for depth in [10usize, 1_000, 20_000] {
+            let path = "d/".repeat(depth) + "key";
+            let json = format!(
+                r#"{{"name":"v","secret":{{"secretName":"s","items":[{{"key":"k","path":"{path}"}}]}}}}"#
+            );
+            let v: super::super::pod::Volume<'_> = serde_json::from_str(&json).unwrap();
+            let files = Files::of_volume(&v);
+            assert!(files.paths.stored_bytes() <= path.len(), "depth {depth}");
+            let Entries::Paths(tree) = Entries::of(&Layout::of_volume(&v)) else {
+                panic!("items")
+            };
+            assert!(tree.stored_bytes() <= path.len(), "depth {depth}");
+            let mid = "/m/".to_string() + &"d/".repeat(depth / 2);
+            let mid = mid.trim_end_matches('/');
+            assert!(
+                files.reach("/m", None, mid, false),
+                "directory above the file"
+            );
+            assert!(
+                files.reach("/m", None, &format!("/m/{path}"), false),
+                "the file"
+            );
+            assert!(!files.reach("/m", None, &format!("/m/{path}x"), false));
+            assert!(!files.reach("/m", None, "/m/e", true));
+            assert!(files.reach("/m", None, "/m/d", true));
+            assert!(Entries::Paths(tree).reach("/m", None, mid));
+        }
+    }
 
     #[test]
     fn a_secret_reaches_a_path_through_a_directory_items_or_a_sub_path() {

@@ -504,10 +504,15 @@ fn decide_run(pod: &pod::Pod<'_>, plan: &Plan, req: &Request<'_>) -> Outcome {
             out.conflicts = conflicts;
         }
     }
+    // The route boundaries are checked whatever else refused the run (audit mode keeps only them).
+    if !matches!(out.decision, Decision::Ignored(_))
+        && !out.conflicts.iter().any(|k| k.is_security())
+    {
+        identity::refuse_foreign_account(&view, plan, store_plan, &mut out);
+    }
     if out.allowed() && !matches!(out.decision, Decision::Ignored(_)) {
-        match &store_plan.identity {
-            Some(id) => identity::apply(&view, plan, store_plan, id, &mut out),
-            None => identity::refuse_foreign_account(&view, plan, store_plan, &mut out),
+        if let Some(id) = &store_plan.identity {
+            identity::apply(&view, plan, store_plan, id, &mut out);
         }
     }
     if !audit

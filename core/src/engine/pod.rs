@@ -298,6 +298,9 @@ pub struct EnvFrom<'a> {
     pub secret_ref: Option<NameRef<'a>>,
     #[serde(borrow)]
     pub config_map_ref: Option<NameRef<'a>>,
+    /// Prepended to every key's name: the same object under a prefix gives other variables.
+    #[serde(borrow, default, deserialize_with = "borrowed::opt")]
+    pub prefix: Option<Str<'a>>,
 }
 
 /// Why a pod could not be read: the offending field's JSON path and the problem there, and its
@@ -382,12 +385,14 @@ impl<'a> Container<'a> {
         self.volume_mounts.as_deref().unwrap_or_default()
     }
 
+    /// The variable `name` as the container sees it: the kubelet keeps the LAST of duplicate
+    /// entries (the apiserver only warns about them), so every read of a variable goes here.
     pub fn env_var(&self, name: &str) -> Option<&Env<'a>> {
         self.env
             .as_deref()
             .unwrap_or_default()
             .iter()
-            .find(|e| e.name == name)
+            .rfind(|e| e.name == name)
     }
 
     pub fn env_from(&self) -> &[EnvFrom<'a>] {

@@ -374,16 +374,18 @@ fn key_ref<'a>(c: &mut Cursor<'a>) -> Scan<KeyRef<'a>> {
 }
 
 fn env_from_source<'a>(c: &mut Cursor<'a>) -> Scan<EnvFrom<'a>> {
-    let (mut secret, mut config_map) = (None, None);
+    let (mut secret, mut config_map, mut prefix) = (None, None, None);
     let mut seen = Seen::default();
     c.object(|c, key| match &*key {
         "secretRef" => field!(seen, 0, secret, c.opt(name_ref)?),
         "configMapRef" => field!(seen, 1, config_map, c.opt(name_ref)?),
+        "prefix" => field!(seen, 2, prefix, c.opt(Cursor::str)?),
         _ => c.skip(),
     })?;
     Ok(EnvFrom {
         secret_ref: secret,
         config_map_ref: config_map,
+        prefix,
     })
 }
 
