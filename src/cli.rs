@@ -443,8 +443,9 @@ pub struct ServeArgs {
     /// apiserver's 90 s idle timeout, so the client closes pooled connections first).
     #[arg(long, env = "PLX_WEBHOOK_IDLE_TIMEOUT_SECONDS", default_value_t = LIMITS.idle.as_secs())]
     pub idle_timeout_seconds: u64,
-    /// Open connections per listener at most; past it new ones are closed at once (logged, and
-    /// counted in plx_webhook_connections_refused_total).
+    /// Open connections per listener at most. At the cap a new connection takes the place of the
+    /// one quiet longest with no request in flight; only when every one has a request in flight
+    /// is it closed at once (logged, counted in plx_webhook_connections_refused_total).
     #[arg(long, env = "PLX_WEBHOOK_MAX_CONNECTIONS", default_value_t = LIMITS.max_connections)]
     pub max_connections: usize,
     /// Seconds a whole request may take, body included (408 past it).

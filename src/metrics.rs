@@ -269,7 +269,7 @@ impl Metrics {
         );
         registry.register(
             "connections_closed",
-            "Connections closed by the server for a timeout (handshake_timeout, header_timeout, idle_timeout, send_timeout), by listener",
+            "Connections closed by the server: a timeout (handshake_timeout, header_timeout, idle_timeout, send_timeout) or to make room at the cap (evicted), by listener",
             m.connections_closed.clone(),
         );
         registry.register(

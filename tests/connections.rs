@@ -1,6 +1,7 @@
 //! Connection-level hardening, tried the way an attacker or an overloaded apiserver would, with
 //! raw TCP/TLS sockets on 127.0.0.1 and bounded waits: silent and idle connections are closed on
-//! time, the connection cap refuses fast, every refused request still gets its HTTP answer (no
+//! time, at the connection cap the quietest idle connection makes room (and with a request
+//! in flight on every one the cap refuses fast), every refused request still gets its HTTP answer (no
 //! reset), and dev-mode starts are safe to repeat.
 
 mod common;
@@ -193,19 +194,62 @@ async fn idle_keep_alive_outlives_the_header_timeout_then_closes() {
     );
 }
 
+/// A request head declaring a body that never comes: in flight until the body-rate 408.
+async fn request_in_flight(tls: &mut Tls) {
+    tls.write_all(
+        b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    tls.flush().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_connection_cap_refuses_fast_and_recovers() {
+async fn at_the_cap_the_quietest_idle_connection_makes_room() {
     let f = fixture();
     let mut o = options(&f);
     o.limits.max_connections = 3;
     o.limits.header_read = Duration::from_secs(5);
     let r = run::start(o).await.unwrap();
     let cfg = client_config(&f.ca.pem, None);
+    let body = review("cap", &pod());
+    // a, b, c in that order; then a answers a review, so b is the quietest.
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(tls_connect(r.tls_addr, cfg.clone()).await.unwrap().0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The 4th is closed at once: the handshake fails instead of hanging.
+    let (status, _, _) = exchange(&mut held[0], &body).await.unwrap();
+    assert_eq!(status, 200);
+    // At the cap, a fourth is admitted and served; b is closed for it, at once.
+    let (mut d, _) = tls_connect(r.tls_addr, cfg.clone()).await.unwrap();
+    let closed = time_to_close(&mut held[1], Duration::from_secs(2)).await;
+    assert!(closed.is_some(), "the quietest was not closed");
+    let (status, _, v) = exchange(&mut d, &body).await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    // a (served before d) is the next quietest, and still open meanwhile: it answers again.
+    let (status, _, _) = exchange(&mut held[0], &body).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric_value(
+            &r,
+            "plx_webhook_connections_closed_total{listener=\"webhook\",reason=\"evicted\"}"
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        metric_value(&r, "plx_webhook_connections_open{listener=\"webhook\"}").await,
+        3.0
+    );
+
+    // A request in flight on every connection: nothing can make room, a new one is closed
+    // at once (the handshake fails instead of hanging), and no request is cut.
+    let (mut c, _b, mut a) = (held.pop().unwrap(), held.pop(), held.pop().unwrap());
+    for s in [&mut a, &mut c, &mut d] {
+        request_in_flight(s).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let refused =
         tokio::time::timeout(Duration::from_secs(3), tls_connect(r.tls_addr, cfg.clone())).await;
@@ -219,25 +263,26 @@ async fn the_connection_cap_refuses_fast_and_recovers() {
         .await,
         1.0
     );
-    assert_eq!(
-        metric_value(&r, "plx_webhook_connections_open{listener=\"webhook\"}").await,
-        3.0
-    );
-    // One leaves: a new client is served again.
-    drop(held.pop());
-    let mut served = false;
-    for _ in 0..50 {
-        if let Ok((mut s, _)) = http1(r.tls_addr, cfg.clone()).await {
-            if let Ok((200, _, _)) =
-                common::client::send(&mut s, post("/mutate", review("again", &pod()))).await
-            {
-                served = true;
-                break;
+    // Each request in flight still gets its answer (the body-rate 408), then a new client is
+    // served again.
+    for s in [&mut a, &mut c, &mut d] {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                other => panic!("no answer: {other:?} after {got:?}"),
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            got.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
     }
-    assert!(served, "no connection accepted after one closed");
+    let (mut e, _) = tls_connect(r.tls_addr, cfg.clone()).await.unwrap();
+    let (status, _, _) = exchange(&mut e, &body).await.unwrap();
+    assert_eq!(status, 200);
 }
 
 /// Write a request head and then `body_len` bytes in the background while reading the whole

@@ -51,16 +51,26 @@ impl Budget {
     }
 }
 
-/// What one request is charged beyond its body when it arrives: the decoded pod and what a
-/// review of a pod without containers produces. The pod reader's entry limit bounds the decoded
-/// pod (≈ 160 B an entry), so that part grows with the body up to that bound. The patch's share,
-/// which grows with the containers, is charged once they are counted ([`patch_reserve`]).
+/// What one request is charged beyond its body when it arrives: the decoded pod and the
+/// constant part of what a review produces. The pod reader's entry limit bounds the decoded pod
+/// (≈ 160 B an entry), so that part grows with the body up to that bound. The rest of
+/// [`produced_bound`] is charged once the pod is read ([`produced_reserve`]).
 pub fn work_reserve(body: usize) -> usize {
-    body.saturating_mul(4).clamp(64 * 1024, 4 * 1024 * 1024) + produced_bound(body, 0)
+    body.saturating_mul(4).clamp(64 * 1024, 4 * 1024 * 1024) + PRODUCED_CONSTANT
 }
 
-/// What a review of a pod with `containers` containers is charged once it is read, besides
-/// [`work_reserve`].
+/// What a review is charged once its pod is read, besides [`work_reserve`]: the share of
+/// [`produced_bound`] that grows with the body and the containers — only for a pod within the
+/// limits (`within`), since one over them gets a short fixed denial, so a flood of oversized
+/// pods does not take the budget others need.
+pub fn produced_reserve(body: usize, containers: usize, within: bool) -> usize {
+    if !within {
+        return 0;
+    }
+    produced_bound(body, containers) - PRODUCED_CONSTANT
+}
+
+/// The patch's share of [`produced_bound`]: it grows with the containers served.
 pub fn patch_reserve(containers: usize) -> usize {
     containers.min(PodLimits::DEFAULT.containers) * PRODUCED_PER_CONTAINER
 }

@@ -21,22 +21,28 @@
 //! reset, which can destroy the response before the client reads it. [`TrackedIo`] shuts down
 //! the write side and reads and discards what still arrives, bounded in bytes and time
 //! ("lingering close"), still holding the connection's slot under the connection cap.
+//!
+//! The cap ([`Slots`]) counts connections, not clients: at the cap a new connection takes the
+//! slot of the open one that has been quiet longest with no request in flight, so connections
+//! that do nothing cannot keep anyone else out.
 
 use hyper::body::Incoming;
 use hyper::service::Service;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 const NONE: u64 = u64::MAX;
+/// The bit of [`Activity::in_flight`] that marks the connection chosen to make room at the cap.
+const EVICTED: usize = 1 << (usize::BITS - 1);
 
 /// How long a connection may wait, and how much a closing one drains.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +65,10 @@ pub enum CloseReason {
     HeaderTimeout,
     IdleTimeout,
     SendTimeout,
+    /// It had no request in flight and a new connection needed its slot.
+    Evicted,
+    /// The TLS handshake took longer than allowed.
+    HandshakeTimeout,
 }
 
 impl CloseReason {
@@ -67,6 +77,8 @@ impl CloseReason {
             CloseReason::HeaderTimeout => "header_timeout",
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::SendTimeout => "send_timeout",
+            CloseReason::Evicted => "evicted",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
         }
     }
 }
@@ -76,6 +88,8 @@ impl CloseReason {
 #[derive(Debug)]
 pub struct Activity {
     start: Instant,
+    /// Requests in flight, and [`EVICTED`]: one word, so a request starting and the
+    /// connection being chosen for eviction cannot both happen.
     in_flight: AtomicUsize,
     /// When each request in flight started (ms), for the send deadline of the oldest. At most
     /// the connection's stream limit long; one entry on HTTP/1.1.
@@ -87,6 +101,8 @@ pub struct Activity {
     /// HTTP/1.1: bytes arriving while nothing is in flight start a new request's header timer.
     /// Off for HTTP/2, whose pings and window updates arrive on idle connections.
     track_partial: AtomicBool,
+    /// Wakes whoever waits in [`Activity::evicted`] (the eviction, or a request ending after it).
+    evict: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -99,7 +115,43 @@ impl Activity {
             pending_since: AtomicU64::new(NONE),
             last_done: AtomicU64::new(0),
             track_partial: AtomicBool::new(false),
+            evict: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Resolves once the connection was chosen to make room at the cap and has no request in
+    /// flight (one that began just before the choice is answered first).
+    pub async fn evicted(&self) {
+        while self.in_flight.load(Ordering::Acquire) != EVICTED {
+            self.evict.notified().await;
+        }
+    }
+
+    /// Chosen to make room (then it closes without lingering: nothing of it is in flight).
+    fn was_evicted(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) & EVICTED != 0
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed) & !EVICTED
+    }
+
+    /// Choose this connection to make room, if no request is in flight on it.
+    fn try_evict(&self) -> bool {
+        let chosen = self
+            .in_flight
+            .compare_exchange(0, EVICTED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if chosen {
+            self.evict.notify_one();
+        }
+        chosen
+    }
+
+    /// Since when it has done nothing for a client: its last request's end, else its start
+    /// (bytes of headers that never complete do not count, so a trickler stays old).
+    fn quiet_since(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_done.load(Ordering::Relaxed))
     }
 
     fn now_ms(&self) -> u64 {
@@ -113,7 +165,7 @@ impl Activity {
 
     fn on_read(&self) {
         if self.track_partial.load(Ordering::Relaxed)
-            && self.in_flight.load(Ordering::Relaxed) == 0
+            && self.in_flight() == 0
             && self.pending_since.load(Ordering::Relaxed) == NONE
         {
             self.pending_since.store(self.now_ms(), Ordering::Relaxed);
@@ -128,7 +180,7 @@ impl Activity {
     fn begin(&self) -> u64 {
         let now = self.now_ms();
         self.starts().push(now);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.served.fetch_add(1, Ordering::Relaxed);
         self.pending_since.store(NONE, Ordering::Relaxed);
         now
@@ -142,7 +194,10 @@ impl Activity {
             }
         }
         self.last_done.store(self.now_ms(), Ordering::Relaxed);
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == EVICTED | 1 {
+            // The request that began as the connection was chosen is done: now it may close.
+            self.evict.notify_one();
+        }
     }
 
     /// Whether a request was answered on this connection (only then is a lingering close worth
@@ -154,7 +209,7 @@ impl Activity {
     /// When the watchdog must close the connection, and why.
     pub fn deadline(&self, limits: &ConnLimits) -> Option<(Instant, CloseReason)> {
         let at = |ms: u64, d: Duration| self.start + Duration::from_millis(ms) + d;
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
+        if self.in_flight() > 0 {
             let oldest = self.starts().iter().copied().min()?;
             return Some((at(oldest, limits.in_flight), CloseReason::SendTimeout));
         }
@@ -290,16 +345,11 @@ pub struct TrackedIo {
     limits: ConnLimits,
     peer_closed: bool,
     /// The connection's place under the cap, given back only when the socket is closed.
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<Slot>,
 }
 
 impl TrackedIo {
-    pub fn new(
-        tcp: TcpStream,
-        activity: Arc<Activity>,
-        limits: ConnLimits,
-        slot: OwnedSemaphorePermit,
-    ) -> Self {
+    pub fn new(tcp: TcpStream, activity: Arc<Activity>, limits: ConnLimits, slot: Slot) -> Self {
         TrackedIo {
             tcp: Some(tcp),
             activity,
@@ -386,7 +436,7 @@ impl Drop for TrackedIo {
         let Some(tcp) = self.tcp.take() else { return };
         // Nothing answered (a failed handshake, a silent client), or the peer is gone: no
         // response to protect, so close now.
-        if self.peer_closed || !self.activity.answered() {
+        if self.peer_closed || !self.activity.answered() || self.activity.was_evicted() {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -394,8 +444,13 @@ impl Drop for TrackedIo {
         };
         let limits = self.limits;
         let slot = self.slot.take();
+        let activity = self.activity.clone();
         rt.spawn(async move {
-            linger(tcp, limits).await;
+            // A lingering connection has no request in flight: it may be chosen to make room.
+            tokio::select! {
+                () = linger(tcp, limits) => {}
+                () = activity.evicted() => {}
+            }
             drop(slot);
         });
     }
@@ -416,4 +471,106 @@ async fn linger(mut tcp: TcpStream, limits: ConnLimits) {
         }
     })
     .await;
+}
+
+/// The connection cap. Each open connection (lingering ones included) holds a [`Slot`]. At the
+/// cap a new connection is still admitted: it takes the place of the connection that has been
+/// quiet longest with no request in flight (handshaking, waiting for its first request, sending
+/// headers that never complete, idle keep-alive, lingering), which is closed at once. Only when
+/// every connection has a request in flight is the new one refused; those are bounded by the
+/// request and send timeouts. While a chosen connection closes (a request that began just
+/// before it was chosen is answered first) the count may exceed the cap by it: at most
+/// [`MAX_CLOSING`] such, the accept loop waits for them ([`Slots::room`]) before taking more.
+pub struct Slots {
+    max: usize,
+    state: Mutex<SlotState>,
+    /// A chosen connection closed.
+    closed: tokio::sync::Notify,
+}
+
+/// Connections chosen to make room and not closed yet, at most (their tasks close them at once).
+pub const MAX_CLOSING: usize = 8;
+
+struct SlotState {
+    next_id: u64,
+    /// Every connection holding a slot.
+    open: HashMap<u64, Weak<Activity>>,
+    /// Of those, the ones chosen to make room and not closed yet.
+    closing: usize,
+}
+
+impl Slots {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Slots {
+            max: max.max(1),
+            state: Mutex::new(SlotState {
+                next_id: 0,
+                open: HashMap::new(),
+                closing: 0,
+            }),
+            closed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Resolves while fewer than [`MAX_CLOSING`] chosen connections are still closing, so the
+    /// open connections stay within the cap plus those few (new ones wait in the kernel's queue).
+    pub async fn room(&self) {
+        while self.state().closing >= MAX_CLOSING {
+            self.closed.notified().await;
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        // Nothing here panics while holding it; were it poisoned, the counts are still whole.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for a new connection, making room at the cap (`None`: every connection has a
+    /// request in flight). Linear in the open connections, only at the cap.
+    pub fn claim(self: &Arc<Self>, activity: &Arc<Activity>) -> Option<Slot> {
+        let mut state = self.state();
+        if state.open.len() - state.closing >= self.max {
+            // A request may start on the chosen one meanwhile: then the next quietest.
+            let chosen = (0..4).any(|_| {
+                state
+                    .open
+                    .values()
+                    .filter_map(Weak::upgrade)
+                    .filter(|a| !a.was_evicted() && a.in_flight() == 0)
+                    .min_by_key(|a| a.quiet_since())
+                    .is_some_and(|a| a.try_evict())
+            });
+            if !chosen {
+                return None;
+            }
+            state.closing += 1;
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        state.open.insert(id, Arc::downgrade(activity));
+        Some(Slot {
+            slots: self.clone(),
+            id,
+            activity: activity.clone(),
+        })
+    }
+}
+
+/// One connection's place under the cap, given back on drop.
+pub struct Slot {
+    slots: Arc<Slots>,
+    id: u64,
+    activity: Arc<Activity>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut state = self.slots.state();
+        state.open.remove(&self.id);
+        // Chosen while it held its slot (the choice is made under this lock): counted closing.
+        if self.activity.was_evicted() {
+            state.closing = state.closing.saturating_sub(1);
+            self.slots.closed.notify_one();
+        }
+    }
 }

@@ -290,9 +290,10 @@ fn answer(
         tracing::warn!(error = %e, "rejected a malformed AdmissionReview");
         ApiError::BadRequest(e.to_string())
     })?;
-    let patch = budget::patch_reserve(review.object.containers());
-    if patch > 0 {
-        charge.merge(budget.try_take(patch).ok_or(ApiError::MemoryBudget)?);
+    let within = matches!(review.object, plx_store_core::engine::Decoded::Pod(_));
+    let produced = budget::produced_reserve(body.len(), review.object.containers(), within);
+    if produced > 0 {
+        charge.merge(budget.try_take(produced).ok_or(ApiError::MemoryBudget)?);
     }
     let (outcome, bytes) = admission::answer(&review, plan, stage, refs);
     let elapsed = started.elapsed();

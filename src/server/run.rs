@@ -131,11 +131,23 @@ fn material(contents: &reload::Contents) -> Result<Material, CertError> {
     })
 }
 
+/// Connections the kernel queues before we accept them. Past a full queue it drops the
+/// client's handshake ACK, leaving a connection the client thinks open and we never see, so it
+/// is sized for a burst of a whole connection cap (the default std backlog is 128).
+const LISTEN_BACKLOG: u32 = 1024;
+
 /// Bind a listener, saying which one and where when it fails.
 async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("{what} {addr}: cannot listen: {e}"))
+    let listen = || {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|e| anyhow::anyhow!("{what} {addr}: cannot listen: {e}"))
 }
 
 /// Apply a certificate load result: swap on success, keep the last good pair on failure.

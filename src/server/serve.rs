@@ -1,4 +1,5 @@
-//! Listeners: accept (at most `max_connections` at once), TLS handshake (bounded in time, with
+//! Listeners: accept (at most `max_connections` at once; at the cap the quietest idle one makes
+//! room, [`conn::Slots`]), TLS handshake (bounded in time, with
 //! the config in force at that moment), optional client-name check, then HTTP/1.1 or HTTP/2 as
 //! ALPN says, each connection under a watchdog ([`super::conn`]). Shutdown stops accepting and
 //! lets in-flight requests finish within a grace period.
@@ -17,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 /// Connection-level timeouts.
@@ -30,8 +30,9 @@ pub struct Limits {
     /// A connection with no request in flight is closed after this long. Longer than the
     /// apiserver's own idle timeout (90 s), so the client closes pooled connections first.
     pub idle: Duration,
-    /// Open connections at most, lingering ones included; past it new ones are closed at once.
-    /// The default's share of the Deployment's 128 MiB is in README "Memory".
+    /// Open connections at most, lingering ones included; at it a new one takes the place of
+    /// the quietest with no request in flight, or is closed at once if every one has a request
+    /// in flight. The default's share of the Deployment's 128 MiB: docs/operations.md.
     pub max_connections: usize,
     /// The request timeout (the guards'), for the watchdog's send deadline.
     pub request: Duration,
@@ -175,12 +176,15 @@ pub async fn serve(
         h1: http_builder(Some(true), limits.max_streams),
         h2: http_builder(Some(false), limits.max_streams),
     });
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let slots = conn::Slots::new(limits.max_connections);
     let mut last_refusal_log: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = async {
+                slots.room().await;
+                listener.accept().await
+            } => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and similar: back off instead of spinning.
@@ -191,8 +195,10 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // At the cap: close at once (the client sees the connection closed, not a hang).
+        let activity = Activity::new();
+        let Some(slot) = slots.claim(&activity) else {
+            // At the cap with a request in flight on every connection: close at once (the
+            // client sees the connection closed, not a hang).
             drop(tcp);
             if let Some(c) = &counters {
                 c.metrics.connection_refused(c.listener);
@@ -201,7 +207,7 @@ pub async fn serve(
             if last_refusal_log.is_none_or(|t| now - t > Duration::from_secs(10)) {
                 last_refusal_log = Some(now);
                 tracing::warn!(%peer, max_connections = limits.max_connections,
-                    "connection limit reached (--max-connections): refusing new connections");
+                    "connection limit reached (--max-connections): refusing new connections, every open one has a request in flight");
             }
             continue;
         };
@@ -215,47 +221,57 @@ pub async fn serve(
             let _open = counters
                 .as_ref()
                 .map(|c| c.metrics.connection_opened(c.listener));
-            let activity = Activity::new();
+            let evicted = activity.clone();
             // The socket keeps the connection's slot, through its lingering close if it has one.
             let io = TrackedIo::new(tcp, activity.clone(), limits.conn(), slot);
-            let served = match tls {
-                None => {
-                    activity.set_http1(true);
-                    let conn = serve_conn(&builders.any, io, app, watcher, activity.clone());
-                    bounded(conn, activity, limits).await
-                }
-                Some(tls) => {
-                    let Some(config) = tls.config.load_full() else {
-                        tracing::warn!(%peer, "no valid serving certificate loaded yet; closing connection");
-                        return;
-                    };
-                    let accept = TlsAcceptor::from(config).accept(io);
-                    let stream = match tokio::time::timeout(limits.handshake, accept).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            if let Some(c) = &counters {
-                                c.metrics.connection_closed(c.listener, "handshake_timeout");
-                            }
-                            return;
-                        }
-                    };
-                    if !tls.allowed_client_names.is_empty()
-                        && !client_allowed(&stream, &tls.allowed_client_names)
-                    {
-                        tracing::warn!(%peer, "client certificate name not in --client-allowed-names; closing connection");
-                        return;
+            let served = async move {
+                match tls {
+                    None => {
+                        activity.set_http1(true);
+                        let conn = serve_conn(&builders.any, io, app, watcher, activity.clone());
+                        bounded(conn, activity, limits).await
                     }
-                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    activity.set_http1(!h2);
-                    let builder = if h2 { &builders.h2 } else { &builders.h1 };
-                    let conn = serve_conn(builder, stream, app, watcher, activity.clone());
-                    bounded(conn, activity, limits).await
+                    Some(tls) => {
+                        let Some(config) = tls.config.load_full() else {
+                            tracing::warn!(%peer, "no valid serving certificate loaded yet; closing connection");
+                            return None;
+                        };
+                        let accept = TlsAcceptor::from(config).accept(io);
+                        let stream = match tokio::time::timeout(limits.handshake, accept).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return None;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return Some(conn::CloseReason::HandshakeTimeout);
+                            }
+                        };
+                        if !tls.allowed_client_names.is_empty()
+                            && !client_allowed(&stream, &tls.allowed_client_names)
+                        {
+                            tracing::warn!(%peer, "client certificate name not in --client-allowed-names; closing connection");
+                            return None;
+                        }
+                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                        activity.set_http1(!h2);
+                        let builder = if h2 { &builders.h2 } else { &builders.h1 };
+                        let conn = serve_conn(builder, stream, app, watcher, activity.clone());
+                        bounded(conn, activity, limits).await
+                    }
                 }
+            };
+            // Chosen to make room at the cap: closed wherever it is (handshake included) once
+            // nothing of it is in flight.
+            let served = tokio::select! {
+                biased;
+                () = evicted.evicted() => {
+                    tracing::debug!(%peer, "closing a connection to make room at the cap");
+                    Some(conn::CloseReason::Evicted)
+                }
+                served = served => served,
+                () = evicted.evicted() => Some(conn::CloseReason::Evicted),
             };
             if let (Some(why), Some(c)) = (served, &counters) {
                 c.metrics.connection_closed(c.listener, why.as_str());
