@@ -760,3 +760,41 @@ fn enforce_cases_answers() {
     }
     assert_eq!(n, 16);
 }
+
+/// Every warning a golden answer carries, its `[PSWnnnn]` tag included, is within the 256
+/// characters the kube-apiserver keeps of one warning.
+#[test]
+fn every_golden_warning_fits_what_the_apiserver_keeps() {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    if k == "warnings" {
+                        if let Value::Array(ws) = v {
+                            out.extend(ws.iter().filter_map(|w| w.as_str().map(String::from)));
+                        }
+                    }
+                    walk(v, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut warnings = Vec::new();
+    for entry in std::fs::read_dir(root().join("tests/golden")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            walk(&v, &mut warnings);
+        }
+    }
+    assert!(warnings.len() > 20, "the goldens carry warnings");
+    for w in &warnings {
+        assert!(
+            w.chars().count() <= 256,
+            "{} characters: {w}",
+            w.chars().count()
+        );
+    }
+}

@@ -489,7 +489,7 @@ pub fn response_for(
         let tagged: Vec<String> = outcome
             .warnings
             .iter()
-            .map(|w| crate::codes::tagged(w))
+            .map(|w| crate::codes::tagged_warning(w))
             .collect();
         serde_json::to_writer(&mut body, &tagged)?;
     }
@@ -673,7 +673,7 @@ mod tests {
                 let tagged: Vec<String> = outcome
                     .warnings
                     .iter()
-                    .map(|w| crate::codes::tagged(w))
+                    .map(|w| crate::codes::tagged_warning(w))
                     .collect();
                 r["warnings"] = serde_json::json!(tagged);
             }

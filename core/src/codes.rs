@@ -391,6 +391,12 @@ pub fn tagged(message: &str) -> String {
     format!("[{}] {message}", code_of(message))
 }
 
+/// A warning with its code, still within what the kube-apiserver keeps of one warning: the tag
+/// is part of the text the apiserver counts.
+pub fn tagged_warning(message: &str) -> String {
+    crate::engine::warnings::cut(tagged(message), crate::engine::warnings::MAX_CHARS)
+}
+
 /// docs/codes.md: every code with its cause and fix (a test keeps the file equal to this).
 pub fn markdown() -> String {
     let mut out = String::from(
