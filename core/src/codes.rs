@@ -400,7 +400,8 @@ pub fn tagged_warning(message: &str) -> String {
 /// docs/codes.md: every code with its cause and fix (a test keeps the file equal to this).
 pub fn markdown() -> String {
     let mut out = String::from(
-        "# Message codes\n\n<!-- Generated from core/src/codes.rs by `cargo test --test cli_reference` \
+        "# Message codes\n\nAfter this page you can tell, from the code a user or a log line shows, why \
+         the webhook said it and what to do.\n\n<!-- Generated from core/src/codes.rs by `cargo test --test cli_reference` \
          (UPDATE_DOCS=1 rewrites it). -->\n\nEvery denial, warning, not-served reason and \
          `check-config` finding carries a stable code. It is shown in `[PSWnnnn]` form by `mutate`, \
          `validate`, `test` and `check-config`, in `mutate --explain`, in the JSON outputs (`code`, \
