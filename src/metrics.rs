@@ -306,6 +306,13 @@ impl Metrics {
     /// over a series that does not exist yet is "no data", not 0.
     fn zeros(&self) {
         use plx_store_core::engine::{ConflictKind, IgnoreReason};
+        // Refusals at the cap are rare now that idle connections make room: the series exists
+        // at 0 all the same, so the Connections panel shows 0 rather than "no data".
+        for listener in ["webhook", "admin"] {
+            let _ = self
+                .connections_refused
+                .get_or_create(&ListenerLabels { listener });
+        }
         for result in [
             "mutated",
             "unchanged",

@@ -184,7 +184,7 @@ scrape_configs:
             refused = extra.recv(1) == b""
         except OSError:
             refused = True
-        check(refused, "a connection over --max-connections is closed at once")
+        check(refused, "over --max-connections an idle connection makes room (evicted) and the silent newcomer is cut by the header timeout")
         for s in held + [extra]:
             s.close()
         time.sleep(0.2)
