@@ -204,7 +204,8 @@ fn fleet(c: &mut Criterion) {
         let mut pod = pod.clone();
         pod["metadata"]["namespace"] = json!("polyaxon");
         pod["metadata"]["name"] = json!("p");
-        let event = serde_json::to_vec(&json!({"type": "MODIFIED", "object": pod})).unwrap();
+        // As the apiserver writes a watch event: `type` first.
+        let event = format!(r#"{{"type":"MODIFIED","object":{pod}}}"#).into_bytes();
         g.bench_with_input(BenchmarkId::new("watch-event", name), &event, |b, e| {
             b.iter(|| {
                 let ev: kube::core::WatchEvent<RawPod> =

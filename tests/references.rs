@@ -292,6 +292,25 @@ mod classify {
         assert_eq!(state(&a, &audited, &all).unwrap().0, State::Audit);
         // A pod admitted in audit mode once its route injects: it has nothing, so missing.
         assert_eq!(state(&a, &p, &all).unwrap().0, State::Missing);
+        // The skip annotation is the tenant's too: listing every container (added by an update,
+        // after admission) does not make a pod without credentials current.
+        let mut skipped = spoof.clone();
+        let names: Vec<String> = skipped["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(
+                skipped["spec"]["initContainers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten(),
+            )
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect();
+        skipped["metadata"]["annotations"]["plx-store-webhook.dev/skip-containers"] =
+            names.join(",").into();
+        let (st, why) = state(&skipped, &p, &all).unwrap();
+        assert_eq!(st, State::Missing, "{why}");
     }
 
     #[test]
@@ -322,13 +341,18 @@ mod classify {
             )
         });
         assert!(state(&ok, &excl, &all).is_none());
-        // Unmatched with noMatch: warn or deny.
-        for how in ["warn", "deny"] {
+        // Unmatched by design with noMatch: warn; with noMatch: deny such a run exists only if
+        // it went around the webhook (labelled or re-routed after admission): missing.
+        for (how, want) in [("warn", State::Unmatched), ("deny", State::Missing)] {
             let plan = teams(|s| s.replace("noMatch: default", &format!("noMatch: {how}")));
             let mut stray = read_json("tests/fixtures/polyaxon-pods/job.nostore.json");
             stray["metadata"]["namespace"] = "elsewhere".into();
             stray["metadata"]["annotations"]["operation.polyaxon.com/owner"] = "globex".into();
-            assert_eq!(state(&stray, &plan, &all).unwrap().0, State::Unmatched);
+            assert_eq!(
+                state(&stray, &plan, &all).unwrap().0,
+                want,
+                "noMatch: {how}"
+            );
         }
     }
 

@@ -10,7 +10,7 @@
 //! [`RunPod`] it returns: every string in it is capped, so a pod costs the same few hundred bytes
 //! whatever its metadata says. Pure: the shell passes what it watched.
 
-use crate::config::RunFacts;
+use crate::config::{NoMatch, RunFacts};
 use crate::engine::report::{ContainerStatus, PieceState};
 use crate::engine::{self, Decision, Decoded, IgnoreReason, Request};
 use crate::plan::{Plan, Route, StorePlan, ANNOTATION_DECISION, ANNOTATION_STORE};
@@ -158,10 +158,27 @@ pub fn judge(namespace: &str, name: &str, text: &str, plan: &Plan) -> Option<Run
     let (verdict, why) = match (&out.decision, route) {
         (Decision::Ignored(IgnoreReason::NotARun | IgnoreReason::NamespaceExcluded), _)
         | (Decision::Ignored(IgnoreReason::NotPodCreate), _) => return None,
+        // Under `noMatch: deny` the webhook refuses such a run: one that exists went around it
+        // (created unlabelled and labelled later, or re-routed by an edit).
+        (Decision::Denied(_), Route::Unmatched(NoMatch::Deny)) => (
+            State::Missing,
+            "no rule matches and noMatch is deny: the webhook would have refused it, so it was \
+             created or changed around the webhook; recreate it"
+                .to_string(),
+        ),
         (Decision::Ignored(IgnoreReason::NoRuleMatched), Route::Unmatched(how))
         | (Decision::Denied(_), Route::Unmatched(how)) => (
             State::Unmatched,
             format!("no rule matches and noMatch is {}", how.as_str()),
+        ),
+        // A routed run none of whose containers gets the store (all skipped by the pod's own
+        // annotation, which a tenant can add after admission, or none is a target): it carries
+        // no credentials, whatever the annotation says.
+        (Decision::Ignored(IgnoreReason::NoTargetContainer), Route::Rule(_) | Route::Default(_)) => (
+            State::Missing,
+            "no container of it gets the store (none is a target, or the pod's skip annotation \
+             lists them all): it carries no credentials"
+                .to_string(),
         ),
         (Decision::Audited(_), _) => (
             State::Audit,

@@ -22,8 +22,8 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -35,7 +35,7 @@ const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Pods per list page: a page is held whole while it is read (its body and each pod decoded),
 /// so a relist's peak is about one page of the largest pods, not the fleet.
-const POD_PAGE: u32 = 25;
+const POD_PAGE: u32 = 10;
 /// Named objects per page (metadata only, one name: a page holds at most one per namespace).
 const NAMED_PAGE: u32 = 100;
 /// Pods that have finished run no more: not counted.
@@ -117,7 +117,9 @@ pub fn rule(target: &Target) -> String {
 
 /// A run pod as the watch reads it: its text as the engine reads a pod (metadata's labels and
 /// annotations, and the spec; never managedFields or status), and the little metadata the
-/// watcher tracks. Built per object while a page or event is read, dropped once judged.
+/// watcher tracks. Built per object while a page or event is read, dropped once judged. Labels,
+/// annotations and spec are kept as the API's own text (`RawValue`), never parsed into a tree
+/// here: a tenant's pod costs its size once, and the engine reads it under the pod limits.
 #[derive(Debug, Clone)]
 pub struct RawPod {
     metadata: ObjectMeta,
@@ -131,36 +133,51 @@ impl<'de> Deserialize<'de> for RawPod {
             #[serde(default)]
             metadata: Meta,
             #[serde(default)]
-            spec: Value,
+            spec: Option<Box<RawValue>>,
         }
-        #[derive(Deserialize, Serialize, Default)]
+        #[derive(Deserialize, Default)]
         #[serde(rename_all = "camelCase")]
         struct Meta {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
+            #[serde(default)]
             name: Option<String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
+            #[serde(default)]
             namespace: Option<String>,
-            #[serde(default, skip_serializing)]
+            #[serde(default)]
             resource_version: Option<String>,
-            #[serde(default, skip_serializing)]
+            #[serde(default)]
             uid: Option<String>,
             #[serde(default)]
-            labels: Value,
+            labels: Option<Box<RawValue>>,
             #[serde(default)]
-            annotations: Value,
-        }
-        #[derive(Serialize)]
-        struct Text<'a> {
-            metadata: &'a Meta,
-            spec: &'a Value,
+            annotations: Option<Box<RawValue>>,
         }
         let w = Wire::deserialize(d)?;
-        let text = serde_json::to_string(&Text {
-            metadata: &w.metadata,
-            spec: &w.spec,
-        })
-        .map_err(serde::de::Error::custom)?;
         let m = w.metadata;
+        let raw = |v: &Option<Box<RawValue>>| v.as_deref().map_or("null", RawValue::get).len();
+        let mut text = String::with_capacity(
+            64 + raw(&m.labels)
+                + raw(&m.annotations)
+                + raw(&w.spec)
+                + m.name.as_deref().map_or(0, str::len)
+                + m.namespace.as_deref().map_or(0, str::len),
+        );
+        text.push_str("{\"metadata\":{");
+        for (key, value) in [("name", &m.name), ("namespace", &m.namespace)] {
+            if let Some(v) = value {
+                text.push_str(&format!("{key:?}:"));
+                text.push_str(&serde_json::to_string(v).map_err(serde::de::Error::custom)?);
+                text.push(',');
+            }
+        }
+        for (key, value) in [("labels", &m.labels), ("annotations", &m.annotations)] {
+            text.push_str(&format!("{key:?}:"));
+            text.push_str(value.as_deref().map_or("null", RawValue::get));
+            text.push(',');
+        }
+        text.pop();
+        text.push_str("},\"spec\":");
+        text.push_str(w.spec.as_deref().map_or("null", RawValue::get));
+        text.push('}');
         Ok(RawPod {
             metadata: ObjectMeta {
                 name: m.name,
@@ -656,5 +673,42 @@ impl<K: Send + Sync + 'static> Sink<PartialObjectMeta<K>> for NamedSink {
 
     fn fleet(&self) -> &Fleet {
         &self.fleet
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RawPod;
+
+    /// Pods arrive in list pages and in watch events (`type` first, as the apiserver writes
+    /// them); both keep the API's own text of labels, annotations and spec, nothing else.
+    #[test]
+    fn a_pod_is_read_as_its_own_text_from_lists_and_events() {
+        let pod = r#"{"metadata":{"name":"p","namespace":"n","uid":"u","resourceVersion":"7",
+            "labels":{"a":"b"},"annotations":{"x":"y"},"managedFields":[{"manager":"m"}]},
+            "spec":{"containers":[{"name":"c","env":[{"name":"A"}]}]},"status":{"phase":"Running"}}"#;
+        let list =
+            format!(r#"{{"apiVersion":"v1","kind":"PodList","metadata":{{}},"items":[{pod}]}}"#);
+        let l: kube::core::ObjectList<RawPod> = serde_json::from_str(&list).unwrap();
+        let event = format!(r#"{{"type":"ADDED","object":{pod}}}"#);
+        let e: kube::core::WatchEvent<RawPod> = serde_json::from_str(&event).unwrap();
+        let kube::core::WatchEvent::Added(from_event) = e else {
+            panic!("an ADDED event")
+        };
+        for p in [&l.items[0], &from_event] {
+            let v: serde_json::Value = serde_json::from_str(p.text()).unwrap();
+            assert_eq!(
+                v,
+                serde_json::json!({"metadata": {"name": "p", "namespace": "n",
+                    "labels": {"a": "b"}, "annotations": {"x": "y"}},
+                    "spec": {"containers": [{"name": "c", "env": [{"name": "A"}]}]}})
+            );
+            assert_eq!(p.metadata.uid.as_deref(), Some("u"));
+            assert_eq!(p.metadata.resource_version.as_deref(), Some("7"));
+        }
+        // No labels, annotations or spec at all.
+        let bare: RawPod = serde_json::from_str(r#"{"metadata":{"name":"q"}}"#).unwrap();
+        let v: serde_json::Value = serde_json::from_str(bare.text()).unwrap();
+        assert_eq!(v["spec"], serde_json::Value::Null);
     }
 }
