@@ -1015,7 +1015,7 @@ scrape_configs:
         assert series("plx_webhook_run_pods", state="missing") == 3
         r = run([WEBHOOK, "fleet", "--config", f"{T}/cfg/config.yaml", "--timeout-seconds", "20"], check=False, timeout=60,
                 env_kubeconfig=FLEET_KUBECONFIG)
-        assert r.returncode == 1 and any(spoof in l and " missing " in l for l in r.stdout.splitlines()), r.stdout
+        assert r.returncode == 2 and any(spoof in l and " missing " in l for l in r.stdout.splitlines()), r.stdout
         # On Prometheus: the gauges, the alerts pending (counting the spoof), the fleet panels with data.
         wait_for("Prometheus to scrape the fleet gauges", lambda: prom_query(prom_port, 'plx_webhook_run_pods{state="missing"}')[0]["value"][1] == "3", 90)
         wait_for("RunPodsWithoutCredentials counting the spoof", lambda: any(
