@@ -206,10 +206,18 @@ pub const REGISTRY: &[Code] = &[
     Code {
         code: "PSW2005",
         kind: Kind::Warning,
-        marker: "points elsewhere than the key",
-        title: "a key-path alias points elsewhere",
-        cause: "An alias of `GC_KEY_PATH` in the container names another file; the SDK picks among them at random.",
-        fix: "Remove the alias from the pod.",
+        marker: "the Polyaxon SDK picks among GC_KEY_PATH and its aliases at random",
+        title: "a key-path alias set by valueFrom",
+        cause: "An alias of `GC_KEY_PATH` (e.g. `GOOGLE_APPLICATION_CREDENTIALS`) is set by `valueFrom`, which the webhook cannot check; the Polyaxon SDK picks among the aliases at random.",
+        fix: "Remove the alias from the pod (the webhook sets it to the key file).",
+    },
+    Code {
+        code: "PSW2017",
+        kind: Kind::Warning,
+        marker: "GC_KEY_PATH is a valueFrom reference and was kept",
+        title: "GC_KEY_PATH set by valueFrom",
+        cause: "The container sets `GC_KEY_PATH` by `valueFrom`, which the webhook cannot check; it was kept.",
+        fix: "Remove `GC_KEY_PATH` from the pod so the webhook sets it to the mounted key file.",
     },
     Code {
         code: "PSW2006",
