@@ -704,6 +704,9 @@ def keyless_bypasses_refused():
     ensure_namespace("team-vision-9", "team-vision-runs", "team-nlp-runs")
     ensure_namespace("team-nlp-9", "team-vision-runs", "team-nlp-runs")
     ensure_namespace("team-research-9", "team-research-runs")
+    # Cases written for the engine name other namespaces of the same teams.
+    ensure_namespace("team-nlp-1", "team-vision-runs", "team-nlp-runs")
+    ensure_namespace("team-research-1", "team-research-runs")
     checked = 0
     # Enforce in place too: whatever /mutate admits, /validate must admit as stored.
     vwc = enforce_vwc()
