@@ -328,13 +328,7 @@ impl Metrics {
                 });
             }
         }
-        for r in [
-            IgnoreReason::NotPodCreate,
-            IgnoreReason::NotARun,
-            IgnoreReason::NamespaceExcluded,
-            IgnoreReason::NoTargetContainer,
-            IgnoreReason::NoRuleMatched,
-        ] {
+        for r in IgnoreReason::ALL {
             let _ = self
                 .skips
                 .get_or_create(&ReasonLabels { reason: r.metric() });

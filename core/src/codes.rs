@@ -450,13 +450,7 @@ mod tests {
                 assert_eq!(code_of(c.marker), c.code, "{}", c.marker);
             }
         }
-        for r in [
-            IgnoreReason::NotPodCreate,
-            IgnoreReason::NotARun,
-            IgnoreReason::NamespaceExcluded,
-            IgnoreReason::NoTargetContainer,
-            IgnoreReason::NoRuleMatched,
-        ] {
+        for r in IgnoreReason::ALL {
             assert_ne!(ignore_code(r), UNKNOWN, "{r:?}");
         }
     }

@@ -92,6 +92,15 @@ pub enum IgnoreReason {
 }
 
 impl IgnoreReason {
+    /// Every reason, for the metrics present at 0 and the code registry's coverage.
+    pub const ALL: [IgnoreReason; 5] = [
+        IgnoreReason::NotPodCreate,
+        IgnoreReason::NotARun,
+        IgnoreReason::NamespaceExcluded,
+        IgnoreReason::NoTargetContainer,
+        IgnoreReason::NoRuleMatched,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             IgnoreReason::NotPodCreate => "not a pod CREATE",
