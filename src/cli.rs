@@ -439,13 +439,15 @@ pub struct ServeArgs {
     /// first request after it).
     #[arg(long, env = "PLX_WEBHOOK_HEADER_TIMEOUT_SECONDS", default_value_t = LIMITS.header_read.as_secs())]
     pub header_timeout_seconds: u64,
-    /// Seconds a connection may stay open with no request in flight (keep it above the
+    /// Seconds a connection may stay open with nothing in flight (keep it above the
     /// apiserver's 90 s idle timeout, so the client closes pooled connections first).
     #[arg(long, env = "PLX_WEBHOOK_IDLE_TIMEOUT_SECONDS", default_value_t = LIMITS.idle.as_secs())]
     pub idle_timeout_seconds: u64,
-    /// Open connections per listener at most. At the cap a new connection takes the place of the
-    /// one quiet longest with no request in flight; only when every one has a request in flight
-    /// is it closed at once (logged, counted in plx_webhook_connections_refused_total).
+    /// Open connections per listener at most. At the cap a new connection takes the place of one
+    /// waiting on its client (handshake, headers, body, an unread response, idle), those that
+    /// never sent a request first, then the quietest; only when the server is working on a
+    /// request of every one is it closed at once (logged, counted in
+    /// plx_webhook_connections_refused_total).
     #[arg(long, env = "PLX_WEBHOOK_MAX_CONNECTIONS", default_value_t = LIMITS.max_connections)]
     pub max_connections: usize,
     /// Seconds a whole request may take, body included (408 past it).
@@ -469,7 +471,7 @@ pub struct ServeArgs {
     /// them on /fleet and /metrics, and warn at admission about missing objects.
     #[arg(long, env = "PLX_WEBHOOK_FLEET")]
     pub fleet: bool,
-    /// Seconds a response may take to be sent after the request timeout; past it the
+    /// Seconds a response waiting for the peer may go with no piece of it taken; past it the
     /// connection is closed (a peer that stops reading).
     #[arg(long, env = "PLX_WEBHOOK_SEND_TIMEOUT_SECONDS", default_value_t = LIMITS.send.as_secs())]
     pub send_timeout_seconds: u64,

@@ -1,8 +1,9 @@
 //! The memory model, enforced: request bodies, the work on them and the responses not yet sent
-//! are charged to one byte budget. A request takes its share before its body is read (from
-//! `Content-Length`, or as bytes arrive) and gives it back only when its response has been
-//! handed to the socket, so what clients hold in flight can never add up past the budget;
-//! past it a request is refused at once with a 503, never buffered.
+//! are charged to one byte budget. A request is charged for its body as the bytes arrive (before
+//! they are kept), for its work once the body is complete, and gives it back only when its
+//! response has been handed to the socket, so what clients hold in flight can never add up past
+//! the budget; past it a request is refused at once with a 503, never buffered. A declared
+//! `Content-Length` is only a ceiling: headers alone hold nothing.
 
 use super::ApiError;
 use axum::body::{Body, Bytes};
@@ -51,7 +52,7 @@ impl Budget {
     }
 }
 
-/// What one request is charged beyond its body when it arrives: the decoded pod and the
+/// What one request is charged beyond its body once the body is complete: the decoded pod and the
 /// constant part of what a review produces. The pod reader's entry limit bounds the decoded pod
 /// (≈ 160 B an entry), so that part grows with the body up to that bound. The rest of
 /// [`produced_bound`] is charged once the pod is read ([`produced_reserve`]).
@@ -111,9 +112,10 @@ impl BodyRate {
     }
 }
 
-/// Read a request body of at most `limit` bytes, charged to `budget` with its work reserve: the
-/// whole declared length up front, else as it arrives. Too slow (below `rate`) is a 408, over the
-/// limit a 413, over the budget a 503.
+/// Read a request body of at most `limit` bytes, charged to `budget` as its bytes arrive (the
+/// buffer's capacity, never the declared length: headers alone hold nothing), then its work
+/// reserve once it is complete. Too slow (below `rate`, declared or not) is a 408, over the limit
+/// a 413, over the budget a 503.
 pub async fn read(
     body: Body,
     declared: Option<usize>,
@@ -124,11 +126,8 @@ pub async fn read(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::TooLarge { limit });
     }
-    let expected = declared.unwrap_or(0);
-    let mut charge = budget
-        .try_take(expected + work_reserve(expected))
-        .ok_or(ApiError::MemoryBudget)?;
-    let mut held = expected;
+    let most = declared.unwrap_or(limit);
+    let mut charge = budget.try_take(1).ok_or(ApiError::MemoryBudget)?;
     let start = Instant::now();
     // The first frame is kept as it is: a body that arrives in one piece (the apiserver's,
     // nearly always) is never copied.
@@ -137,8 +136,8 @@ pub async fn read(
     let mut len = 0;
     let mut body = body;
     loop {
-        // A declared body must be complete by its deadline; an undeclared one must keep coming.
-        let due = rate.deadline(start, declared.unwrap_or(len + 64 * 1024));
+        // The body must keep coming: the next 64 KiB within the rate's time for them.
+        let due = rate.deadline(start, (len + 64 * 1024).min(most));
         let frame = match tokio::time::timeout_at(due, body.frame()).await {
             Err(_) => {
                 return Err(ApiError::SlowBody {
@@ -152,28 +151,41 @@ pub async fn read(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if len + data.len() > limit {
+        let grown = len + data.len();
+        if grown > limit {
             return Err(ApiError::TooLarge { limit });
         }
-        if len + data.len() > held {
-            // Undeclared length: charge what arrived (and the reserve it brings) before keeping it.
-            let grown = len + data.len();
-            let more = grown + work_reserve(grown) - held - work_reserve(held);
-            charge.merge(budget.try_take(more).ok_or(ApiError::MemoryBudget)?);
-            held = grown;
+        // What holding it costs: the frame alone, or a buffer grown by doubling (within the
+        // declared length), charged before it is allocated.
+        let holds = match (&first, buf.capacity()) {
+            (None, 0) => grown,
+            (_, cap) if grown <= cap => cap,
+            (_, cap) => grown.max(cap.saturating_mul(2)).min(most.max(grown)),
+        };
+        if holds > charge.num_permits() {
+            charge.merge(
+                budget
+                    .try_take(holds - charge.num_permits())
+                    .ok_or(ApiError::MemoryBudget)?,
+            );
         }
-        len += data.len();
+        len = grown;
         match first.take() {
             None if buf.is_empty() => first = Some(data),
             taken => {
+                buf.reserve_exact(holds - buf.len());
                 if let Some(f) = taken {
-                    buf.reserve_exact(expected.max(len) - buf.len());
                     buf.extend_from_slice(&f);
                 }
                 buf.extend_from_slice(&data);
             }
         }
     }
+    charge.merge(
+        budget
+            .try_take(work_reserve(len))
+            .ok_or(ApiError::MemoryBudget)?,
+    );
     let bytes = match first {
         Some(f) => f,
         None => Bytes::from(buf),
@@ -264,17 +276,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn over_the_budget_or_the_limit_is_refused_before_reading() {
+    async fn over_the_limit_is_refused_before_reading_and_over_the_budget_as_bytes_arrive() {
         let budget = Budget::new(100_000);
-        let r = read(
-            Body::empty(),
-            Some(50_000),
-            1 << 20,
-            &budget,
-            BodyRate::DEFAULT,
-        )
-        .await;
-        assert!(matches!(r, Err(ApiError::MemoryBudget)), "{r:?}");
         let r = read(
             Body::empty(),
             Some(2 << 20),
@@ -284,6 +287,68 @@ mod tests {
         )
         .await;
         assert!(matches!(r, Err(ApiError::TooLarge { .. })), "{r:?}");
+        let r = read(
+            Body::from(vec![b'x'; 150_000]),
+            Some(150_000),
+            1 << 20,
+            &budget,
+            BodyRate::DEFAULT,
+        )
+        .await;
+        assert!(matches!(r, Err(ApiError::MemoryBudget)), "{r:?}");
         assert_eq!(budget.available(), 100_000);
+    }
+
+    /// A body that never comes.
+    struct Never;
+    impl http_body::Body for Never {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_holds_nothing_until_its_bytes_arrive() {
+        // Issue #29: five header-only requests declaring 3 MiB held the 32 MiB budget.
+        let budget = Budget::new(32 << 20);
+        let rate = BodyRate {
+            grace: Duration::from_millis(300),
+            bytes_per_second: 64 * 1024,
+        };
+        let waiting: Vec<_> = (0..20)
+            .map(|_| {
+                let b = budget.clone();
+                tokio::spawn(async move {
+                    read(Body::new(Never), Some(3 << 20), 3 << 20, &b, rate).await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            budget.available() >= (32 << 20) - 20,
+            "{}",
+            budget.available()
+        );
+        let (bytes, charge) = read(
+            Body::from(vec![b'x'; 1 << 20]),
+            Some(1 << 20),
+            3 << 20,
+            &budget,
+            rate,
+        )
+        .await
+        .unwrap();
+        assert_eq!(bytes.len(), 1 << 20);
+        drop(charge);
+        for w in waiting {
+            let r = w.await.unwrap();
+            assert!(matches!(r, Err(ApiError::SlowBody { .. })), "{r:?}");
+        }
+        assert_eq!(budget.available(), 32 << 20);
     }
 }

@@ -3,18 +3,20 @@
 //! hyper alone cannot tell "idle between requests" from "slow request headers" (its HTTP/1
 //! header timer also runs while a keep-alive connection waits), and hyper-util's auto builder
 //! waits for the protocol preface with no timer at all. So each connection carries an
-//! [`Activity`] record, fed by the socket ([`TrackedIo`]) and by the service ([`Tracked`]), and a
-//! watchdog closes it when:
+//! [`Activity`] record, fed by the socket ([`TrackedIo`]), by the request bodies and by the
+//! responses ([`Tracked`]), and a watchdog closes it when:
 //! - no request has arrived within the header timeout of the connection's start (a TLS client
 //!   that sends nothing, an HTTP/2 client without a preface);
 //! - an HTTP/1.1 request's first bytes arrived but it was not dispatched within the header
 //!   timeout (slow headers);
-//! - no request has been in flight for the idle timeout, which is longer than the apiserver's
-//!   own idle timeout (90 s), so the client, not us, closes a pooled connection: a request sent
-//!   on a connection the server is closing at that moment would fail;
-//! - a request is still in flight — its response not yet all handed to the socket — past the
-//!   request timeout plus the send timeout (a peer that stops reading, e.g. an HTTP/2 window
-//!   kept at zero, would otherwise keep the request's slot and memory).
+//! - nothing has been in flight for the idle timeout, which is longer than the apiserver's own
+//!   idle timeout (90 s), so the client, not us, closes a pooled connection: a request sent on a
+//!   connection the server is closing at that moment would fail;
+//! - a request's handler has run past the request timeout plus the send timeout (a safety net:
+//!   the request timeout answers it first);
+//! - a response waiting for the peer has made no progress — no piece of it taken by the
+//!   connection — for the send timeout (a peer that stops reading, e.g. an HTTP/2 window kept at
+//!   zero). Progress, not the request's start, so new streams cannot re-arm an old wait.
 //!
 //! When a connection that answered a request ends with bytes the client may still be sending (an
 //! early 413/503/408), the socket is not just dropped — that makes the kernel answer with a
@@ -22,9 +24,11 @@
 //! the write side and reads and discards what still arrives, bounded in bytes and time
 //! ("lingering close"), still holding the connection's slot under the connection cap.
 //!
-//! The cap ([`Slots`]) counts connections, not clients: at the cap a new connection takes the
-//! slot of the open one that has been quiet longest with no request in flight, so connections
-//! that do nothing cannot keep anyone else out.
+//! The cap ([`Slots`]) counts connections, not clients. A request is *protected* only while the
+//! server works on it: from its body's last byte until its response is produced. Everything else
+//! a connection can be doing waits on the client — a handshake, headers, a body, a response the
+//! client does not read, idle keep-alive, a lingering close — and at the cap a new connection
+//! takes the slot of one of those, so no client can hold every slot by waiting.
 
 use hyper::body::Incoming;
 use hyper::service::Service;
@@ -32,7 +36,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -41,7 +45,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 const NONE: u64 = u64::MAX;
-/// The bit of [`Activity::in_flight`] that marks the connection chosen to make room at the cap.
+/// The bit of [`Activity::working`] that marks the connection chosen to make room at the cap.
 const EVICTED: usize = 1 << (usize::BITS - 1);
 
 /// How long a connection may wait, and how much a closing one drains.
@@ -49,10 +53,13 @@ const EVICTED: usize = 1 << (usize::BITS - 1);
 pub struct ConnLimits {
     /// From the connection's start (or a request's first byte) to its headers being complete.
     pub header: Duration,
-    /// With no request in flight.
+    /// With nothing in flight.
     pub idle: Duration,
-    /// From a request's start until its response is all handed to the socket.
+    /// From a request's dispatch until its response is produced (a safety net behind the
+    /// request timeout).
     pub in_flight: Duration,
+    /// A response waiting for the peer with no progress this long closes the connection.
+    pub send: Duration,
     /// Lingering close: at most this long and this many bytes read and discarded.
     pub linger_time: Duration,
     pub linger_bytes: usize,
@@ -65,7 +72,7 @@ pub enum CloseReason {
     HeaderTimeout,
     IdleTimeout,
     SendTimeout,
-    /// It had no request in flight and a new connection needed its slot.
+    /// It was waiting on its client and a new connection needed its slot.
     Evicted,
     /// The TLS handshake took longer than allowed.
     HandshakeTimeout,
@@ -83,25 +90,35 @@ impl CloseReason {
     }
 }
 
-/// What one connection is doing, shared by its socket, its service and its watchdog. Times are
-/// milliseconds since the connection started.
+/// What one connection is doing, shared by its socket, its requests, its responses and its
+/// watchdog. Times are milliseconds since the connection started.
 #[derive(Debug)]
 pub struct Activity {
     start: Instant,
-    /// Requests in flight, and [`EVICTED`]: one word, so a request starting and the
-    /// connection being chosen for eviction cannot both happen.
-    in_flight: AtomicUsize,
-    /// When each request in flight started (ms), for the send deadline of the oldest. At most
-    /// the connection's stream limit long; one entry on HTTP/1.1.
+    /// Requests the server is working on (body complete, response not yet produced), and
+    /// [`EVICTED`]: one word, so work starting and the connection being chosen for eviction
+    /// cannot both happen.
+    working: AtomicUsize,
+    /// When each dispatched request whose response is not produced yet was dispatched (ms), for
+    /// the safety deadline of the oldest. At most the connection's stream limit long.
     starts: Mutex<Vec<u64>>,
-    served: AtomicU64,
+    /// Responses produced and not yet all taken by the connection.
+    sending: AtomicUsize,
+    /// Requests dispatched, and of those whose body completed, ever.
+    dispatched: AtomicU64,
+    completed: AtomicU64,
     /// When bytes of a request not yet dispatched first arrived (HTTP/1.1 only), or NONE.
     pending_since: AtomicU64,
+    /// When the last response was all taken (the idle timer).
     last_done: AtomicU64,
+    /// When a request was last dispatched or completed its body (the eviction order).
+    last_active: AtomicU64,
+    /// When a waiting response last made progress (the send deadline).
+    progress: AtomicU64,
     /// HTTP/1.1: bytes arriving while nothing is in flight start a new request's header timer.
     /// Off for HTTP/2, whose pings and window updates arrive on idle connections.
     track_partial: AtomicBool,
-    /// Wakes whoever waits in [`Activity::evicted`] (the eviction, or a request ending after it).
+    /// Wakes whoever waits in [`Activity::evicted`].
     evict: tokio::sync::Notify,
 }
 
@@ -109,37 +126,41 @@ impl Activity {
     pub fn new() -> Arc<Self> {
         Arc::new(Activity {
             start: Instant::now(),
-            in_flight: AtomicUsize::new(0),
+            working: AtomicUsize::new(0),
             starts: Mutex::new(Vec::new()),
-            served: AtomicU64::new(0),
+            sending: AtomicUsize::new(0),
+            dispatched: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
             pending_since: AtomicU64::new(NONE),
             last_done: AtomicU64::new(0),
+            last_active: AtomicU64::new(0),
+            progress: AtomicU64::new(0),
             track_partial: AtomicBool::new(false),
             evict: tokio::sync::Notify::new(),
         })
     }
 
-    /// Resolves once the connection was chosen to make room at the cap and has no request in
-    /// flight (one that began just before the choice is answered first).
+    /// Resolves once the connection was chosen to make room at the cap. Nothing the server works
+    /// on is cut: it is chosen only with no work in progress, and no work starts after.
     pub async fn evicted(&self) {
-        while self.in_flight.load(Ordering::Acquire) != EVICTED {
+        while !self.was_evicted() {
             self.evict.notified().await;
         }
     }
 
-    /// Chosen to make room (then it closes without lingering: nothing of it is in flight).
+    /// Chosen to make room (then it closes without lingering: it was waiting on its client).
     fn was_evicted(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) & EVICTED != 0
+        self.working.load(Ordering::Acquire) & EVICTED != 0
     }
 
-    fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed) & !EVICTED
+    fn working(&self) -> usize {
+        self.working.load(Ordering::Relaxed) & !EVICTED
     }
 
-    /// Choose this connection to make room, if no request is in flight on it.
+    /// Choose this connection to make room, if the server is working on nothing of it.
     fn try_evict(&self) -> bool {
         let chosen = self
-            .in_flight
+            .working
             .compare_exchange(0, EVICTED, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok();
         if chosen {
@@ -148,10 +169,33 @@ impl Activity {
         chosen
     }
 
-    /// Since when it has done nothing for a client: its last request's end, else its start
-    /// (bytes of headers that never complete do not count, so a trickler stays old).
-    fn quiet_since(&self) -> Instant {
-        self.start + Duration::from_millis(self.last_done.load(Ordering::Relaxed))
+    /// Start work on a request, unless the connection was chosen to make room (then the request
+    /// goes with it, unanswered: the client sees the connection close, as at an idle timeout).
+    fn try_work(&self) -> bool {
+        self.working
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| {
+                (w & EVICTED == 0).then_some(w + 1)
+            })
+            .is_ok()
+    }
+
+    /// The eviction order, first evicted first: connections that never dispatched a request
+    /// (handshaking, silent, trickling headers), then those whose requests never completed a body
+    /// (bodies that do not come), then the rest; within each, the one quiet longest — since a
+    /// request was last dispatched or completed, else since it was accepted. A client that
+    /// uses its connection (the apiserver) is never before an idle or stalling one, and a flood
+    /// of fresh connections makes room among its own kind first.
+    fn eviction_rank(&self) -> (u8, Instant) {
+        let level = match (
+            self.dispatched.load(Ordering::Relaxed),
+            self.completed.load(Ordering::Relaxed),
+        ) {
+            (0, _) => 0,
+            (_, 0) => 1,
+            _ => 2,
+        };
+        let at = self.start + Duration::from_millis(self.last_active.load(Ordering::Relaxed));
+        (level, at)
     }
 
     fn now_ms(&self) -> u64 {
@@ -163,10 +207,14 @@ impl Activity {
         self.track_partial.store(http1, Ordering::Relaxed);
     }
 
+    fn busy(&self) -> bool {
+        !self.starts().is_empty() || self.sending.load(Ordering::Relaxed) > 0
+    }
+
     fn on_read(&self) {
         if self.track_partial.load(Ordering::Relaxed)
-            && self.in_flight() == 0
             && self.pending_since.load(Ordering::Relaxed) == NONE
+            && !self.busy()
         {
             self.pending_since.store(self.now_ms(), Ordering::Relaxed);
         }
@@ -177,47 +225,47 @@ impl Activity {
         self.starts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn begin(&self) -> u64 {
+    fn dispatch(&self) -> u64 {
         let now = self.now_ms();
         self.starts().push(now);
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.served.fetch_add(1, Ordering::Relaxed);
+        self.dispatched.fetch_add(1, Ordering::Relaxed);
+        self.last_active.store(now, Ordering::Relaxed);
         self.pending_since.store(NONE, Ordering::Relaxed);
         now
     }
 
-    fn end(&self, started: u64) {
-        {
-            let mut starts = self.starts();
-            if let Some(i) = starts.iter().position(|&s| s == started) {
-                starts.swap_remove(i);
-            }
-        }
-        self.last_done.store(self.now_ms(), Ordering::Relaxed);
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == EVICTED | 1 {
-            // The request that began as the connection was chosen is done: now it may close.
-            self.evict.notify_one();
+    fn undispatch(&self, started: u64) {
+        let mut starts = self.starts();
+        if let Some(i) = starts.iter().position(|&s| s == started) {
+            starts.swap_remove(i);
         }
     }
 
-    /// Whether a request was answered on this connection (only then is a lingering close worth
-    /// its cost: there is a response to protect).
+    /// Whether a request was dispatched on this connection (only then is a lingering close
+    /// worth its cost: there is a response to protect).
     pub fn answered(&self) -> bool {
-        self.served.load(Ordering::Relaxed) > 0
+        self.dispatched.load(Ordering::Relaxed) > 0
     }
 
     /// When the watchdog must close the connection, and why.
     pub fn deadline(&self, limits: &ConnLimits) -> Option<(Instant, CloseReason)> {
         let at = |ms: u64, d: Duration| self.start + Duration::from_millis(ms) + d;
-        if self.in_flight() > 0 {
-            let oldest = self.starts().iter().copied().min()?;
-            return Some((at(oldest, limits.in_flight), CloseReason::SendTimeout));
+        let handler = self
+            .starts()
+            .iter()
+            .copied()
+            .min()
+            .map(|oldest| at(oldest, limits.in_flight));
+        let waiting = (self.sending.load(Ordering::Relaxed) > 0)
+            .then(|| at(self.progress.load(Ordering::Relaxed), limits.send));
+        if let Some(due) = handler.into_iter().chain(waiting).min() {
+            return Some((due, CloseReason::SendTimeout));
         }
         let pending = self.pending_since.load(Ordering::Relaxed);
         if pending != NONE {
             return Some((at(pending, limits.header), CloseReason::HeaderTimeout));
         }
-        if self.served.load(Ordering::Relaxed) == 0 {
+        if self.dispatched.load(Ordering::Relaxed) == 0 {
             return Some((at(0, limits.header), CloseReason::HeaderTimeout));
         }
         let last = self.last_done.load(Ordering::Relaxed);
@@ -230,35 +278,135 @@ pub async fn watchdog(activity: Arc<Activity>, limits: ConnLimits) -> CloseReaso
     loop {
         match activity.deadline(&limits) {
             Some((at, why)) if at <= Instant::now() => return why,
-            // A send deadline can move earlier (the request ends, the next one's header timer
-            // starts): look again at least every header timeout.
-            Some((at, CloseReason::SendTimeout)) => {
-                tokio::time::sleep_until(at.min(Instant::now() + limits.header)).await
-            }
-            Some((at, _)) => tokio::time::sleep_until(at).await,
+            // A deadline can move earlier (a response starts waiting, the next request's header
+            // timer starts): look again at least every header timeout.
+            Some((at, _)) => tokio::time::sleep_until(at.min(Instant::now() + limits.header)).await,
             None => tokio::time::sleep(limits.header).await,
         }
     }
 }
 
-/// The service of one connection: marks each request in flight from its call until its response
-/// body is finished or dropped (so a response waiting for a peer that does not read still
-/// counts, and the watchdog's send deadline applies to it).
+/// Where one request is: its body arriving, the server working on it, its response waiting to
+/// be taken by the connection, or done.
+const READING: u8 = 0;
+const WORKING: u8 = 1;
+const SENDING: u8 = 2;
+const DONE: u8 = 3;
+
+/// One request's place in its connection's [`Activity`], shared by its body, its handler's
+/// future and its response body; whichever holds it last ends it.
+struct RequestMark {
+    activity: Arc<Activity>,
+    dispatched: u64,
+    state: AtomicU8,
+}
+
+impl RequestMark {
+    fn new(activity: Arc<Activity>) -> Arc<Self> {
+        let dispatched = activity.dispatch();
+        Arc::new(RequestMark {
+            activity,
+            dispatched,
+            state: AtomicU8::new(READING),
+        })
+    }
+
+    /// The body's last byte arrived: the server works on it now (protected from eviction).
+    fn body_complete(&self) {
+        let a = &self.activity;
+        if self.state.load(Ordering::Acquire) == READING && a.try_work() {
+            self.state.store(WORKING, Ordering::Release);
+            a.completed.fetch_add(1, Ordering::Relaxed);
+            a.last_active.store(a.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// The handler produced its response: it now waits for the connection to take it.
+    fn produced(&self) {
+        let a = &self.activity;
+        let was = self.state.swap(SENDING, Ordering::AcqRel);
+        if was == WORKING {
+            a.working.fetch_sub(1, Ordering::AcqRel);
+        }
+        if was <= WORKING {
+            a.undispatch(self.dispatched);
+            a.progress.store(a.now_ms(), Ordering::Relaxed);
+            a.sending.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// A piece of the response was taken by the connection.
+    fn progressed(&self) {
+        self.activity
+            .progress
+            .store(self.activity.now_ms(), Ordering::Relaxed);
+    }
+
+    fn finish(&self) {
+        let a = &self.activity;
+        match self.state.swap(DONE, Ordering::AcqRel) {
+            READING => a.undispatch(self.dispatched),
+            WORKING => {
+                a.working.fetch_sub(1, Ordering::AcqRel);
+                a.undispatch(self.dispatched);
+            }
+            SENDING => {
+                a.sending.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => return,
+        }
+        a.last_done.store(a.now_ms(), Ordering::Relaxed);
+    }
+}
+
+impl Drop for RequestMark {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// The service of one connection: dispatches each request with a [`RequestMark`], carried by
+/// its body (which marks the body complete), its handler's future (which marks the response
+/// produced) and its response body (which marks progress and the end).
 #[derive(Clone)]
 pub struct Tracked<S> {
     pub inner: S,
     pub activity: Arc<Activity>,
 }
 
-/// Ends the request's in-flight mark however it ends (sent, failed or dropped).
-struct InFlight {
-    activity: Arc<Activity>,
-    started: u64,
+pin_project_lite::pin_project! {
+    /// A request body that tells its connection when its last byte arrived.
+    pub struct MarkedRequest<B> {
+        #[pin]
+        body: B,
+        mark: Option<Arc<RequestMark>>,
+    }
 }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.activity.end(self.started);
+impl<B: hyper::body::Body> hyper::body::Body for MarkedRequest<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        let me = self.project();
+        let frame = std::task::ready!(me.body.poll_frame(cx));
+        if frame.is_none() {
+            if let Some(mark) = me.mark.take() {
+                mark.body_complete();
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -266,7 +414,7 @@ pin_project_lite::pin_project! {
     pub struct TrackedFuture<F> {
         #[pin]
         inner: F,
-        mark: Option<InFlight>,
+        mark: Option<Arc<RequestMark>>,
     }
 }
 
@@ -279,16 +427,19 @@ where
         let me = self.project();
         let resp = std::task::ready!(me.inner.poll(cx));
         let mark = me.mark.take();
+        if let Some(m) = &mark {
+            m.produced();
+        }
         Poll::Ready(resp.map(|r| r.map(|body| Marked { body, mark })))
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A response body carrying its request's in-flight mark until it ends.
+    /// A response body carrying its request's mark until it ends.
     pub struct Marked<B> {
         #[pin]
         body: B,
-        mark: Option<InFlight>,
+        mark: Option<Arc<RequestMark>>,
     }
 }
 
@@ -302,8 +453,15 @@ impl<B: hyper::body::Body> hyper::body::Body for Marked<B> {
     ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
         let me = self.project();
         let frame = std::task::ready!(me.body.poll_frame(cx));
-        if frame.is_none() {
-            me.mark.take();
+        match &frame {
+            None => {
+                me.mark.take();
+            }
+            Some(_) => {
+                if let Some(m) = me.mark.as_ref() {
+                    m.progressed();
+                }
+            }
         }
         Poll::Ready(frame)
     }
@@ -319,20 +477,21 @@ impl<B: hyper::body::Body> hyper::body::Body for Marked<B> {
 
 impl<S, B> Service<hyper::Request<Incoming>> for Tracked<S>
 where
-    S: Service<hyper::Request<Incoming>, Response = hyper::Response<B>>,
+    S: Service<hyper::Request<MarkedRequest<Incoming>>, Response = hyper::Response<B>>,
 {
     type Response = hyper::Response<Marked<B>>;
     type Error = S::Error;
     type Future = TrackedFuture<S::Future>;
 
     fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
-        let started = self.activity.begin();
+        let mark = RequestMark::new(self.activity.clone());
+        let req = req.map(|body| MarkedRequest {
+            body,
+            mark: Some(mark.clone()),
+        });
         TrackedFuture {
             inner: self.inner.call(req),
-            mark: Some(InFlight {
-                activity: self.activity.clone(),
-                started,
-            }),
+            mark: Some(mark),
         }
     }
 }
@@ -446,7 +605,7 @@ impl Drop for TrackedIo {
         let slot = self.slot.take();
         let activity = self.activity.clone();
         rt.spawn(async move {
-            // A lingering connection has no request in flight: it may be chosen to make room.
+            // A lingering connection waits on its client: it may be chosen to make room.
             tokio::select! {
                 () = linger(tcp, limits) => {}
                 () = activity.evicted() => {}
@@ -474,12 +633,11 @@ async fn linger(mut tcp: TcpStream, limits: ConnLimits) {
 }
 
 /// The connection cap. Each open connection (lingering ones included) holds a [`Slot`]. At the
-/// cap a new connection is still admitted: it takes the place of the connection that has been
-/// quiet longest with no request in flight (handshaking, waiting for its first request, sending
-/// headers that never complete, idle keep-alive, lingering), which is closed at once. Only when
-/// every connection has a request in flight is the new one refused; those are bounded by the
-/// request and send timeouts. While a chosen connection closes (a request that began just
-/// before it was chosen is answered first) the count may exceed the cap by it: at most
+/// cap a new connection is still admitted: it takes the place of the first in
+/// [`Activity::eviction_rank`] order among those the server is working on nothing of (each is
+/// waiting on its client), which is closed at once. Only when the server is working on a request
+/// of every connection is the new one refused; that work is bounded by the memory budget and the
+/// request timeout. While a chosen connection closes the count may exceed the cap by it: at most
 /// [`MAX_CLOSING`] such, the accept loop waits for them ([`Slots::room`]) before taking more.
 pub struct Slots {
     max: usize,
@@ -525,19 +683,19 @@ impl Slots {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A slot for a new connection, making room at the cap (`None`: every connection has a
-    /// request in flight). Linear in the open connections, only at the cap.
+    /// A slot for a new connection, making room at the cap (`None`: the server is working on a
+    /// request of every connection). Linear in the open connections, only at the cap.
     pub fn claim(self: &Arc<Self>, activity: &Arc<Activity>) -> Option<Slot> {
         let mut state = self.state();
         if state.open.len() - state.closing >= self.max {
-            // A request may start on the chosen one meanwhile: then the next quietest.
+            // Work may start on the chosen one meanwhile: then the next in order.
             let chosen = (0..4).any(|_| {
                 state
                     .open
                     .values()
                     .filter_map(Weak::upgrade)
-                    .filter(|a| !a.was_evicted() && a.in_flight() == 0)
-                    .min_by_key(|a| a.quiet_since())
+                    .filter(|a| !a.was_evicted() && a.working() == 0)
+                    .min_by_key(|a| a.eviction_rank())
                     .is_some_and(|a| a.try_evict())
             });
             if !chosen {
@@ -572,5 +730,117 @@ impl Drop for Slot {
             state.closing = state.closing.saturating_sub(1);
             self.slots.closed.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ConnLimits {
+        ConnLimits {
+            header: Duration::from_secs(10),
+            idle: Duration::from_secs(120),
+            in_flight: Duration::from_secs(20),
+            send: Duration::from_secs(10),
+            linger_time: Duration::from_secs(2),
+            linger_bytes: 1024,
+            linger_buffer: 1024,
+        }
+    }
+
+    fn open(slots: &Arc<Slots>) -> (Arc<Activity>, Slot) {
+        let a = Activity::new();
+        let slot = slots.claim(&a).expect("a slot");
+        (a, slot)
+    }
+
+    /// A newcomer that at once completes a request (as the apiserver does): last in the order.
+    fn busy_newcomer(slots: &Arc<Slots>) -> Slot {
+        let (a, slot) = open(slots);
+        RequestMark::new(a).body_complete();
+        slot
+    }
+
+    #[tokio::test]
+    async fn a_connection_chosen_to_make_room_starts_no_more_work() {
+        let a = Activity::new();
+        assert!(a.try_evict());
+        // A request pipelined behind the choice: dispatched, but never worked on or answered.
+        let mark = RequestMark::new(a.clone());
+        mark.body_complete();
+        assert_eq!(a.working(), 0);
+        tokio::time::timeout(Duration::from_millis(100), a.evicted())
+            .await
+            .expect("closes at once");
+    }
+
+    #[test]
+    fn at_the_cap_connections_waiting_on_their_client_make_room_in_order() {
+        let slots = Slots::new(4);
+        // Served earlier, now idle; a body that does not come; a response nobody reads; fresh.
+        let (served, _s1) = open(&slots);
+        RequestMark::new(served.clone()).body_complete();
+        let (stalled, _s2) = open(&slots);
+        let stalled_req = RequestMark::new(stalled.clone());
+        let (unread, _s3) = open(&slots);
+        let unread_req = RequestMark::new(unread.clone());
+        unread_req.body_complete();
+        unread_req.produced();
+        let (fresh, _s4) = open(&slots);
+        let _s5 = busy_newcomer(&slots);
+        assert!(
+            fresh.was_evicted(),
+            "the one that never sent a request goes first"
+        );
+        let _s6 = busy_newcomer(&slots);
+        assert!(stalled.was_evicted(), "then a body that never completed");
+        // Served and unread both completed a request: the quieter goes (served, earlier).
+        let _s7 = busy_newcomer(&slots);
+        assert!(served.was_evicted() && !unread.was_evicted());
+        let _s8 = busy_newcomer(&slots);
+        assert!(
+            unread.was_evicted(),
+            "a response nobody reads does not keep its slot"
+        );
+        drop((stalled_req, unread_req));
+    }
+
+    #[test]
+    fn work_in_progress_is_never_evicted_and_a_full_house_refuses() {
+        let slots = Slots::new(2);
+        let (a, _sa) = open(&slots);
+        let (b, _sb) = open(&slots);
+        let ra = RequestMark::new(a.clone());
+        ra.body_complete();
+        let rb = RequestMark::new(b.clone());
+        rb.body_complete();
+        assert!(slots.claim(&Activity::new()).is_none());
+        assert!(!a.was_evicted() && !b.was_evicted());
+        // Its response produced, b waits on its client again: it makes room.
+        rb.produced();
+        assert!(slots.claim(&Activity::new()).is_some());
+        assert!(b.was_evicted() && !a.was_evicted());
+    }
+
+    #[tokio::test]
+    async fn an_unread_response_is_bounded_by_progress_not_by_new_requests() {
+        let l = limits();
+        let a = Activity::new();
+        let old = RequestMark::new(a.clone());
+        old.body_complete();
+        old.produced();
+        let (due, why) = a.deadline(&l).unwrap();
+        assert_eq!(why, CloseReason::SendTimeout);
+        assert!(due <= Instant::now() + l.send);
+        // A new request on the connection does not move the stalled response's deadline later.
+        let new = RequestMark::new(a.clone());
+        assert!(a.deadline(&l).unwrap().0 <= due);
+        drop(new);
+        // Once the response is all taken, the idle timer runs instead.
+        drop(old);
+        let (due, why) = a.deadline(&l).unwrap();
+        assert_eq!(why, CloseReason::IdleTimeout);
+        assert!(due > Instant::now() + l.send);
     }
 }

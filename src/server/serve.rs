@@ -1,5 +1,5 @@
-//! Listeners: accept (at most `max_connections` at once; at the cap the quietest idle one makes
-//! room, [`conn::Slots`]), TLS handshake (bounded in time, with
+//! Listeners: accept (at most `max_connections` at once; at the cap one waiting on its client
+//! makes room, [`conn::Slots`]), TLS handshake (bounded in time, with
 //! the config in force at that moment), optional client-name check, then HTTP/1.1 or HTTP/2 as
 //! ALPN says, each connection under a watchdog ([`super::conn`]). Shutdown stops accepting and
 //! lets in-flight requests finish within a grace period.
@@ -31,14 +31,14 @@ pub struct Limits {
     /// apiserver's own idle timeout (90 s), so the client closes pooled connections first.
     pub idle: Duration,
     /// Open connections at most, lingering ones included; at it a new one takes the place of
-    /// the quietest with no request in flight, or is closed at once if every one has a request
-    /// in flight. The default's share of the Deployment's 128 MiB: docs/operations.md.
+    /// one waiting on its client ([`conn::Slots`]), or is closed at once if the server is
+    /// working on a request of every one. The default's share of the Deployment's 128 MiB: docs/operations.md.
     pub max_connections: usize,
     /// The request timeout (the guards'), for the watchdog's send deadline.
     pub request: Duration,
-    /// A response not sent within `request + send` of its request's start closes its
+    /// A response waiting for the peer with no piece of it taken this long closes its
     /// connection: a peer that stops reading (an HTTP/2 window kept at zero) cannot keep the
-    /// request's slot and memory.
+    /// request's memory (nor its slot: a waiting connection can be chosen to make room).
     pub send: Duration,
     /// HTTP/2 streams open at once on one connection.
     pub max_streams: u32,
@@ -82,6 +82,7 @@ impl Limits {
             header: self.header_read,
             idle: self.idle,
             in_flight: self.request + self.send,
+            send: self.send,
             // A client still sending a body we refused (413 is past 3 MiB) gets it read and
             // discarded for this long, so it reads our answer instead of a reset.
             linger_time: Duration::from_secs(2),
@@ -197,8 +198,8 @@ pub async fn serve(
         };
         let activity = Activity::new();
         let Some(slot) = slots.claim(&activity) else {
-            // At the cap with a request in flight on every connection: close at once (the
-            // client sees the connection closed, not a hang).
+            // At the cap with the server working on a request of every connection: close at once
+            // (the client sees the connection closed, not a hang).
             drop(tcp);
             if let Some(c) = &counters {
                 c.metrics.connection_refused(c.listener);
@@ -207,7 +208,7 @@ pub async fn serve(
             if last_refusal_log.is_none_or(|t| now - t > Duration::from_secs(10)) {
                 last_refusal_log = Some(now);
                 tracing::warn!(%peer, max_connections = limits.max_connections,
-                    "connection limit reached (--max-connections): refusing new connections, every open one has a request in flight");
+                    "connection limit reached (--max-connections): refusing new connections, the server is working on a request of every open one");
             }
             continue;
         };
@@ -262,8 +263,8 @@ pub async fn serve(
                     }
                 }
             };
-            // Chosen to make room at the cap: closed wherever it is (handshake included) once
-            // nothing of it is in flight.
+            // Chosen to make room at the cap: closed wherever it is (handshake included), at
+            // once — it was waiting on its client.
             let served = tokio::select! {
                 biased;
                 () = evicted.evicted() => {
