@@ -773,3 +773,130 @@ async fn idle_connections_cannot_hold_every_slot() {
     server.probe().await.expect("after the attack");
     server.check_peak();
 }
+
+/// One HTTP/2 connection of the waiting attack: `zero_window` ones send a review and never read
+/// its answer, then another every 3 s (a new stream, the reviewer's way to re-arm a
+/// connection-wide deadline); the others open a stream declaring 100,000 bytes and send none,
+/// again every second. Returns when the server closes it (or after `hold`).
+async fn waiting_connection(server: &Server, zero_window: bool, body: Bytes, hold: Duration) {
+    let Ok((tls, _)) = tls_connect(server.tls, server.h2()).await else {
+        return;
+    };
+    let builder = {
+        let mut b = h2::client::Builder::new();
+        if zero_window {
+            b.initial_window_size(0);
+        }
+        b
+    };
+    let Ok((client, conn)) = builder.handshake::<_, Bytes>(tls).await else {
+        return;
+    };
+    let conn = tokio::spawn(conn);
+    let every = Duration::from_secs(if zero_window { 3 } else { 1 });
+    let mut held = Vec::new();
+    let until = Instant::now() + hold;
+    while Instant::now() < until && !conn.is_finished() {
+        let ready = tokio::time::timeout(every, client.clone().ready()).await;
+        let Ok(Ok(mut c)) = ready else {
+            if matches!(ready, Ok(Err(_))) {
+                break;
+            }
+            continue;
+        };
+        let len = if zero_window { body.len() } else { 100_000 };
+        let req = hyper::Request::post("https://localhost/mutate")
+            .header("content-type", "application/json")
+            .header("content-length", len)
+            .body(())
+            .unwrap();
+        let Ok((resp, mut send)) = c.send_request(req, false) else {
+            break;
+        };
+        if zero_window && send.send_data(body.clone(), true).is_err() {
+            break;
+        }
+        held.push((send, tokio::spawn(resp)));
+        tokio::time::sleep(every).await;
+    }
+    let _ = tokio::time::timeout(until.saturating_duration_since(Instant::now()), conn).await;
+}
+
+/// Issue #29's second slot attack: 300 HTTP/2 connections whose answers are never read (a zero
+/// window, a new stream every 3 s) and 300 whose streams declare bodies that never come (a new
+/// stream every second), each reopened a second after the server closes it, against the cap of
+/// 512. Neither is work in progress, so neither keeps its slot: meanwhile 8 normal reviews in a
+/// row are each answered within 1 s, no connection is refused, and each zero-window connection
+/// is closed within the send timeout of its first unread answer's last progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by tests/attacks/run.sh against the release binary"]
+async fn waiting_connections_cannot_hold_every_slot() {
+    const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+    let server = Arc::new(Server::start());
+    let normal = Bytes::from(std::fs::read(root().join("examples/review-run-pod.json")).unwrap());
+    let stop = Arc::new(AtomicUsize::new(0));
+    let longest_zero_window = Arc::new(AtomicUsize::new(0));
+    let mut holders = Vec::new();
+    for i in 0..600 {
+        let (server, stop, normal) = (server.clone(), stop.clone(), normal.clone());
+        let longest = longest_zero_window.clone();
+        holders.push(tokio::spawn(async move {
+            let zero_window = i % 2 == 0;
+            while stop.load(Ordering::Relaxed) == 0 {
+                let opened = Instant::now();
+                let hold = Duration::from_secs(40);
+                waiting_connection(&server, zero_window, normal.clone(), hold).await;
+                if zero_window {
+                    longest.fetch_max(opened.elapsed().as_millis() as usize, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let open = server
+        .metric("plx_webhook_connections_open{listener=\"webhook\"}")
+        .await;
+    eprintln!("{open} connections open at the start of the reviews");
+    let body = normal.to_vec();
+    for i in 0..8 {
+        let started = Instant::now();
+        let answer =
+            tokio::time::timeout(Duration::from_secs(1), post_once(&server, body.clone())).await;
+        let Ok(Ok((status, v))) = answer else {
+            panic!("review {i}: no answer within 1 s: {answer:?}");
+        };
+        assert_eq!(status, 200, "review {i}: {v}");
+        assert!(v["response"]["patch"].is_string(), "review {i}: {v}");
+        eprintln!(
+            "review {i} answered in {} ms",
+            started.elapsed().as_millis()
+        );
+    }
+    // Long enough for zero-window connections to meet the send timeout.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    stop.store(1, Ordering::Relaxed);
+    for h in holders {
+        h.await.unwrap();
+    }
+    let evicted = server
+        .metric("plx_webhook_connections_closed_total{listener=\"webhook\",reason=\"evicted\"}")
+        .await;
+    let refused = server
+        .metric("plx_webhook_connections_refused_total{listener=\"webhook\"}")
+        .await;
+    let longest = Duration::from_millis(longest_zero_window.load(Ordering::Relaxed) as u64);
+    eprintln!(
+        "{evicted} evicted, {refused} refused; a zero-window connection held at most {longest:?}"
+    );
+    assert!(open >= 500.0, "the attack did not reach the cap: {open}");
+    assert!(evicted > 0.0);
+    assert_eq!(refused, 0.0);
+    // Its first answer waits from about its start; new streams every 3 s must not extend it.
+    assert!(
+        longest <= SEND_TIMEOUT + Duration::from_secs(5),
+        "a zero-window connection was held {longest:?}"
+    );
+    server.probe().await.expect("after the attack");
+    server.check_peak();
+}

@@ -99,11 +99,10 @@ pub struct Activity {
     /// [`EVICTED`]: one word, so work starting and the connection being chosen for eviction
     /// cannot both happen.
     working: AtomicUsize,
-    /// When each dispatched request whose response is not produced yet was dispatched (ms), for
-    /// the safety deadline of the oldest. At most the connection's stream limit long.
-    starts: Mutex<Vec<u64>>,
-    /// Responses produced and not yet all taken by the connection.
-    sending: AtomicUsize,
+    /// Each request dispatched and not done, and its clock: when it was dispatched (its handler
+    /// running) or when its response last made progress (waiting for the peer). At most the
+    /// connection's stream limit long.
+    requests: Mutex<Vec<Clock>>,
     /// Requests dispatched, and of those whose body completed, ever.
     dispatched: AtomicU64,
     completed: AtomicU64,
@@ -113,8 +112,6 @@ pub struct Activity {
     last_done: AtomicU64,
     /// When a request was last dispatched or completed its body (the eviction order).
     last_active: AtomicU64,
-    /// When a waiting response last made progress (the send deadline).
-    progress: AtomicU64,
     /// HTTP/1.1: bytes arriving while nothing is in flight start a new request's header timer.
     /// Off for HTTP/2, whose pings and window updates arrive on idle connections.
     track_partial: AtomicBool,
@@ -127,14 +124,12 @@ impl Activity {
         Arc::new(Activity {
             start: Instant::now(),
             working: AtomicUsize::new(0),
-            starts: Mutex::new(Vec::new()),
-            sending: AtomicUsize::new(0),
+            requests: Mutex::new(Vec::new()),
             dispatched: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             pending_since: AtomicU64::new(NONE),
             last_done: AtomicU64::new(0),
             last_active: AtomicU64::new(0),
-            progress: AtomicU64::new(0),
             track_partial: AtomicBool::new(false),
             evict: tokio::sync::Notify::new(),
         })
@@ -208,7 +203,7 @@ impl Activity {
     }
 
     fn busy(&self) -> bool {
-        !self.starts().is_empty() || self.sending.load(Ordering::Relaxed) > 0
+        !self.requests().is_empty()
     }
 
     fn on_read(&self) {
@@ -220,24 +215,37 @@ impl Activity {
         }
     }
 
-    fn starts(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+    fn requests(&self) -> std::sync::MutexGuard<'_, Vec<Clock>> {
         // A panic while holding it leaves a plain Vec behind: still usable.
-        self.starts.lock().unwrap_or_else(|p| p.into_inner())
+        self.requests.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A new request; its id on this connection.
     fn dispatch(&self) -> u64 {
         let now = self.now_ms();
-        self.starts().push(now);
-        self.dispatched.fetch_add(1, Ordering::Relaxed);
+        let id = self.dispatched.fetch_add(1, Ordering::Relaxed);
+        self.requests().push(Clock {
+            id,
+            since: now,
+            waiting: false,
+        });
         self.last_active.store(now, Ordering::Relaxed);
         self.pending_since.store(NONE, Ordering::Relaxed);
-        now
+        id
     }
 
-    fn undispatch(&self, started: u64) {
-        let mut starts = self.starts();
-        if let Some(i) = starts.iter().position(|&s| s == started) {
-            starts.swap_remove(i);
+    /// Restart request `id`'s clock: its response is waiting for the peer, as of now.
+    fn waiting(&self, id: u64) {
+        let now = self.now_ms();
+        if let Some(c) = self.requests().iter_mut().find(|c| c.id == id) {
+            (c.since, c.waiting) = (now, true);
+        }
+    }
+
+    fn done(&self, id: u64) {
+        let mut requests = self.requests();
+        if let Some(i) = requests.iter().position(|c| c.id == id) {
+            requests.swap_remove(i);
         }
     }
 
@@ -250,15 +258,22 @@ impl Activity {
     /// When the watchdog must close the connection, and why.
     pub fn deadline(&self, limits: &ConnLimits) -> Option<(Instant, CloseReason)> {
         let at = |ms: u64, d: Duration| self.start + Duration::from_millis(ms) + d;
-        let handler = self
-            .starts()
+        // Each request on its own clock, so a new one cannot re-arm an old one's wait.
+        let due = self
+            .requests()
             .iter()
-            .copied()
-            .min()
-            .map(|oldest| at(oldest, limits.in_flight));
-        let waiting = (self.sending.load(Ordering::Relaxed) > 0)
-            .then(|| at(self.progress.load(Ordering::Relaxed), limits.send));
-        if let Some(due) = handler.into_iter().chain(waiting).min() {
+            .map(|c| {
+                at(
+                    c.since,
+                    if c.waiting {
+                        limits.send
+                    } else {
+                        limits.in_flight
+                    },
+                )
+            })
+            .min();
+        if let Some(due) = due {
             return Some((due, CloseReason::SendTimeout));
         }
         let pending = self.pending_since.load(Ordering::Relaxed);
@@ -286,6 +301,14 @@ pub async fn watchdog(activity: Arc<Activity>, limits: ConnLimits) -> CloseReaso
     }
 }
 
+/// One request's clock in [`Activity::requests`].
+#[derive(Debug)]
+struct Clock {
+    id: u64,
+    since: u64,
+    waiting: bool,
+}
+
 /// Where one request is: its body arriving, the server working on it, its response waiting to
 /// be taken by the connection, or done.
 const READING: u8 = 0;
@@ -297,16 +320,16 @@ const DONE: u8 = 3;
 /// future and its response body; whichever holds it last ends it.
 struct RequestMark {
     activity: Arc<Activity>,
-    dispatched: u64,
+    id: u64,
     state: AtomicU8,
 }
 
 impl RequestMark {
     fn new(activity: Arc<Activity>) -> Arc<Self> {
-        let dispatched = activity.dispatch();
+        let id = activity.dispatch();
         Arc::new(RequestMark {
             activity,
-            dispatched,
+            id,
             state: AtomicU8::new(READING),
         })
     }
@@ -329,32 +352,25 @@ impl RequestMark {
             a.working.fetch_sub(1, Ordering::AcqRel);
         }
         if was <= WORKING {
-            a.undispatch(self.dispatched);
-            a.progress.store(a.now_ms(), Ordering::Relaxed);
-            a.sending.fetch_add(1, Ordering::AcqRel);
+            a.waiting(self.id);
         }
     }
 
     /// A piece of the response was taken by the connection.
     fn progressed(&self) {
-        self.activity
-            .progress
-            .store(self.activity.now_ms(), Ordering::Relaxed);
+        self.activity.waiting(self.id);
     }
 
     fn finish(&self) {
         let a = &self.activity;
         match self.state.swap(DONE, Ordering::AcqRel) {
-            READING => a.undispatch(self.dispatched),
+            DONE => return,
             WORKING => {
                 a.working.fetch_sub(1, Ordering::AcqRel);
-                a.undispatch(self.dispatched);
             }
-            SENDING => {
-                a.sending.fetch_sub(1, Ordering::AcqRel);
-            }
-            _ => return,
+            _ => {}
         }
+        a.done(self.id);
         a.last_done.store(a.now_ms(), Ordering::Relaxed);
     }
 }
@@ -833,8 +849,12 @@ mod tests {
         let (due, why) = a.deadline(&l).unwrap();
         assert_eq!(why, CloseReason::SendTimeout);
         assert!(due <= Instant::now() + l.send);
-        // A new request on the connection does not move the stalled response's deadline later.
+        // A new request — even one whose response then waits too — does not move the stalled
+        // response's deadline later.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let new = RequestMark::new(a.clone());
+        new.body_complete();
+        new.produced();
         assert!(a.deadline(&l).unwrap().0 <= due);
         drop(new);
         // Once the response is all taken, the idle timer runs instead.
