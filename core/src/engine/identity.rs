@@ -145,8 +145,8 @@ pub(super) fn apply(
         if let Some(Catalog::Unknown) = catalog {
             out.warnings.finding(&p.c.name, CATALOG_BY_REFERENCE, super::keyless::CATALOG, || {
                 format!(
-                    "{skipped} by valueFrom, whose content the webhook cannot see: a store connection there with a \
-                     secret or configMap mountPath, or credential env, is used by the Polyaxon SDK, not the identity {}",
+                    "{skipped} by valueFrom, which the webhook cannot read: a store connection there with a mountPath \
+                     or credential env would be used, not the identity {}",
                     q(target)
                 )
             });
