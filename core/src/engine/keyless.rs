@@ -347,6 +347,8 @@ fn own_token(view: &PodView<'_, '_>, c: &Container<'_>, path: &str) -> bool {
 /// The variable Polyaxon sets on every run with its connections (JSON); Polyaxon's SDK (vents,
 /// env prefix `POLYAXON`) reads it by exactly this name.
 pub const CATALOG: &str = "POLYAXON_CONNECTIONS_CATALOG";
+/// The longest catalog read (Polyaxon's hold the run's few connections, a few hundred bytes each).
+const CATALOG_MAX_BYTES: usize = 64 * 1024;
 /// The variable naming which catalog connection is the run's artifacts store.
 pub const STORE_NAME: &str = "POLYAXON_ARTIFACTS_STORE_NAME";
 
@@ -453,6 +455,11 @@ pub(super) fn catalog(c: &Container<'_>, kind: StoreKind) -> Option<Catalog> {
     if text.contains("$(") {
         return unreadable("holds a $(VAR) the kubelet expands");
     }
+    // A parsed tree costs more than its text (up to ~16x for `[0,0,…]`): read only what a real
+    // catalog needs, so one container's catalog costs at most a fixed amount, one at a time.
+    if text.len() > CATALOG_MAX_BYTES {
+        return unreadable("is longer than the 64 KiB the webhook reads");
+    }
     // Polyaxon writes valid JSON; anything the webhook cannot read (NaN, nesting past 128, …) may
     // still be read by Python, so it is not taken as harmless.
     let Ok(v) = serde_json::from_str::<Value>(text) else {
@@ -493,4 +500,68 @@ pub(super) fn catalog(c: &Container<'_>, kind: StoreKind) -> Option<Catalog> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{catalog, Catalog, CATALOG};
+    use crate::config::StoreKind;
+    use crate::engine::pod::Container;
+    use serde_json::json;
+
+    fn found(env: serde_json::Value) -> Option<String> {
+        let text = json!({"name": "c", "env": env}).to_string();
+        let c: Container<'_> = serde_json::from_str(&text).unwrap();
+        match catalog(&c, StoreKind::Gcs) {
+            None => None,
+            Some(Catalog::Unknown) => Some("unknown".into()),
+            Some(Catalog::Carries(w)) => Some(w),
+        }
+    }
+
+    fn cat(conns: serde_json::Value) -> serde_json::Value {
+        json!({"name": CATALOG, "value": json!({"connections": conns}).to_string()})
+    }
+
+    #[test]
+    fn which_catalog_connections_count() {
+        let keyed_s3 = json!({"name": "data", "kind": "s3", "env": {"AWS_ACCESS_KEY_ID": "k"}});
+        let keyless = json!({"name": "store", "kind": "gcs", "schema": {"bucket": "gs://b"}});
+        let git =
+            json!({"name": "repo", "kind": "git", "secret": {"name": "s", "mountPath": "/k"}});
+        // Keyless store, other kinds' keys: nothing.
+        assert_eq!(found(json!([cat(json!([keyless, keyed_s3, git]))])), None);
+        // The other kind's connection named as the artifacts store counts, by its own table.
+        let named = json!([{"name": "POLYAXON_ARTIFACTS_STORE_NAME", "value": "data"}, cat(json!([keyed_s3]))]);
+        assert!(found(named).unwrap().contains("AWS_ACCESS_KEY_ID"));
+        // A store name by reference: every bucket connection counts (git still not).
+        let by_ref = json!([
+            {"name": "POLYAXON_ARTIFACTS_STORE_NAME", "valueFrom": {"configMapKeyRef": {"name": "m", "key": "k"}}},
+            cat(json!([git, keyed_s3]))
+        ]);
+        assert!(found(by_ref).unwrap().contains("\"data\""));
+        // vents' key forms: lower case without `_`, POLYAXON_-prefixed.
+        for key in [
+            "gckeypath",
+            "POLYAXON_GOOGLE_KEY_PATH",
+            "google_application_credentials",
+        ] {
+            let c = json!([{"name": "s", "kind": "gcs", "env": {key: "/k.json"}}]);
+            assert!(found(json!([cat(c)])).is_some(), "{key}");
+        }
+        // Not a credential: the project, the scopes.
+        let c = json!([{"name": "s", "kind": "gcs", "env": {"GC_PROJECT": "p", "GC_SCOPES": "x"}}]);
+        assert_eq!(found(json!([cat(c)])), None);
+        // The last entry counts; empty is no catalog.
+        let last = json!([cat(json!([{"name": "s", "kind": "gcs", "secret": {"name": "k", "mountPath": "/k"}}])),
+                          {"name": CATALOG, "value": ""}]);
+        assert_eq!(found(last), None);
+        // Too long to read: not taken as harmless.
+        let long = json!([{"name": CATALOG, "value": format!("[{}0]", "0,".repeat(40 * 1024))}]);
+        assert!(found(long).unwrap().contains("64 KiB"));
+        // By reference: unknown (a warning).
+        let r =
+            json!([{"name": CATALOG, "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]);
+        assert_eq!(found(r).as_deref(), Some("unknown"));
+    }
 }
