@@ -308,6 +308,14 @@ pub const REGISTRY: &[Code] = &[
         fix: "Remove the `envFrom` ConfigMap, or check it holds no credential variable.",
     },
     Code {
+        code: "PSW2018",
+        kind: Kind::Warning,
+        marker: "takes the connections catalog",
+        title: "connections catalog by reference",
+        cause: "A keyless run's container sets POLYAXON_CONNECTIONS_CATALOG by valueFrom, so the webhook cannot read the connections Polyaxon's SDK (vents) will use; a store connection there with a secret or configMap mountPath, or credential env, would be used before the identity.",
+        fix: "Let Polyaxon set the catalog (by value), or check the referenced value holds no credential source for the store's connection.",
+    },
+    Code {
         code: "PSW3001",
         kind: Kind::NotServed,
         marker: "not a pod CREATE",

@@ -7,13 +7,41 @@
 //! its init and sidecar containers of every run: there it is allowed, whatever the route; in any
 //! other container (the main container, user containers) it is refused like any other route's.
 
-use super::pod::{Container, PodView, Volume};
+use super::pod::{Container, ListKind, Placed, PodView, Volume};
 use super::q;
 use crate::plan::{Plan, RefKind, StorePlan, VolumeSource};
 
-/// Polyaxon's own containers, which carry the agent's store in every run.
-fn polyaxons_own(name: &str) -> bool {
-    name == "polyaxon-sidecar" || name.starts_with("polyaxon-init-")
+/// Polyaxon's own containers, which carry the agent's store in every run: Polyaxon's shape — the
+/// sidecar (`polyaxon-sidecar`, in `containers`, image `polyaxon/polyaxon-sidecar`) or an init
+/// container (`polyaxon-init-*`, in `initContainers`, image `polyaxon/polyaxon-init`), any
+/// registry host, tag or digest. Not airtight: whoever writes the pod can run those images with
+/// their own command (docs/enforce.md says where the boundary is: the namespaces that hold the
+/// Secret).
+fn polyaxons_own(p: &Placed<'_, '_>) -> bool {
+    let repo = p.c.image.as_deref().map(repository);
+    match p.list {
+        ListKind::Containers => {
+            p.c.name == "polyaxon-sidecar" && repo == Some("polyaxon/polyaxon-sidecar")
+        }
+        ListKind::InitContainers => {
+            p.c.name.starts_with("polyaxon-init-") && repo == Some("polyaxon/polyaxon-init")
+        }
+    }
+}
+
+/// An image reference's repository path: without the tag or digest, and without a registry host
+/// (a first component with `.` or `:`, or `localhost`); Docker Hub's `docker.io/` and
+/// `index.docker.io/` are hosts like any other.
+pub(super) fn repository(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or("");
+    let image = match image.rfind(':') {
+        Some(i) if !image[i..].contains('/') => &image[..i],
+        _ => image,
+    };
+    match image.split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => rest,
+        _ => image,
+    }
 }
 
 /// Every Secret name a store plan gives a run.
@@ -74,13 +102,13 @@ pub(super) fn carried(view: &PodView<'_, '_>, plan: &Plan, ours: &StorePlan) -> 
                 continue;
             };
             let mut users = mounting(view, v).peekable();
-            if agent && users.clone().all(|c| polyaxons_own(&c.name)) {
+            if agent && users.clone().all(polyaxons_own) {
                 continue;
             }
             let words = if users.peek().is_none() {
                 "mounted by no container".to_string()
             } else {
-                let names: Vec<String> = users.take(3).map(|c| q(&c.name).to_string()).collect();
+                let names: Vec<String> = users.take(3).map(|p| q(&p.c.name).to_string()).collect();
                 format!("mounted by container {}", names.join(", "))
             };
             found.push(format!(
@@ -92,7 +120,7 @@ pub(super) fn carried(view: &PodView<'_, '_>, plan: &Plan, ours: &StorePlan) -> 
     }
     for p in &view.containers {
         let c: &Container<'_> = p.c;
-        let own = polyaxons_own(&c.name);
+        let own = polyaxons_own(p);
         let mut note = |name: &str, how: String| {
             if let Some((store, agent)) = owner(plan, ours, name) {
                 if !(agent && own) {
@@ -153,9 +181,42 @@ impl Found {
 fn mounting<'v, 'p, 'a>(
     view: &'v PodView<'p, 'a>,
     v: &'v Volume<'_>,
-) -> impl Iterator<Item = &'p Container<'a>> + Clone + 'v {
+) -> impl Iterator<Item = &'v Placed<'p, 'a>> + Clone + 'v {
     view.containers
         .iter()
-        .map(|p| p.c)
-        .filter(move |c| c.mounts().iter().any(|m| m.name == v.name))
+        .filter(move |p| p.c.mounts().iter().any(|m| m.name == v.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repository;
+
+    #[test]
+    fn image_repository_without_host_tag_or_digest() {
+        for (image, repo) in [
+            ("polyaxon/polyaxon-init", "polyaxon/polyaxon-init"),
+            ("polyaxon/polyaxon-init:2.18.0", "polyaxon/polyaxon-init"),
+            (
+                "docker.io/polyaxon/polyaxon-init:2.18.0",
+                "polyaxon/polyaxon-init",
+            ),
+            (
+                "registry.example.com:5000/polyaxon/polyaxon-sidecar@sha256:ab",
+                "polyaxon/polyaxon-sidecar",
+            ),
+            ("localhost/polyaxon/polyaxon-init", "polyaxon/polyaxon-init"),
+            (
+                "localhost:5000/polyaxon/polyaxon-init:v1@sha256:ab",
+                "polyaxon/polyaxon-init",
+            ),
+            ("busybox", "busybox"),
+            ("evil/polyaxon/polyaxon-init", "evil/polyaxon/polyaxon-init"),
+            (
+                "registry.example.com/mirror/polyaxon/polyaxon-init",
+                "mirror/polyaxon/polyaxon-init",
+            ),
+        ] {
+            assert_eq!(repository(image), repo, "{image}");
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! account at CREATE, and with bound tokens the token volume names no account, so the kubelet
 //! then requests a token for the new account (facts: shared/docs/identity-facts.md).
 
+use super::keyless::Catalog;
 use super::keypath::{Entries, Layout};
 use super::patch::pointer;
 use super::pod::{Container, PodView};
@@ -79,6 +80,11 @@ const ENV_FROM_CONFIG_MAP: Finding = Finding {
     code: "",
     lead: "takes its environment from configMap",
 };
+/// Polyaxon's connection catalog set from a reference (its content is unknown).
+const CATALOG_BY_REFERENCE: Finding = Finding {
+    code: "",
+    lead: "takes the connections catalog",
+};
 
 /// Apply `id` to the run: set its account (when it is `default` or a Polyaxon runs account),
 /// keep a user's own account with a warning, refuse another team's account, a legacy token or
@@ -135,7 +141,21 @@ pub(super) fn apply(
                 )
             });
         }
-        if let Some(key) = super::keyless::carried(&mut reach, p.c, sp.store_kind) {
+        let catalog = super::keyless::catalog(p.c, sp.store_kind);
+        if let Some(Catalog::Unknown) = catalog {
+            out.warnings.finding(&p.c.name, CATALOG_BY_REFERENCE, super::keyless::CATALOG, || {
+                format!(
+                    "{skipped} by valueFrom, which the webhook cannot read: a store connection there with a mountPath \
+                     or credential env would be used, not the identity {}",
+                    q(target)
+                )
+            });
+        }
+        let carried = super::keyless::carried(&mut reach, p.c, sp).or(match catalog {
+            Some(Catalog::Carries(found)) => Some(found),
+            _ => None,
+        });
+        if let Some(key) = carried {
             let msg = format!(
                 "container {}{skipped} carries a key ({key}); Polyaxon's SDK and the cloud clients use a key before the \
                  pod's identity, so this run would not use the keyless store {:?} as service account {target:?}",

@@ -8,6 +8,7 @@ use super::pod::{Container, Env, Mount, PodView, Volume};
 use super::q;
 use crate::clients::{self, Accept, Place, Read};
 use crate::config::StoreKind;
+use crate::plan::{RefKind, StorePlan};
 use std::collections::HashMap;
 
 /// Where the kubelet may put files, per volume of one pod, built on first use.
@@ -66,6 +67,7 @@ impl Reach<'_, '_, '_> {
         c: &Container<'_>,
         rel: &'static str,
         r: &Read,
+        why: &str,
     ) -> Option<String> {
         let view = self.view;
         for m in c.mounts() {
@@ -78,7 +80,7 @@ impl Reach<'_, '_, '_> {
                 .or_insert_with(|| Files::of_volume(v));
             if files.reach_any_home(&m.mount_path, rel) {
                 return Some(format!(
-                    "HOME set by valueFrom or $(VAR), so ~ may be any directory, and a {} volume {} mounted at {} \
+                    "{why}, so ~ may be any directory, and a {} volume {} mounted at {} \
                      that may put files in ~/{rel}, where {} reads credentials",
                     source(v),
                     q(&v.name),
@@ -115,8 +117,10 @@ fn source(v: &Volume<'_>) -> &'static str {
 pub(super) fn carried(
     reach: &mut Reach<'_, '_, '_>,
     c: &Container<'_>,
-    kind: StoreKind,
+    sp: &StorePlan,
 ) -> Option<String> {
+    let kind = sp.store_kind;
+    let home_unknown = home_unknown(c, sp);
     for r in clients::reads(kind) {
         match r.place {
             Place::Var(name) => {
@@ -156,8 +160,8 @@ pub(super) fn carried(
                 }
             }
             Place::HomeFile(rel) => {
-                if home_unknown(c) {
-                    if let Some(found) = reach.mount_reaching_any_home(c, rel, r) {
+                if let Some(why) = &home_unknown {
+                    if let Some(found) = reach.mount_reaching_any_home(c, rel, r, why) {
                         return Some(found);
                     }
                 }
@@ -169,8 +173,8 @@ pub(super) fn carried(
                 }
             }
             Place::HomeDir(rel) => {
-                if home_unknown(c) {
-                    if let Some(found) = reach.mount_reaching_any_home(c, rel, r) {
+                if let Some(why) = &home_unknown {
+                    if let Some(found) = reach.mount_reaching_any_home(c, rel, r, why) {
                         return Some(found);
                     }
                 }
@@ -204,11 +208,27 @@ fn file_at(
     ))
 }
 
-/// Whether `HOME` is set to a value the webhook cannot read: by `valueFrom`, or with a `$(VAR)`
-/// the kubelet expands. Then `~` may be any directory.
-fn home_unknown(c: &Container<'_>) -> bool {
-    c.env_var("HOME").is_some_and(|e| {
-        e.value_from.is_some() || e.value.as_deref().is_some_and(|v| v.contains("$("))
+/// Why `HOME` may be a value the webhook cannot read, if it may: set by `valueFrom`, with a
+/// `$(VAR)` the kubelet expands, or — with no `HOME` entry, which would win over `envFrom` — by an
+/// `envFrom` Secret or ConfigMap (other than the route's own, unprefixed) whose keys are unknown,
+/// under a prefix that can make `HOME`. Then `~` may be any directory.
+fn home_unknown(c: &Container<'_>, sp: &StorePlan) -> Option<String> {
+    if let Some(e) = c.env_var("HOME") {
+        let unknown =
+            e.value_from.is_some() || e.value.as_deref().is_some_and(|v| v.contains("$("));
+        return unknown.then(|| "HOME set by valueFrom or $(VAR)".to_string());
+    }
+    c.env_from().iter().find_map(|e| {
+        let (what, name, kind) = match (&e.secret_ref, &e.config_map_ref) {
+            (Some(r), _) => ("secret", r.name.as_deref(), RefKind::Secret),
+            (None, Some(r)) => ("configMap", r.name.as_deref(), RefKind::ConfigMap),
+            _ => return None,
+        };
+        let name = name.unwrap_or("");
+        let prefix = e.prefix.as_deref().unwrap_or("");
+        let own = prefix.is_empty() && sp.env_from.iter().any(|r| r.name == name && r.kind == kind);
+        ("HOME".starts_with(prefix) && !own)
+            .then(|| format!("HOME may come from envFrom of {what} {}", q(name)))
     })
 }
 
@@ -322,4 +342,226 @@ fn own_token(view: &PodView<'_, '_>, c: &Container<'_>, path: &str) -> bool {
             .iter()
             .filter_map(|s| s.service_account_token.as_ref())
             .any(|t| clean(&t.path).trim_start_matches('/') == rel)
+}
+
+/// The variable Polyaxon sets on every run with its connections (JSON); Polyaxon's SDK (vents,
+/// env prefix `POLYAXON`) reads it by exactly this name.
+pub const CATALOG: &str = "POLYAXON_CONNECTIONS_CATALOG";
+/// The longest catalog read (Polyaxon's hold the run's few connections, a few hundred bytes each).
+const CATALOG_MAX_BYTES: usize = 64 * 1024;
+/// The variable naming which catalog connection is the run's artifacts store.
+pub const STORE_NAME: &str = "POLYAXON_ARTIFACTS_STORE_NAME";
+
+/// What a container's connection catalog says about credentials.
+pub(super) enum Catalog {
+    /// A connection the clients would use for the store names a credential source, in words.
+    Carries(String),
+    /// The catalog comes from a reference the webhook cannot read (`valueFrom`).
+    Unknown,
+}
+
+/// The store kind a catalog connection's clients are (vents' `gcs`/`gcp`, `s3`/`aws`,
+/// `wasb`/`azure`); `None` for kinds that read no store credentials.
+fn catalog_kind(kind: &str) -> Option<StoreKind> {
+    match kind {
+        "gcs" | "gcp" => Some(StoreKind::Gcs),
+        "s3" | "aws" => Some(StoreKind::S3),
+        "wasb" | "azure" => Some(StoreKind::Wasb),
+        _ => None,
+    }
+}
+
+/// Whether vents, for a `kind` connection, reads `key` from its `env` or `schema`: every variable
+/// of the kind's table, in each form vents tries (as written, lower case, lower case without
+/// `_`, each also `POLYAXON_`-prefixed).
+fn catalog_key(kind: StoreKind, key: &str) -> bool {
+    clients::reads(kind).iter().any(|r| match r.place {
+        Place::Var(v) | Place::Sdk(v) => clients::sdk_form(v, key),
+        _ => false,
+    })
+}
+
+/// The credential sources a connection of a catalog names, in words: a `secret` or `configMap`
+/// with a `mountPath` (vents reads a file per key there: `GC_KEY_PATH`, `gc_keyfile_dict`, …),
+/// or `env` / `schema` entries vents reads as credentials. Field names as vents accepts them
+/// (alias or field name).
+fn connection_carries(
+    conn: &serde_json::Map<String, serde_json::Value>,
+    kind: StoreKind,
+) -> Option<String> {
+    use serde_json::Value;
+    let name = conn.get("name").and_then(Value::as_str).unwrap_or("");
+    for field in ["secret", "configMap", "config_map"] {
+        let Some(Value::Object(r)) = conn.get(field) else {
+            continue;
+        };
+        for at in ["mountPath", "mount_path"] {
+            match r.get(at) {
+                None | Some(Value::Null) => {}
+                Some(p) => {
+                    let p = p.as_str().unwrap_or("(not a string)");
+                    return Some(format!(
+                        "env {CATALOG}: connection {} has a {field} mounted at {}, where the Polyaxon SDK (vents) \
+                         reads credential files",
+                        q(name),
+                        q(p)
+                    ));
+                }
+            }
+        }
+    }
+    for field in ["env", "schema", "schema_"] {
+        let keys: Box<dyn Iterator<Item = &str>> = match conn.get(field) {
+            Some(Value::Object(m)) => Box::new(m.keys().map(String::as_str)),
+            Some(Value::Array(a)) => Box::new(
+                a.iter()
+                    .filter_map(|p| p.as_array().and_then(|p| p.first()).and_then(Value::as_str)),
+            ),
+            _ => continue,
+        };
+        for key in keys {
+            if catalog_key(kind, key) {
+                return Some(format!(
+                    "env {CATALOG}: connection {} sets {} in its {field}, read by the Polyaxon SDK (vents)",
+                    q(name),
+                    q(key)
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Whether `c`'s connection catalog gives the clients of the run's store a credential (vents
+/// 0.10 `AppConfig.load_connections_catalog`, providers' `load_from_connection`). The
+/// connections that count: every one of the store's kind (any name: code may load any), and
+/// the one `POLYAXON_ARTIFACTS_STORE_NAME` names, of any bucket kind (every one when that name
+/// cannot be read). Parsed once per container, linear in the value, the first finding only.
+pub(super) fn catalog(c: &Container<'_>, kind: StoreKind) -> Option<Catalog> {
+    use serde_json::Value;
+    let e = c.env_var(CATALOG)?;
+    if e.value_from.is_some() {
+        return Some(Catalog::Unknown);
+    }
+    let text = e.value.as_deref().unwrap_or("");
+    if text.is_empty() {
+        return None;
+    }
+    let unreadable = |why: &str| {
+        Some(Catalog::Carries(format!(
+            "env {CATALOG} {why}, so the connections the Polyaxon SDK (vents) reads cannot be checked"
+        )))
+    };
+    if text.contains("$(") {
+        return unreadable("holds a $(VAR) the kubelet expands");
+    }
+    // A parsed tree costs more than its text (up to ~16x for `[0,0,…]`): read only what a real
+    // catalog needs, so one container's catalog costs at most a fixed amount, one at a time.
+    if text.len() > CATALOG_MAX_BYTES {
+        return unreadable("is longer than the 64 KiB the webhook reads");
+    }
+    // Polyaxon writes valid JSON; anything the webhook cannot read (NaN, nesting past 128, …) may
+    // still be read by Python, so it is not taken as harmless.
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return unreadable("is not JSON the webhook can read");
+    };
+    let list = match &v {
+        Value::Null => return None,
+        Value::Array(a) => a,
+        Value::Object(m) => match m.get("connections") {
+            None | Some(Value::Null) => return None,
+            Some(Value::Array(a)) => a,
+            Some(_) => return unreadable("has connections that are not a list"),
+        },
+        _ => return unreadable("is not a connection catalog"),
+    };
+    let store = c.env_var(STORE_NAME);
+    let any_name = store.is_some_and(|s| {
+        s.value_from.is_some() || s.value.as_deref().is_some_and(|v| v.contains("$("))
+    });
+    let store = store.and_then(|s| s.value.as_deref());
+    for conn in list {
+        let Value::Object(conn) = conn else {
+            return unreadable("has a connection that is not an object");
+        };
+        let Some(ckind) = conn
+            .get("kind")
+            .and_then(Value::as_str)
+            .and_then(catalog_kind)
+        else {
+            continue;
+        };
+        let name = conn.get("name").and_then(Value::as_str);
+        if ckind != kind && !any_name && (name.is_none() || name != store) {
+            continue;
+        }
+        if let Some(found) = connection_carries(conn, ckind) {
+            return Some(Catalog::Carries(found));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{catalog, Catalog, CATALOG};
+    use crate::config::StoreKind;
+    use crate::engine::pod::Container;
+    use serde_json::json;
+
+    fn found(env: serde_json::Value) -> Option<String> {
+        let text = json!({"name": "c", "env": env}).to_string();
+        let c: Container<'_> = serde_json::from_str(&text).unwrap();
+        match catalog(&c, StoreKind::Gcs) {
+            None => None,
+            Some(Catalog::Unknown) => Some("unknown".into()),
+            Some(Catalog::Carries(w)) => Some(w),
+        }
+    }
+
+    fn cat(conns: serde_json::Value) -> serde_json::Value {
+        json!({"name": CATALOG, "value": json!({"connections": conns}).to_string()})
+    }
+
+    #[test]
+    fn which_catalog_connections_count() {
+        let keyed_s3 = json!({"name": "data", "kind": "s3", "env": {"AWS_ACCESS_KEY_ID": "k"}});
+        let keyless = json!({"name": "store", "kind": "gcs", "schema": {"bucket": "gs://b"}});
+        let git =
+            json!({"name": "repo", "kind": "git", "secret": {"name": "s", "mountPath": "/k"}});
+        // Keyless store, other kinds' keys: nothing.
+        assert_eq!(found(json!([cat(json!([keyless, keyed_s3, git]))])), None);
+        // The other kind's connection named as the artifacts store counts, by its own table.
+        let named = json!([{"name": "POLYAXON_ARTIFACTS_STORE_NAME", "value": "data"}, cat(json!([keyed_s3]))]);
+        assert!(found(named).unwrap().contains("AWS_ACCESS_KEY_ID"));
+        // A store name by reference: every bucket connection counts (git still not).
+        let by_ref = json!([
+            {"name": "POLYAXON_ARTIFACTS_STORE_NAME", "valueFrom": {"configMapKeyRef": {"name": "m", "key": "k"}}},
+            cat(json!([git, keyed_s3]))
+        ]);
+        assert!(found(by_ref).unwrap().contains("\"data\""));
+        // vents' key forms: lower case without `_`, POLYAXON_-prefixed.
+        for key in [
+            "gckeypath",
+            "POLYAXON_GOOGLE_KEY_PATH",
+            "google_application_credentials",
+        ] {
+            let c = json!([{"name": "s", "kind": "gcs", "env": {key: "/k.json"}}]);
+            assert!(found(json!([cat(c)])).is_some(), "{key}");
+        }
+        // Not a credential: the project, the scopes.
+        let c = json!([{"name": "s", "kind": "gcs", "env": {"GC_PROJECT": "p", "GC_SCOPES": "x"}}]);
+        assert_eq!(found(json!([cat(c)])), None);
+        // The last entry counts; empty is no catalog.
+        let last = json!([cat(json!([{"name": "s", "kind": "gcs", "secret": {"name": "k", "mountPath": "/k"}}])),
+                          {"name": CATALOG, "value": ""}]);
+        assert_eq!(found(last), None);
+        // Too long to read: not taken as harmless.
+        let long = json!([{"name": CATALOG, "value": format!("[{}0]", "0,".repeat(40 * 1024))}]);
+        assert!(found(long).unwrap().contains("64 KiB"));
+        // By reference: unknown (a warning).
+        let r =
+            json!([{"name": CATALOG, "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]);
+        assert_eq!(found(r).as_deref(), Some("unknown"));
+    }
 }

@@ -240,6 +240,9 @@ pub struct HostPathSource<'a> {
 pub struct Container<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
+    /// The image reference as written (Polyaxon's own containers are told apart by it).
+    #[serde(borrow, default, deserialize_with = "borrowed::opt")]
+    pub image: Option<Str<'a>>,
     #[serde(borrow)]
     pub volume_mounts: Option<Vec<Mount<'a>>>,
     #[serde(borrow)]

@@ -288,8 +288,8 @@ fn host_path_source<'a>(c: &mut Cursor<'a>) -> Scan<HostPathSource<'a>> {
 }
 
 fn container<'a>(c: &mut Cursor<'a>) -> Scan<Container<'a>> {
-    let (mut name, mut mounts, mut env, mut env_from, mut security) =
-        (None, None, None, None, None);
+    let (mut name, mut mounts, mut env, mut env_from, mut security, mut image) =
+        (None, None, None, None, None, None);
     let mut seen = Seen::default();
     c.object(|c, key| match &*key {
         "name" => field!(seen, 0, name, Some(c.str()?)),
@@ -297,10 +297,12 @@ fn container<'a>(c: &mut Cursor<'a>) -> Scan<Container<'a>> {
         "env" => field!(seen, 2, env, c.opt(|c| c.list(env_var))?),
         "envFrom" => field!(seen, 3, env_from, c.opt(|c| c.list(env_from_source))?),
         "securityContext" => field!(seen, 4, security, c.opt(container_security)?),
+        "image" => field!(seen, 5, image, c.opt(Cursor::str)?),
         _ => c.skip(),
     })?;
     Ok(Container {
         name: required(name)?,
+        image,
         volume_mounts: mounts,
         env,
         env_from,
