@@ -900,3 +900,144 @@ async fn waiting_connections_cannot_hold_every_slot() {
     server.probe().await.expect("after the attack");
     server.check_peak();
 }
+
+/// Send a request head declaring `len` bytes and all but the last of them, then wait for the
+/// answer's status (the body rate's 408 or the budget's 503).
+async fn held_short_by_one(server: &Server, len: usize) -> Option<String> {
+    let (tls, _) = tls_connect(server.tls, server.h1()).await.ok()?;
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let writer = tokio::spawn(async move {
+        let head = format!(
+            "POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+        );
+        let _ = wr.write_all(head.as_bytes()).await;
+        let _ = wr.write_all(&vec![b' '; len - 1]).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(wr);
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let status = tokio::time::timeout(Duration::from_secs(20), async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got)
+            .chars()
+            .skip(9)
+            .take(3)
+            .collect::<String>()
+    })
+    .await
+    .ok();
+    writer.abort();
+    status
+}
+
+/// The reviewer's budget fill (issue #29): 12 connections hold 3 MiB bodies one byte short
+/// (until the request timeout) and 60 more fill the gaps with 40 KiB bodies one byte short, each
+/// reopened at once after its answer. Bodies still arriving hold at most half the budget, so the
+/// normal reviews of `under_attack` (every 250 ms) are all answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by tests/attacks/run.sh against the release binary"]
+async fn bodies_held_short_leave_room_for_complete_reviews() {
+    let server = Arc::new(Server::start());
+    let answers = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    under_attack(&server, async {
+        let until = Instant::now() + Duration::from_secs(12);
+        let mut tasks = Vec::new();
+        for i in 0..72 {
+            let (server, answers) = (server.clone(), answers.clone());
+            let len = if i < 12 { 3 << 20 } else { 40 * 1024 };
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < until {
+                    let status = held_short_by_one(&server, len).await.unwrap_or_default();
+                    answers.lock().unwrap().push(status);
+                }
+            }));
+            if i == 11 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    })
+    .await;
+    let answers = answers.lock().unwrap();
+    let held = answers.iter().filter(|s| *s == "408").count();
+    let refused = answers.iter().filter(|s| *s == "503").count();
+    eprintln!("{held} held to the body rate's 408, {refused} refused at once (503)");
+    assert!(held > 0 && refused > 0, "{answers:?}");
+    server.check_peak();
+}
+
+/// The reviewer's connect flood (issue #29): every slot but a few held by idle connections that
+/// each completed a request, and connections that send nothing opened as fast as the server
+/// takes them. A fresh client's connection has its first second before the stalest idle ones
+/// go, so 40 normal reviews on fresh connections are all answered, none cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by tests/attacks/run.sh against the release binary"]
+async fn a_connect_flood_leaves_fresh_clients_their_first_request() {
+    let server = Arc::new(Server::start());
+    let mut idle = Vec::new();
+    for _ in 0..505 {
+        let (mut s, _) = http1(server.tls, server.h1()).await.unwrap();
+        let (status, _, _) = send(&mut s, post("/mutate", b"{}".to_vec())).await.unwrap();
+        assert_eq!(status, 400);
+        idle.push(s);
+    }
+    let stop = Arc::new(AtomicUsize::new(0));
+    let connects = Arc::new(AtomicUsize::new(0));
+    let mut flood = Vec::new();
+    for _ in 0..8 {
+        let (server, stop, connects) = (server.clone(), stop.clone(), connects.clone());
+        flood.push(tokio::spawn(async move {
+            while stop.load(Ordering::Relaxed) == 0 {
+                let Ok(mut tcp) = tokio::net::TcpStream::connect(server.tls).await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                connects.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 16];
+                    let _ = tokio::time::timeout(Duration::from_secs(15), tcp.read(&mut buf)).await;
+                });
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let body = std::fs::read(root().join("examples/review-run-pod.json")).unwrap();
+    let mut failures = Vec::new();
+    for i in 0..40 {
+        let answer =
+            tokio::time::timeout(Duration::from_secs(2), post_once(&server, body.clone())).await;
+        match answer {
+            Ok(Ok((200, _))) => {}
+            other => failures.push(format!("review {i}: {other:?}")),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(1, Ordering::Relaxed);
+    for f in flood {
+        f.await.unwrap();
+    }
+    let evicted = server
+        .metric("plx_webhook_connections_closed_total{listener=\"webhook\",reason=\"evicted\"}")
+        .await;
+    eprintln!(
+        "{} connects, {evicted} evicted, {} of 40 reviews failed",
+        connects.load(Ordering::Relaxed),
+        failures.len()
+    );
+    assert!(
+        evicted > 1000.0,
+        "the flood did not reach the cap: {evicted}"
+    );
+    assert!(failures.is_empty(), "{failures:?}");
+    drop(idle);
+    server.probe().await.expect("after the attack");
+    server.check_peak();
+}

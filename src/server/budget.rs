@@ -23,6 +23,10 @@ use tokio::time::Instant;
 pub struct Budget {
     bytes: usize,
     sem: Arc<Semaphore>,
+    /// The share bodies still arriving may hold at once (half): however slowly clients send,
+    /// the other half stays for requests whose bodies are complete — a review from the
+    /// apiserver arrives whole, so it never needs this share.
+    arriving: Arc<Semaphore>,
 }
 
 /// A share of the budget, given back when dropped.
@@ -33,7 +37,14 @@ impl Budget {
         Budget {
             bytes,
             sem: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+            arriving: Arc::new(Semaphore::new((bytes / 2).min(Semaphore::MAX_PERMITS))),
         }
+    }
+
+    /// `n` more bytes of the share of bodies still arriving, or `None`.
+    fn try_take_arriving(&self, n: usize) -> Option<Charge> {
+        let n = u32::try_from(n.max(1)).ok()?;
+        self.arriving.clone().try_acquire_many_owned(n).ok()
     }
 
     /// `n` bytes now, or `None` (never waits: waiting would queue memory behind memory).
@@ -113,9 +124,9 @@ impl BodyRate {
 }
 
 /// Read a request body of at most `limit` bytes, charged to `budget` as its bytes arrive (the
-/// buffer's capacity, never the declared length: headers alone hold nothing), then its work
-/// reserve once it is complete. Too slow (below `rate`, declared or not) is a 408, over the limit
-/// a 413, over the budget a 503.
+/// buffer's capacity, never the declared length: headers alone hold nothing; while incomplete,
+/// also to the share of bodies still arriving), then its work reserve once it is complete. Too
+/// slow (below `rate`, declared or not) is a 408, over the limit a 413, over the budget a 503.
 pub async fn read(
     body: Body,
     declared: Option<usize>,
@@ -128,6 +139,9 @@ pub async fn read(
     }
     let most = declared.unwrap_or(limit);
     let mut charge = budget.try_take(1).ok_or(ApiError::MemoryBudget)?;
+    // Held while the body is incomplete; a frame that completes the declared length (the
+    // apiserver's body, nearly always) never takes it.
+    let mut arriving: Option<Charge> = None;
     let start = Instant::now();
     // The first frame is kept as it is: a body that arrives in one piece (the apiserver's,
     // nearly always) is never copied.
@@ -169,6 +183,20 @@ pub async fn read(
                     .ok_or(ApiError::MemoryBudget)?,
             );
         }
+        if declared == Some(grown) {
+            arriving = None;
+        } else {
+            let held = arriving.as_ref().map_or(0, |a| a.num_permits());
+            if holds > held {
+                let more = budget
+                    .try_take_arriving(holds - held)
+                    .ok_or(ApiError::MemoryBudget)?;
+                match arriving.as_mut() {
+                    Some(a) => a.merge(more),
+                    None => arriving = Some(more),
+                }
+            }
+        }
         len = grown;
         match first.take() {
             None if buf.is_empty() => first = Some(data),
@@ -181,6 +209,7 @@ pub async fn read(
             }
         }
     }
+    drop(arriving);
     charge.merge(
         budget
             .try_take(work_reserve(len))
@@ -309,6 +338,55 @@ mod tests {
             _: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
             Poll::Pending
+        }
+    }
+
+    /// A body sent all but its last byte.
+    fn short_by_one(len: usize) -> Body {
+        let first = futures::stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from(vec![
+            b' ';
+            len - 1
+        ])))]);
+        Body::new(http_body_util::StreamBody::new(futures::StreamExt::chain(
+            first,
+            futures::stream::pending(),
+        )))
+    }
+
+    #[tokio::test]
+    async fn bodies_still_arriving_hold_at_most_half_the_budget() {
+        // The reviewer's fill: 3 MiB bodies one byte short, then smaller ones for the gaps.
+        let budget = Budget::new(32 << 20);
+        let rate = BodyRate {
+            grace: Duration::from_secs(5),
+            bytes_per_second: 64 * 1024,
+        };
+        let mut held = Vec::new();
+        for len in std::iter::repeat_n(3 << 20, 12).chain(std::iter::repeat_n(40 * 1024, 60)) {
+            let b = budget.clone();
+            held.push(tokio::spawn(async move {
+                read(short_by_one(len), Some(len), 3 << 20, &b, rate).await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(budget.available() >= 16 << 20, "{}", budget.available());
+        // A complete review still fits, as do 20 at once.
+        let reviews: Vec<_> = (0..20)
+            .map(|_| {
+                read(
+                    Body::from(vec![b'x'; 20_000]),
+                    Some(20_000),
+                    3 << 20,
+                    &budget,
+                    rate,
+                )
+            })
+            .collect();
+        for r in futures::future::join_all(reviews).await {
+            assert!(r.is_ok(), "{r:?}");
+        }
+        for h in held {
+            h.abort();
         }
     }
 

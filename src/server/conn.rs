@@ -45,6 +45,10 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 const NONE: u64 = u64::MAX;
+/// A connection this young that has not completed a request yet is given its time to: it is
+/// ordered among the idle ones by its age, not put first (a TLS handshake and a first request
+/// take milliseconds in a cluster).
+const FRESH: Duration = Duration::from_secs(1);
 /// The bit of [`Activity::working`] that marks the connection chosen to make room at the cap.
 const EVICTED: usize = 1 << (usize::BITS - 1);
 
@@ -110,8 +114,8 @@ pub struct Activity {
     pending_since: AtomicU64,
     /// When the last response was all taken (the idle timer).
     last_done: AtomicU64,
-    /// When a request was last dispatched or completed its body (the eviction order).
-    last_active: AtomicU64,
+    /// When a request last completed its body (the eviction order).
+    last_completed: AtomicU64,
     /// HTTP/1.1: bytes arriving while nothing is in flight start a new request's header timer.
     /// Off for HTTP/2, whose pings and window updates arrive on idle connections.
     track_partial: AtomicBool,
@@ -121,15 +125,19 @@ pub struct Activity {
 
 impl Activity {
     pub fn new() -> Arc<Self> {
+        Self::started(Instant::now())
+    }
+
+    fn started(start: Instant) -> Arc<Self> {
         Arc::new(Activity {
-            start: Instant::now(),
+            start,
             working: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
             dispatched: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             pending_since: AtomicU64::new(NONE),
             last_done: AtomicU64::new(0),
-            last_active: AtomicU64::new(0),
+            last_completed: AtomicU64::new(0),
             track_partial: AtomicBool::new(false),
             evict: tokio::sync::Notify::new(),
         })
@@ -174,23 +182,26 @@ impl Activity {
             .is_ok()
     }
 
-    /// The eviction order, first evicted first: connections that never dispatched a request
-    /// (handshaking, silent, trickling headers), then those whose requests never completed a body
-    /// (bodies that do not come), then the rest; within each, the one quiet longest — since a
-    /// request was last dispatched or completed, else since it was accepted. A client that
-    /// uses its connection (the apiserver) is never before an idle or stalling one, and a flood
-    /// of fresh connections makes room among its own kind first.
-    fn eviction_rank(&self) -> (u8, Instant) {
-        let level = match (
-            self.dispatched.load(Ordering::Relaxed),
-            self.completed.load(Ordering::Relaxed),
-        ) {
-            (0, _) => 0,
-            (_, 0) => 1,
-            _ => 2,
+    /// The eviction order at `now`, first evicted first. Connections past [`FRESH`] that never
+    /// completed a request: first those that never sent one (silent, handshaking, trickling
+    /// headers), then those whose bodies never came; oldest first. Then every other connection,
+    /// the one stalest first — since a request last completed its body, else since it was
+    /// accepted (headers, trickled bytes and window updates do not count). So a flood of fresh
+    /// connections makes room among its own kind first once they are past [`FRESH`], and before
+    /// that takes the idle ones, stalest first: a connection just opened has its time to send its
+    /// first request, and one the apiserver keeps using stays behind every idle or stalling one.
+    fn eviction_rank(&self, now: Instant) -> (u8, Instant) {
+        let completed = self.completed.load(Ordering::Relaxed);
+        if completed == 0 && now.saturating_duration_since(self.start) >= FRESH {
+            let level = u8::from(self.dispatched.load(Ordering::Relaxed) > 0);
+            return (level, self.start);
+        }
+        let since = if completed == 0 {
+            self.start
+        } else {
+            self.start + Duration::from_millis(self.last_completed.load(Ordering::Relaxed))
         };
-        let at = self.start + Duration::from_millis(self.last_active.load(Ordering::Relaxed));
-        (level, at)
+        (2, since)
     }
 
     fn now_ms(&self) -> u64 {
@@ -229,7 +240,6 @@ impl Activity {
             since: now,
             waiting: false,
         });
-        self.last_active.store(now, Ordering::Relaxed);
         self.pending_since.store(NONE, Ordering::Relaxed);
         id
     }
@@ -335,13 +345,19 @@ impl RequestMark {
     }
 
     /// The body's last byte arrived: the server works on it now (protected from eviction).
-    fn body_complete(&self) {
+    /// `false`: the connection was chosen to make room, so no work may start.
+    fn body_complete(&self) -> bool {
         let a = &self.activity;
-        if self.state.load(Ordering::Acquire) == READING && a.try_work() {
-            self.state.store(WORKING, Ordering::Release);
-            a.completed.fetch_add(1, Ordering::Relaxed);
-            a.last_active.store(a.now_ms(), Ordering::Relaxed);
+        if self.state.load(Ordering::Acquire) != READING {
+            return true;
         }
+        if !a.try_work() {
+            return false;
+        }
+        self.state.store(WORKING, Ordering::Release);
+        a.completed.fetch_add(1, Ordering::Relaxed);
+        a.last_completed.store(a.now_ms(), Ordering::Relaxed);
+        true
     }
 
     /// The handler produced its response: it now waits for the connection to take it.
@@ -399,22 +415,35 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<B: hyper::body::Body> hyper::body::Body for MarkedRequest<B> {
+/// The error a body ends with when its connection was chosen to make room as it completed: the
+/// handler stops there (the engine does not run, nothing is logged as decided), and its answer
+/// would have nowhere to go.
+#[derive(Debug, thiserror::Error)]
+#[error("the connection was closed to make room for another (--max-connections)")]
+pub struct Evicted;
+
+impl<B> hyper::body::Body for MarkedRequest<B>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     type Data = B::Data;
-    type Error = B::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, Self::Error>>> {
         let me = self.project();
         let frame = std::task::ready!(me.body.poll_frame(cx));
         if frame.is_none() {
             if let Some(mark) = me.mark.take() {
-                mark.body_complete();
+                if !mark.body_complete() {
+                    return Poll::Ready(Some(Err(Box::new(Evicted))));
+                }
             }
         }
-        Poll::Ready(frame)
+        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -704,6 +733,7 @@ impl Slots {
     pub fn claim(self: &Arc<Self>, activity: &Arc<Activity>) -> Option<Slot> {
         let mut state = self.state();
         if state.open.len() - state.closing >= self.max {
+            let now = Instant::now();
             // Work may start on the chosen one meanwhile: then the next in order.
             let chosen = (0..4).any(|_| {
                 state
@@ -711,7 +741,7 @@ impl Slots {
                     .values()
                     .filter_map(Weak::upgrade)
                     .filter(|a| !a.was_evicted() && a.working() == 0)
-                    .min_by_key(|a| a.eviction_rank())
+                    .min_by_key(|a| a.eviction_rank(now))
                     .is_some_and(|a| a.try_evict())
             });
             if !chosen {
@@ -784,42 +814,81 @@ mod tests {
         assert!(a.try_evict());
         // A request pipelined behind the choice: dispatched, but never worked on or answered.
         let mark = RequestMark::new(a.clone());
-        mark.body_complete();
+        assert!(!mark.body_complete(), "its handler is told to stop");
         assert_eq!(a.working(), 0);
         tokio::time::timeout(Duration::from_millis(100), a.evicted())
             .await
             .expect("closes at once");
     }
 
+    /// A connection accepted `age` ago, its last request completed `completed_ago` ago.
+    fn aged(slots: &Arc<Slots>, age: u64, completed_ago: Option<u64>) -> (Arc<Activity>, Slot) {
+        let a = Activity::started(Instant::now() - Duration::from_secs(age));
+        if let Some(ago) = completed_ago {
+            RequestMark::new(a.clone()).body_complete();
+            a.last_completed
+                .store((age - ago) * 1000, Ordering::Relaxed);
+        }
+        let slot = slots.claim(&a).expect("a slot");
+        (a, slot)
+    }
+
     #[test]
     fn at_the_cap_connections_waiting_on_their_client_make_room_in_order() {
-        let slots = Slots::new(4);
-        // Served earlier, now idle; a body that does not come; a response nobody reads; fresh.
-        let (served, _s1) = open(&slots);
-        RequestMark::new(served.clone()).body_complete();
-        let (stalled, _s2) = open(&slots);
-        let stalled_req = RequestMark::new(stalled.clone());
-        let (unread, _s3) = open(&slots);
+        let slots = Slots::new(6);
+        let (young, _s1) = aged(&slots, 0, None);
+        let (unread, _s2) = aged(&slots, 5, Some(1));
         let unread_req = RequestMark::new(unread.clone());
         unread_req.body_complete();
         unread_req.produced();
-        let (fresh, _s4) = open(&slots);
-        let _s5 = busy_newcomer(&slots);
-        assert!(
-            fresh.was_evicted(),
-            "the one that never sent a request goes first"
-        );
-        let _s6 = busy_newcomer(&slots);
-        assert!(stalled.was_evicted(), "then a body that never completed");
-        // Served and unread both completed a request: the quieter goes (served, earlier).
-        let _s7 = busy_newcomer(&slots);
-        assert!(served.was_evicted() && !unread.was_evicted());
-        let _s8 = busy_newcomer(&slots);
-        assert!(
-            unread.was_evicted(),
-            "a response nobody reads does not keep its slot"
-        );
+        unread.last_completed.store(4000, Ordering::Relaxed);
+        let (idle, _s3) = aged(&slots, 10, Some(9));
+        let (stalled, _s4) = aged(&slots, 5, None);
+        let stalled_req = RequestMark::new(stalled.clone());
+        let (silent_newer, _s5) = aged(&slots, 2, None);
+        let (silent, _s6) = aged(&slots, 5, None);
+        let order = [
+            (&silent, "silent past its first second, oldest first"),
+            (&silent_newer, "then the newer silent one"),
+            (&stalled, "then a body that never came"),
+            (&idle, "then the stalest: idle 9 s"),
+            (&unread, "then an answer nobody reads (completed 1 s ago)"),
+            (&young, "and last the one just opened"),
+        ];
+        let mut keep = Vec::new();
+        for (which, why) in order {
+            keep.push(busy_newcomer(&slots));
+            assert!(which.was_evicted(), "{why}");
+            assert_eq!(
+                [&silent, &silent_newer, &stalled, &idle, &unread, &young]
+                    .iter()
+                    .filter(|a| a.was_evicted())
+                    .count(),
+                keep.len(),
+                "only one per newcomer ({why})"
+            );
+        }
         drop((stalled_req, unread_req));
+    }
+
+    #[test]
+    fn a_connection_just_opened_has_its_time_before_idle_ones_go() {
+        // The reviewer's flood: every other slot held by idle connections that once completed a
+        // request; a fresh client's connection is not the one the next arrival takes.
+        let slots = Slots::new(3);
+        let (idle_a, _a) = aged(&slots, 30, Some(20));
+        let (idle_b, _b) = aged(&slots, 30, Some(10));
+        let (fresh, _f) = aged(&slots, 0, None);
+        let (_flood, _g) = aged(&slots, 0, None);
+        assert!(idle_a.was_evicted() && !fresh.was_evicted());
+        let (_flood, _h) = aged(&slots, 0, None);
+        assert!(idle_b.was_evicted() && !fresh.was_evicted());
+        // Past its first second without a request, it goes before those that completed one.
+        let slots = Slots::new(2);
+        let (idle, _i) = aged(&slots, 30, Some(20));
+        let (silent, _s) = aged(&slots, 2, None);
+        let (_new, _n) = aged(&slots, 0, None);
+        assert!(silent.was_evicted() && !idle.was_evicted());
     }
 
     #[test]
