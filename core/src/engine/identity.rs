@@ -141,7 +141,7 @@ pub(super) fn apply(
                 )
             });
         }
-        let catalog = super::keyless::catalog(p.c, sp.store_kind);
+        let catalog = super::keyless::catalog(&mut reach, p.c, sp.store_kind);
         if let Some(Catalog::Unknown) = catalog {
             out.warnings.finding(&p.c.name, CATALOG_BY_REFERENCE, super::keyless::CATALOG, || {
                 format!(

@@ -382,10 +382,14 @@ fn catalog_key(kind: StoreKind, key: &str) -> bool {
 }
 
 /// The credential sources a connection of a catalog names, in words: a `secret` or `configMap`
-/// with a `mountPath` (vents reads a file per key there: `GC_KEY_PATH`, `gc_keyfile_dict`, …),
-/// or `env` / `schema` entries vents reads as credentials. Field names as vents accepts them
-/// (alias or field name).
+/// `mountPath` where a volume of this container puts files (vents reads a file per key there:
+/// `GC_KEY_PATH`, `gc_keyfile_dict`, …; the same reach as every other credential path, so
+/// Polyaxon's own catalog naming its agent store's mount is harmless where nothing is mounted
+/// there), or `env` / `schema` entries vents reads as credentials. Field names as vents accepts
+/// them (alias or field name).
 fn connection_carries(
+    reach: &mut Reach<'_, '_, '_>,
+    c: &Container<'_>,
     conn: &serde_json::Map<String, serde_json::Value>,
     kind: StoreKind,
 ) -> Option<String> {
@@ -396,17 +400,33 @@ fn connection_carries(
             continue;
         };
         for at in ["mountPath", "mount_path"] {
-            match r.get(at) {
-                None | Some(Value::Null) => {}
-                Some(p) => {
-                    let p = p.as_str().unwrap_or("(not a string)");
-                    return Some(format!(
-                        "env {CATALOG}: connection {} has a {field} mounted at {}, where the Polyaxon SDK (vents) \
-                         reads credential files",
-                        q(name),
-                        q(p)
-                    ));
-                }
+            // Not a string: vents cannot join it into a path, so it reads nothing there.
+            let Some(p) = r.get(at).and_then(Value::as_str).filter(|p| !p.is_empty()) else {
+                continue;
+            };
+            // A relative path is read from the working directory, which the image may set.
+            let found = if p.starts_with('/') {
+                reach.mount_reaching(c, p, true, |_| false).map(|(m, v)| {
+                    format!(
+                        "a {} volume {} mounted at {}",
+                        source(v),
+                        q(&v.name),
+                        q(&m.mount_path)
+                    )
+                })
+            } else {
+                Some(
+                    "a relative path, read from a working directory the webhook cannot know"
+                        .to_string(),
+                )
+            };
+            if let Some(what) = found {
+                return Some(format!(
+                    "env {CATALOG}: connection {} has a {field} mounted at {} ({what}), where the Polyaxon SDK (vents) \
+                     reads credential files",
+                    q(name),
+                    q(p)
+                ));
             }
         }
     }
@@ -437,7 +457,11 @@ fn connection_carries(
 /// connections that count: every one of the store's kind (any name: code may load any), and
 /// the one `POLYAXON_ARTIFACTS_STORE_NAME` names, of any bucket kind (every one when that name
 /// cannot be read). Parsed once per container, linear in the value, the first finding only.
-pub(super) fn catalog(c: &Container<'_>, kind: StoreKind) -> Option<Catalog> {
+pub(super) fn catalog(
+    reach: &mut Reach<'_, '_, '_>,
+    c: &Container<'_>,
+    kind: StoreKind,
+) -> Option<Catalog> {
     use serde_json::Value;
     let e = c.env_var(CATALOG)?;
     if e.value_from.is_some() {
@@ -495,7 +519,7 @@ pub(super) fn catalog(c: &Container<'_>, kind: StoreKind) -> Option<Catalog> {
         if ckind != kind && !any_name && (name.is_none() || name != store) {
             continue;
         }
-        if let Some(found) = connection_carries(conn, ckind) {
+        if let Some(found) = connection_carries(reach, c, conn, ckind) {
             return Some(Catalog::Carries(found));
         }
     }
@@ -504,19 +528,59 @@ pub(super) fn catalog(c: &Container<'_>, kind: StoreKind) -> Option<Catalog> {
 
 #[cfg(test)]
 mod tests {
-    use super::{catalog, Catalog, CATALOG};
+    use super::{catalog, Catalog, Reach, CATALOG};
     use crate::config::StoreKind;
-    use crate::engine::pod::Container;
+    use crate::engine::pod::{decode, PodView};
+    use crate::PodLimits;
     use serde_json::json;
 
-    fn found(env: serde_json::Value) -> Option<String> {
-        let text = json!({"name": "c", "env": env}).to_string();
-        let c: Container<'_> = serde_json::from_str(&text).unwrap();
-        match catalog(&c, StoreKind::Gcs) {
+    /// What the catalog check finds in a pod of one container `c` with `volumes`.
+    fn found_in(c: serde_json::Value, volumes: serde_json::Value) -> Option<String> {
+        let text = json!({"spec": {"containers": [c], "volumes": volumes}}).to_string();
+        let pod = decode(&text).unwrap();
+        let view = PodView::new(&pod, &PodLimits::DEFAULT).unwrap();
+        let mut reach = Reach::new(&view);
+        match catalog(&mut reach, view.containers[0].c, StoreKind::Gcs) {
             None => None,
             Some(Catalog::Unknown) => Some("unknown".into()),
             Some(Catalog::Carries(w)) => Some(w),
         }
+    }
+
+    fn found(env: serde_json::Value) -> Option<String> {
+        found_in(json!({"name": "c", "env": env}), json!([]))
+    }
+
+    #[test]
+    fn a_catalog_mount_path_counts_where_a_volume_puts_files() {
+        let conn = json!([{"name": "gcs-artifacts", "kind": "gcs",
+                           "secret": {"name": "gcs-secret", "mountPath": "/plx-context/.gc/gc-secret.json"}}]);
+        // Polyaxon's own catalog naming its agent store's mount, with nothing mounted there.
+        assert_eq!(found(json!([cat(conn.clone())])), None);
+        // A volume of this container at (or above) that path: vents reads the key there.
+        let mounted = |at: &str| {
+            found_in(
+                json!({"name": "c", "env": [cat(conn.clone())],
+                       "volumeMounts": [{"name": "k", "mountPath": at}]}),
+                json!([{"name": "k", "secret": {"secretName": "mine"}}]),
+            )
+        };
+        assert!(mounted("/plx-context/.gc/gc-secret.json").is_some());
+        assert_eq!(mounted("/elsewhere"), None);
+        // Above it, a plain Secret puts files one level down only (keys hold no `/`); items
+        // can put one deeper.
+        assert_eq!(mounted("/plx-context"), None);
+        let items = found_in(
+            json!({"name": "c", "env": [cat(conn.clone())],
+                   "volumeMounts": [{"name": "k", "mountPath": "/plx-context"}]}),
+            json!([{"name": "k", "secret": {"secretName": "mine",
+                    "items": [{"key": "k", "path": ".gc/gc-secret.json/GC_KEY_PATH"}]}}]),
+        );
+        assert!(items.is_some());
+        // A relative path is read from a working directory the webhook cannot know.
+        let rel =
+            json!([{"name": "s", "kind": "gcs", "configMap": {"name": "m", "mountPath": "keys"}}]);
+        assert!(found(json!([cat(rel)])).unwrap().contains("relative"));
     }
 
     fn cat(conns: serde_json::Value) -> serde_json::Value {
@@ -553,7 +617,7 @@ mod tests {
         let c = json!([{"name": "s", "kind": "gcs", "env": {"GC_PROJECT": "p", "GC_SCOPES": "x"}}]);
         assert_eq!(found(json!([cat(c)])), None);
         // The last entry counts; empty is no catalog.
-        let last = json!([cat(json!([{"name": "s", "kind": "gcs", "secret": {"name": "k", "mountPath": "/k"}}])),
+        let last = json!([cat(json!([{"name": "s", "kind": "gcs", "env": {"GC_KEY_PATH": "/k.json"}}])),
                           {"name": CATALOG, "value": ""}]);
         assert_eq!(found(last), None);
         // Too long to read: not taken as harmless.
