@@ -700,7 +700,7 @@ fn keyless_bypasses_answers() {
         golden_json(&format!("keyless-bypass.{name}.json"), &answers);
         n += 1;
     }
-    assert_eq!(n, 74);
+    assert_eq!(n, 82);
 }
 
 /// One decision (tests/cases/enforce.json, shared with the e2e and the property test): what
@@ -758,7 +758,7 @@ fn enforce_cases_answers() {
         );
         n += 1;
     }
-    assert_eq!(n, 21);
+    assert_eq!(n, 22);
 }
 
 /// Every warning a golden answer carries, its `[PSWnnnn]` tag included, is within the 256

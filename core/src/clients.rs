@@ -161,7 +161,9 @@ const S3_READS: &[Read] = &[
     never("botocore", Var("AWS_DEFAULT_PROFILE")),
     never("botocore", Var("AWS_CONFIG_FILE")),
     never("botocore", Var("AWS_ENDPOINT_URL_STS")),
-    never("botocore", Var("AWS_ENDPOINT_URL")),
+    never("Polyaxon SDK (vents), botocore", Sdk("AWS_ENDPOINT_URL")),
+    // vents' own STS address for its assume-role: another host answers with any credential.
+    never("Polyaxon SDK (vents)", Sdk("AWS_STS_ENDPOINT_URL")),
     read(
         "botocore (IRSA)",
         Var("AWS_ROLE_ARN"),

@@ -388,6 +388,18 @@ pub fn bypass_pod(case: &Value) -> Value {
             }
         }
     }
+    // Fields set on a container as given (`workingDir`, `securityContext`).
+    for (who, fields) in case["container_fields"].as_object().into_iter().flatten() {
+        for list in ["initContainers", "containers"] {
+            for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+                if c["name"] == who.as_str() {
+                    for (k, v) in fields.as_object().unwrap() {
+                        c[k] = v.clone();
+                    }
+                }
+            }
+        }
+    }
     pod
 }
 

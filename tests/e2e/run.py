@@ -409,6 +409,10 @@ def bypass_pod(case, namespace):
             for c in containers(pod):
                 if who in ("*", c["name"]):
                     c.setdefault(key, []).extend(items)
+    for who, fields in case.get("container_fields", {}).items():
+        for c in containers(pod):
+            if c["name"] == who:
+                c.update(fields)
     return pod
 
 

@@ -12,19 +12,20 @@ use super::q;
 use crate::plan::{Plan, RefKind, StorePlan, VolumeSource};
 
 /// Polyaxon's own containers, which carry the agent's store in every run: Polyaxon's shape — the
-/// sidecar (`polyaxon-sidecar`, in `containers`, image `polyaxon/polyaxon-sidecar`) or an init
-/// container (`polyaxon-init-*`, in `initContainers`, image `polyaxon/polyaxon-init`), any
-/// registry host, tag or digest. Not airtight: whoever writes the pod can run those images with
+/// sidecar (`polyaxon-sidecar`, in `containers`, image named `polyaxon-sidecar`) or an init
+/// container (`polyaxon-init-*`, in `initContainers`, image named `polyaxon-init`), under any
+/// registry and path (a mirror), any tag or digest. Not airtight: whoever writes the pod can run those images with
 /// their own command (docs/enforce.md says where the boundary is: the namespaces that hold the
 /// Secret).
 fn polyaxons_own(p: &Placed<'_, '_>) -> bool {
-    let repo = p.c.image.as_deref().map(repository);
+    // The image's own name, under any registry and path: mirrors (Harbor projects, GCR and ECR
+    // repositories) put their own path before it.
+    let image = p.c.image.as_deref().map(repository);
+    let image = image.map(|r| r.rsplit('/').next().unwrap_or(r));
     match p.list {
-        ListKind::Containers => {
-            p.c.name == "polyaxon-sidecar" && repo == Some("polyaxon/polyaxon-sidecar")
-        }
+        ListKind::Containers => p.c.name == "polyaxon-sidecar" && image == Some("polyaxon-sidecar"),
         ListKind::InitContainers => {
-            p.c.name.starts_with("polyaxon-init-") && repo == Some("polyaxon/polyaxon-init")
+            p.c.name.starts_with("polyaxon-init-") && image == Some("polyaxon-init")
         }
     }
 }

@@ -65,7 +65,7 @@ impl Reach<'_, '_, '_> {
     fn mount_reaching_any_home(
         &mut self,
         c: &Container<'_>,
-        rel: &'static str,
+        rel: &str,
         r: &Read,
         why: &str,
     ) -> Option<String> {
@@ -109,6 +109,78 @@ fn source(v: &Volume<'_>) -> &'static str {
         "persistentVolumeClaim"
     } else {
         "csi, ephemeral or another"
+    }
+}
+
+/// Where a path from the pod (a `HOME`, a catalog's `mountPath`, the catalog read as a file)
+/// lands, as the kernel and the client resolve it — the webhook compares paths, so every alias
+/// it knows of is reduced first.
+enum Resolved {
+    /// This absolute path of the container.
+    At(String),
+    /// Under the image's own working directory (relative, no `workingDir` by value): like every
+    /// file the image holds, not seen here.
+    Image,
+    /// Somewhere the webhook does not follow: another container's root through a shared process
+    /// namespace.
+    Unknown,
+}
+
+/// `path` resolved in container `c`: `/proc/<self|thread-self|N>/root/X` is `/X` (a numbered
+/// process may be another container's when the pod shares its process namespace: unknown);
+/// `/proc/<…>/cwd/X` and a relative `X` are under the working directory, `workingDir` when set
+/// by value.
+fn resolve(view: &PodView<'_, '_>, c: &Container<'_>, path: &str) -> Resolved {
+    let relative = |rel: &str| match c.working_dir.as_deref() {
+        Some(dir) if dir.starts_with('/') && !dir.contains("$(") => {
+            Resolved::At(clean(&format!("{}/{rel}", dir.trim_end_matches('/'))).into_owned())
+        }
+        _ => Resolved::Image,
+    };
+    if !path.starts_with('/') {
+        return relative(path);
+    }
+    let cleaned = clean(path).into_owned();
+    let Some(rest) = cleaned.strip_prefix("/proc/") else {
+        return Resolved::At(cleaned);
+    };
+    let mut parts = rest.splitn(3, '/');
+    let (who, what, tail) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    let own = matches!(who, "self" | "thread-self");
+    let pid = !who.is_empty() && who.bytes().all(|b| b.is_ascii_digit());
+    match what {
+        "root" if own || (pid && !view.share_process_namespace) => {
+            Resolved::At(clean(&format!("/{tail}")).into_owned())
+        }
+        "root" if pid => Resolved::Unknown,
+        "cwd" if own || pid => relative(tail),
+        _ => Resolved::At(cleaned.clone()),
+    }
+}
+
+impl Reach<'_, '_, '_> {
+    /// The first mount of `c` that may put a file at `path` (or, with `below`, files under it),
+    /// `path` as the pod gives it (resolved first), in words.
+    fn mount_reaching_path(
+        &mut self,
+        c: &Container<'_>,
+        path: &str,
+        below: bool,
+    ) -> Option<String> {
+        match resolve(self.view, c, path) {
+            Resolved::At(at) => self
+                .mount_reaching(c, &at, below, |_| false)
+                .map(|(m, v)| format!("a {} volume {} mounted at {}", source(v), q(&v.name), q(&m.mount_path))),
+            Resolved::Image => None,
+            Resolved::Unknown => Some(
+                "a path through /proc/<pid>/root, which with shareProcessNamespace may be another container's files"
+                    .to_string(),
+            ),
+        }
     }
 }
 
@@ -165,7 +237,7 @@ pub(super) fn carried(
                         return Some(found);
                     }
                 }
-                for home in homes(c) {
+                for home in homes(reach.view, c) {
                     let file = format!("{}/{rel}", home.trim_end_matches('/'));
                     if let Some(found) = file_at(reach, c, &file, false, r) {
                         return Some(found);
@@ -178,7 +250,7 @@ pub(super) fn carried(
                         return Some(found);
                     }
                 }
-                for home in homes(c) {
+                for home in homes(reach.view, c) {
                     let dir = format!("{}/{rel}", home.trim_end_matches('/'));
                     if let Some(found) = file_at(reach, c, &dir, true, r) {
                         return Some(found);
@@ -197,12 +269,9 @@ fn file_at(
     below: bool,
     r: &Read,
 ) -> Option<String> {
-    let (m, v) = reach.mount_reaching(c, path, below, |_| false)?;
+    let what = reach.mount_reaching_path(c, path, below)?;
     Some(format!(
-        "a {} volume {} mounted at {} that puts {} {path}, where {} reads credentials",
-        source(v),
-        q(&v.name),
-        q(&m.mount_path),
+        "{what} that puts {} {path}, where {} reads credentials",
         if below { "files in" } else { "a file at" },
         r.client
     ))
@@ -232,11 +301,16 @@ fn home_unknown(c: &Container<'_>, sp: &StorePlan) -> Option<String> {
     })
 }
 
-/// Home directories a client may expand `~` to: root's, and the container's `HOME` when set (the
-/// last entry, as the kubelet keeps).
-fn homes<'c>(c: &'c Container<'_>) -> impl Iterator<Item = &'c str> {
-    let home = c.env_var("HOME").and_then(|e| e.value.as_deref());
-    std::iter::once("/root").chain(home.filter(|h| clean(h) != "/root"))
+/// Home directories a client may expand `~` to: root's, the container's `HOME` when set by
+/// value, and — with no `HOME` entry and a non-root user — `/`, which the runtime gives a user
+/// the image's passwd does not list (a passwd entry's home is the image's, not seen here).
+fn homes<'c>(view: &PodView<'_, '_>, c: &'c Container<'_>) -> impl Iterator<Item = &'c str> {
+    let entry = c.env_var("HOME");
+    let home = entry.and_then(|e| e.value.as_deref());
+    let slash = (entry.is_none() && view.non_root_user(c).is_some()).then_some("/");
+    std::iter::once("/root")
+        .chain(home.filter(|h| clean(h) != "/root"))
+        .chain(slash)
 }
 
 /// Anything but the pod's own bound token in the service-account token directory (a copied
@@ -404,23 +478,7 @@ fn connection_carries(
             let Some(p) = r.get(at).and_then(Value::as_str).filter(|p| !p.is_empty()) else {
                 continue;
             };
-            // A relative path is read from the working directory, which the image may set.
-            let found = if p.starts_with('/') {
-                reach.mount_reaching(c, p, true, |_| false).map(|(m, v)| {
-                    format!(
-                        "a {} volume {} mounted at {}",
-                        source(v),
-                        q(&v.name),
-                        q(&m.mount_path)
-                    )
-                })
-            } else {
-                Some(
-                    "a relative path, read from a working directory the webhook cannot know"
-                        .to_string(),
-                )
-            };
-            if let Some(what) = found {
+            if let Some(what) = reach.mount_reaching_path(c, p, true) {
                 return Some(format!(
                     "env {CATALOG}: connection {} has a {field} mounted at {} ({what}), where the Polyaxon SDK (vents) \
                      reads credential files",
@@ -478,6 +536,13 @@ pub(super) fn catalog(
     };
     if text.contains("$(") {
         return unreadable("holds a $(VAR) the kubelet expands");
+    }
+    // vents (clipped's ConfigSpec) first reads the value as a file path when such a file exists.
+    if let Some(what) = reach.mount_reaching_path(c, text, false) {
+        return Some(Catalog::Carries(format!(
+            "env {CATALOG} names a path where {what} may put a file, which the Polyaxon SDK (vents) reads as the \
+             catalog"
+        )));
     }
     // A parsed tree costs more than its text (up to ~16x for `[0,0,…]`): read only what a real
     // catalog needs, so one container's catalog costs at most a fixed amount, one at a time.
@@ -577,10 +642,46 @@ mod tests {
                     "items": [{"key": "k", "path": ".gc/gc-secret.json/GC_KEY_PATH"}]}}]),
         );
         assert!(items.is_some());
-        // A relative path is read from a working directory the webhook cannot know.
+        // A relative path is under the working directory: `workingDir` when set, else the
+        // image's (like every file an image holds, not seen).
         let rel =
             json!([{"name": "s", "kind": "gcs", "configMap": {"name": "m", "mountPath": "keys"}}]);
-        assert!(found(json!([cat(rel)])).unwrap().contains("relative"));
+        let with_dir = |dir: Option<&str>| {
+            let mut c = json!({"name": "c", "env": [cat(rel.clone())],
+                               "volumeMounts": [{"name": "k", "mountPath": "/w/keys"}]});
+            if let Some(d) = dir {
+                c["workingDir"] = json!(d);
+            }
+            found_in(c, json!([{"name": "k", "configMap": {"name": "mine"}}]))
+        };
+        assert!(with_dir(Some("/w")).is_some());
+        assert_eq!(with_dir(None), None);
+        // Kernel aliases of the same place: /proc/self/root, /proc/<pid>/root.
+        for at in [
+            "/proc/self/root/plx-context/.gc/gc-secret.json",
+            "/proc/1/root/plx-context/.gc/gc-secret.json",
+        ] {
+            let alias = json!([{"name": "gcs-artifacts", "kind": "gcs",
+                                "secret": {"name": "s", "mountPath": at}}]);
+            let hit = found_in(
+                json!({"name": "c", "env": [cat(alias)],
+                       "volumeMounts": [{"name": "k", "mountPath": "/plx-context/.gc/gc-secret.json"}]}),
+                json!([{"name": "k", "secret": {"secretName": "mine"}}]),
+            );
+            assert!(hit.is_some(), "{at}");
+        }
+        // The catalog read as a file (vents tries the value as a path first).
+        let as_file = |value: &str| {
+            found_in(
+                json!({"name": "c", "workingDir": "/cat",
+                       "env": [{"name": CATALOG, "value": value}],
+                       "volumeMounts": [{"name": "k", "mountPath": "/cat"}]}),
+                json!([{"name": "k", "configMap": {"name": "mine"}}]),
+            )
+        };
+        for v in ["null", "{}", "[]"] {
+            assert!(as_file(v).unwrap().contains("reads as the catalog"), "{v}");
+        }
     }
 
     fn cat(conns: serde_json::Value) -> serde_json::Value {

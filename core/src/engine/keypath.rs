@@ -213,7 +213,7 @@ pub struct Files {
     /// Listed paths (a directory above one is found by searching them).
     pub paths: Tree,
     /// [`Tree::has_run`] answers, once per volume and run (a pod may mount one volume many times).
-    runs: std::collections::HashMap<&'static str, bool>,
+    runs: std::collections::HashMap<String, bool>,
 }
 
 impl Files {
@@ -283,7 +283,7 @@ impl Files {
     /// SOME directory `D` — the question for `~/rel` when the container's `HOME` cannot be read
     /// (set by `valueFrom` or `$(VAR)`). Errs towards yes: a `subPath` is not narrowed, and a
     /// mount ending in one of `rel`'s leading components is taken to hold the rest.
-    pub fn reach_any_home(&mut self, mount_path: &str, rel: &'static str) -> bool {
+    pub fn reach_any_home(&mut self, mount_path: &str, rel: &str) -> bool {
         if !self.any && !self.flat && self.paths.is_empty() {
             return false;
         }
@@ -297,7 +297,7 @@ impl Files {
                 .is_some_and(|l| comps[..comps.len() - 1].contains(l))
             || *self
                 .runs
-                .entry(rel)
+                .entry(rel.to_string())
                 .or_insert_with(|| self.paths.has_run(rel))
     }
 

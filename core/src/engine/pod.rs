@@ -105,6 +105,8 @@ pub struct Spec<'a> {
     /// Deprecated alias of `serviceAccountName`, still honoured by the apiserver.
     #[serde(borrow, default, deserialize_with = "borrowed::opt")]
     pub service_account: Option<Str<'a>>,
+    /// Then `/proc/<pid>/root` may be another container's root.
+    pub share_process_namespace: Option<bool>,
 }
 
 /// The pod-level `securityContext` fields that decide who can read a mounted key.
@@ -243,6 +245,9 @@ pub struct Container<'a> {
     /// The image reference as written (Polyaxon's own containers are told apart by it).
     #[serde(borrow, default, deserialize_with = "borrowed::opt")]
     pub image: Option<Str<'a>>,
+    /// Where relative paths its processes read start (unset: the image's, unknown here).
+    #[serde(borrow, default, deserialize_with = "borrowed::opt")]
+    pub working_dir: Option<Str<'a>>,
     #[serde(borrow)]
     pub volume_mounts: Option<Vec<Mount<'a>>>,
     #[serde(borrow)]
@@ -492,6 +497,7 @@ pub struct PodView<'p, 'a> {
     pub security: Option<&'p PodSecurity>,
     pub service_account_name: Option<&'p str>,
     pub service_account: Option<&'p str>,
+    pub share_process_namespace: bool,
 }
 
 impl<'p, 'a> PodView<'p, 'a> {
@@ -530,6 +536,7 @@ impl<'p, 'a> PodView<'p, 'a> {
             security: spec.security_context.as_ref(),
             service_account_name: spec.service_account_name.as_deref(),
             service_account: spec.service_account.as_deref(),
+            share_process_namespace: spec.share_process_namespace == Some(true),
         })
     }
 

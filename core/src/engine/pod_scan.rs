@@ -80,6 +80,7 @@ fn spec_of<'a>(c: &mut Cursor<'a>) -> Scan<Spec<'a>> {
         security_context: None,
         service_account_name: None,
         service_account: None,
+        share_process_namespace: None,
     };
     let mut seen = Seen::default();
     c.object(|c, key| match &*key {
@@ -89,6 +90,7 @@ fn spec_of<'a>(c: &mut Cursor<'a>) -> Scan<Spec<'a>> {
         "securityContext" => field!(seen, 3, s.security_context, c.opt(pod_security)?),
         "serviceAccountName" => field!(seen, 4, s.service_account_name, c.opt(Cursor::str)?),
         "serviceAccount" => field!(seen, 5, s.service_account, c.opt(Cursor::str)?),
+        "shareProcessNamespace" => field!(seen, 6, s.share_process_namespace, c.opt(Cursor::bool)?),
         _ => c.skip(),
     })?;
     Ok(s)
@@ -288,8 +290,8 @@ fn host_path_source<'a>(c: &mut Cursor<'a>) -> Scan<HostPathSource<'a>> {
 }
 
 fn container<'a>(c: &mut Cursor<'a>) -> Scan<Container<'a>> {
-    let (mut name, mut mounts, mut env, mut env_from, mut security, mut image) =
-        (None, None, None, None, None, None);
+    let (mut name, mut mounts, mut env, mut env_from, mut security, mut image, mut working_dir) =
+        (None, None, None, None, None, None, None);
     let mut seen = Seen::default();
     c.object(|c, key| match &*key {
         "name" => field!(seen, 0, name, Some(c.str()?)),
@@ -298,11 +300,13 @@ fn container<'a>(c: &mut Cursor<'a>) -> Scan<Container<'a>> {
         "envFrom" => field!(seen, 3, env_from, c.opt(|c| c.list(env_from_source))?),
         "securityContext" => field!(seen, 4, security, c.opt(container_security)?),
         "image" => field!(seen, 5, image, c.opt(Cursor::str)?),
+        "workingDir" => field!(seen, 6, working_dir, c.opt(Cursor::str)?),
         _ => c.skip(),
     })?;
     Ok(Container {
         name: required(name)?,
         image,
+        working_dir,
         volume_mounts: mounts,
         env,
         env_from,
