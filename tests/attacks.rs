@@ -937,8 +937,8 @@ async fn held_short_by_one(server: &Server, len: usize) -> Option<String> {
 }
 
 /// The reviewer's budget fill (issue #29): 12 connections hold 3 MiB bodies one byte short
-/// (until the request timeout) and 60 more fill the gaps with 40 KiB bodies one byte short, each
-/// reopened at once after its answer. Bodies still arriving hold at most half the budget, so the
+/// (until the request timeout) and 160 more fill the gaps with 1 KiB bodies one byte short, each
+/// reopened after its answer (20 ms after a 503). Bodies still arriving hold at most half the budget, so the
 /// normal reviews of `under_attack` (every 250 ms) are all answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run by tests/attacks/run.sh against the release binary"]
@@ -948,12 +948,15 @@ async fn bodies_held_short_leave_room_for_complete_reviews() {
     under_attack(&server, async {
         let until = Instant::now() + Duration::from_secs(12);
         let mut tasks = Vec::new();
-        for i in 0..72 {
+        for i in 0..172 {
             let (server, answers) = (server.clone(), answers.clone());
-            let len = if i < 12 { 3 << 20 } else { 40 * 1024 };
+            let len = if i < 12 { 3 << 20 } else { 1024 };
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < until {
                     let status = held_short_by_one(&server, len).await.unwrap_or_default();
+                    if status == "503" {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                     answers.lock().unwrap().push(status);
                 }
             }));
