@@ -700,7 +700,7 @@ fn keyless_bypasses_answers() {
         golden_json(&format!("keyless-bypass.{name}.json"), &answers);
         n += 1;
     }
-    assert_eq!(n, 82);
+    assert_eq!(n, 97);
 }
 
 /// One decision (tests/cases/enforce.json, shared with the e2e and the property test): what

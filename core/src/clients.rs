@@ -126,6 +126,17 @@ const AZURE_AUTHORITIES: &[&str] = &[
 
 /// GCS: Polyaxon's SDK (vents), then google-auth's ADC and gcloud, in their order.
 const GCS_READS: &[Read] = &[
+    // Polyaxon's agent config replaces the connection catalog when the SDK runs as the agent.
+    never("Polyaxon SDK (agent config)", Var("POLYAXON_SET_AGENT")),
+    never("Polyaxon SDK (agent config)", Var("POLYAXON_SERVICE")),
+    never(
+        "Polyaxon SDK (agent config)",
+        Var("POLYAXON_AGENT_ARTIFACTS_STORE"),
+    ),
+    never(
+        "Polyaxon SDK (agent config)",
+        Var("POLYAXON_AGENT_CONNECTIONS"),
+    ),
     never("Polyaxon SDK (vents)", Sdk("GC_KEY_PATH")),
     never("Polyaxon SDK (vents)", Sdk("GOOGLE_KEY_PATH")),
     never("Polyaxon SDK (vents)", Sdk(GOOGLE_APPLICATION_CREDENTIALS)),
@@ -148,6 +159,17 @@ const GCS_READS: &[Read] = &[
 /// S3: vents, then botocore's chain (environment, assume-role and web identity, shared files,
 /// the container provider, instance metadata).
 const S3_READS: &[Read] = &[
+    // Polyaxon's agent config replaces the connection catalog when the SDK runs as the agent.
+    never("Polyaxon SDK (agent config)", Var("POLYAXON_SET_AGENT")),
+    never("Polyaxon SDK (agent config)", Var("POLYAXON_SERVICE")),
+    never(
+        "Polyaxon SDK (agent config)",
+        Var("POLYAXON_AGENT_ARTIFACTS_STORE"),
+    ),
+    never(
+        "Polyaxon SDK (agent config)",
+        Var("POLYAXON_AGENT_CONNECTIONS"),
+    ),
     never("Polyaxon SDK (vents), botocore", Sdk("AWS_ACCESS_KEY_ID")),
     never(
         "Polyaxon SDK (vents), botocore",
@@ -198,6 +220,17 @@ const S3_READS: &[Read] = &[
 /// Azure: adlfs's storage names first, vents, then azure-identity's DefaultAzureCredential
 /// (environment, workload identity, managed identity, shared cache, Azure CLI).
 const WASB_READS: &[Read] = &[
+    // Polyaxon's agent config replaces the connection catalog when the SDK runs as the agent.
+    never("Polyaxon SDK (agent config)", Var("POLYAXON_SET_AGENT")),
+    never("Polyaxon SDK (agent config)", Var("POLYAXON_SERVICE")),
+    never(
+        "Polyaxon SDK (agent config)",
+        Var("POLYAXON_AGENT_ARTIFACTS_STORE"),
+    ),
+    never(
+        "Polyaxon SDK (agent config)",
+        Var("POLYAXON_AGENT_CONNECTIONS"),
+    ),
     never("fsspec (adlfs)", VarPrefix("FSSPEC_")),
     never("fsspec (adlfs)", HomeDir(".config/fsspec")),
     never("adlfs", Var("AZURE_STORAGE_CONNECTION_STRING")),
@@ -382,6 +415,17 @@ mod tests {
         );
         let start = doc.find(begin).expect("begin marker") + begin.len();
         let stop = doc.find(end).expect("end marker");
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/client-credentials.md");
+            let text = format!(
+                "{}{}{}",
+                &doc[..start],
+                keyless_table_markdown(),
+                &doc[stop..]
+            );
+            std::fs::write(path, text).expect("write docs/client-credentials.md");
+            return;
+        }
         assert_eq!(
             &doc[start..stop],
             keyless_table_markdown(),

@@ -388,7 +388,12 @@ pub fn bypass_pod(case: &Value) -> Value {
             }
         }
     }
-    // Fields set on a container as given (`workingDir`, `securityContext`).
+    // Fields set on the pod spec and on a container as given (`shareProcessNamespace`,
+    // `workingDir`, `securityContext`).
+    for (k, v) in case["spec_fields"].as_object().into_iter().flatten() {
+        pod["spec"][k] = v.clone();
+    }
+
     for (who, fields) in case["container_fields"].as_object().into_iter().flatten() {
         for list in ["initContainers", "containers"] {
             for c in pod["spec"][list].as_array_mut().into_iter().flatten() {

@@ -409,6 +409,7 @@ def bypass_pod(case, namespace):
             for c in containers(pod):
                 if who in ("*", c["name"]):
                     c.setdefault(key, []).extend(items)
+    pod["spec"].update(case.get("spec_fields", {}))
     for who, fields in case.get("container_fields", {}).items():
         for c in containers(pod):
             if c["name"] == who:

@@ -108,7 +108,7 @@ pub(super) fn apply(
     // pod's skip annotation lists included: the run's identity is the pod's, for every container.
     let skip = super::select::skip_list(view);
     let mut secrets = SecretEntries::new(view);
-    let mut reach = super::keyless::Reach::new(view);
+    let mut reach = super::keyless::Reach::with_own(view, sp);
     for p in view
         .containers
         .iter()

@@ -8,13 +8,16 @@ use super::pod::{Container, Env, Mount, PodView, Volume};
 use super::q;
 use crate::clients::{self, Accept, Place, Read};
 use crate::config::StoreKind;
-use crate::plan::{RefKind, StorePlan};
+use crate::plan::{RefKind, StorePlan, VolumeSource};
 use std::collections::HashMap;
 
 /// Where the kubelet may put files, per volume of one pod, built on first use.
 pub(super) struct Reach<'v, 'p, 'a> {
     view: &'v PodView<'p, 'a>,
     built: HashMap<&'p str, Files>,
+    /// The route's own ConfigMaps and Secrets: the platform's config, which the webhook itself
+    /// mounts (so `/validate` sees what `/mutate` added), never a tenant's credential.
+    own: Vec<(RefKind, String)>,
 }
 
 impl<'v, 'p, 'a> Reach<'v, 'p, 'a> {
@@ -22,7 +25,34 @@ impl<'v, 'p, 'a> Reach<'v, 'p, 'a> {
         Reach {
             view,
             built: HashMap::new(),
+            own: Vec::new(),
         }
+    }
+
+    /// Also skipping the volumes of the route's own objects.
+    pub fn with_own(view: &'v PodView<'p, 'a>, sp: &StorePlan) -> Self {
+        let own = sp
+            .mounts
+            .iter()
+            .filter_map(|m| match &m.source {
+                VolumeSource::Secret { name, .. } => Some((RefKind::Secret, name.clone())),
+                VolumeSource::ConfigMap { name, .. } => Some((RefKind::ConfigMap, name.clone())),
+                _ => None,
+            })
+            .collect();
+        Reach {
+            own,
+            ..Self::new(view)
+        }
+    }
+
+    fn is_own(&self, v: &Volume<'_>) -> bool {
+        let secret = v.secret.as_ref().and_then(|s| s.secret_name.as_deref());
+        let config_map = v.config_map.as_ref().and_then(|c| c.name.as_deref());
+        self.own.iter().any(|(kind, name)| match kind {
+            RefKind::Secret => secret == Some(name.as_str()),
+            RefKind::ConfigMap => config_map == Some(name.as_str()),
+        })
     }
 
     /// The first mount of `c` whose volume can put something at `target` (or under it, with
@@ -39,7 +69,7 @@ impl<'v, 'p, 'a> Reach<'v, 'p, 'a> {
             let Some(v) = view.volume(&m.name) else {
                 continue;
             };
-            if skip(v) {
+            if skip(v) || self.is_own(v) {
                 continue;
             }
             let files = self
@@ -113,53 +143,42 @@ fn source(v: &Volume<'_>) -> &'static str {
 }
 
 /// Where a path from the pod (a `HOME`, a catalog's `mountPath`, the catalog read as a file)
-/// lands, as the kernel and the client resolve it — the webhook compares paths, so every alias
-/// it knows of is reduced first.
+/// lands. The webhook compares paths as text, so only a plain absolute path is taken at its word:
+/// one holding a `$` (the kubelet turns `$$` into `$` and expands `$(VAR)` in variables) or passing
+/// through `/proc` (the kernel's aliases of other places, at any depth, across containers sharing
+/// a process namespace) is a place the webhook does not follow, and refused.
 enum Resolved {
     /// This absolute path of the container.
     At(String),
-    /// Under the image's own working directory (relative, no `workingDir` by value): like every
-    /// file the image holds, not seen here.
+    /// Under the image's own working directory (relative, no `workingDir`): like every file the
+    /// image holds, not seen here.
     Image,
-    /// Somewhere the webhook does not follow: another container's root through a shared process
-    /// namespace.
+    /// Somewhere the webhook does not follow.
     Unknown,
 }
 
-/// `path` resolved in container `c`: `/proc/<self|thread-self|N>/root/X` is `/X` (a numbered
-/// process may be another container's when the pod shares its process namespace: unknown);
-/// `/proc/<…>/cwd/X` and a relative `X` are under the working directory, `workingDir` when set
-/// by value.
-fn resolve(view: &PodView<'_, '_>, c: &Container<'_>, path: &str) -> Resolved {
-    let relative = |rel: &str| match c.working_dir.as_deref() {
-        Some(dir) if dir.starts_with('/') && !dir.contains("$(") => {
-            Resolved::At(clean(&format!("{}/{rel}", dir.trim_end_matches('/'))).into_owned())
-        }
-        _ => Resolved::Image,
-    };
-    if !path.starts_with('/') {
-        return relative(path);
+/// `path` resolved in container `c`: a relative path is under `workingDir` (taken literally: the
+/// kubelet does not expand it) when it is set.
+fn resolve(c: &Container<'_>, path: &str) -> Resolved {
+    if path.contains('$') {
+        return Resolved::Unknown;
     }
-    let cleaned = clean(path).into_owned();
-    let Some(rest) = cleaned.strip_prefix("/proc/") else {
-        return Resolved::At(cleaned);
-    };
-    let mut parts = rest.splitn(3, '/');
-    let (who, what, tail) = (
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or(""),
-    );
-    let own = matches!(who, "self" | "thread-self");
-    let pid = !who.is_empty() && who.bytes().all(|b| b.is_ascii_digit());
-    match what {
-        "root" if own || (pid && !view.share_process_namespace) => {
-            Resolved::At(clean(&format!("/{tail}")).into_owned())
+    let absolute = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        match c.working_dir.as_deref() {
+            Some(dir) if dir.starts_with('/') => format!("{}/{path}", dir.trim_end_matches('/')),
+            Some(_) => return Resolved::Unknown,
+            None => return Resolved::Image,
         }
-        "root" if pid => Resolved::Unknown,
-        "cwd" if own || pid => relative(tail),
-        _ => Resolved::At(cleaned.clone()),
+    };
+    // As written and as cleaned: `/x/../proc/…` and `/proc/self/cwd/../../../x` both go there.
+    let cleaned = clean(&absolute);
+    let through_proc = |p: &str| p.contains("/proc/") || p.ends_with("/proc");
+    if through_proc(&absolute) || through_proc(&cleaned) {
+        return Resolved::Unknown;
     }
+    Resolved::At(cleaned.into_owned())
 }
 
 impl Reach<'_, '_, '_> {
@@ -171,15 +190,16 @@ impl Reach<'_, '_, '_> {
         path: &str,
         below: bool,
     ) -> Option<String> {
-        match resolve(self.view, c, path) {
+        match resolve(c, path) {
             Resolved::At(at) => self
                 .mount_reaching(c, &at, below, |_| false)
                 .map(|(m, v)| format!("a {} volume {} mounted at {}", source(v), q(&v.name), q(&m.mount_path))),
             Resolved::Image => None,
-            Resolved::Unknown => Some(
-                "a path through /proc/<pid>/root, which with shareProcessNamespace may be another container's files"
-                    .to_string(),
-            ),
+            Resolved::Unknown => Some(format!(
+                "{}, a path the webhook does not follow (a `$` the kubelet rewrites, or `/proc`, the kernel's aliases of \
+                 other places)",
+                q(path)
+            )),
         }
     }
 }
@@ -237,7 +257,7 @@ pub(super) fn carried(
                         return Some(found);
                     }
                 }
-                for home in homes(reach.view, c) {
+                for home in homes(c) {
                     let file = format!("{}/{rel}", home.trim_end_matches('/'));
                     if let Some(found) = file_at(reach, c, &file, false, r) {
                         return Some(found);
@@ -250,7 +270,7 @@ pub(super) fn carried(
                         return Some(found);
                     }
                 }
-                for home in homes(reach.view, c) {
+                for home in homes(c) {
                     let dir = format!("{}/{rel}", home.trim_end_matches('/'));
                     if let Some(found) = file_at(reach, c, &dir, true, r) {
                         return Some(found);
@@ -270,6 +290,9 @@ fn file_at(
     r: &Read,
 ) -> Option<String> {
     let what = reach.mount_reaching_path(c, path, below)?;
+    if what.contains("a path the webhook does not follow") {
+        return Some(format!("{what}, where {} reads credentials", r.client));
+    }
     Some(format!(
         "{what} that puts {} {path}, where {} reads credentials",
         if below { "files in" } else { "a file at" },
@@ -283,9 +306,9 @@ fn file_at(
 /// under a prefix that can make `HOME`. Then `~` may be any directory.
 fn home_unknown(c: &Container<'_>, sp: &StorePlan) -> Option<String> {
     if let Some(e) = c.env_var("HOME") {
-        let unknown =
-            e.value_from.is_some() || e.value.as_deref().is_some_and(|v| v.contains("$("));
-        return unknown.then(|| "HOME set by valueFrom or $(VAR)".to_string());
+        let unknown = e.value_from.is_some() || e.value.as_deref().is_some_and(|v| v.contains('$'));
+        return unknown
+            .then(|| "HOME set by valueFrom or with a $ the kubelet rewrites".to_string());
     }
     c.env_from().iter().find_map(|e| {
         let (what, name, kind) = match (&e.secret_ref, &e.config_map_ref) {
@@ -302,12 +325,15 @@ fn home_unknown(c: &Container<'_>, sp: &StorePlan) -> Option<String> {
 }
 
 /// Home directories a client may expand `~` to: root's, the container's `HOME` when set by
-/// value, and — with no `HOME` entry and a non-root user — `/`, which the runtime gives a user
-/// the image's passwd does not list (a passwd entry's home is the image's, not seen here).
-fn homes<'c>(view: &PodView<'_, '_>, c: &'c Container<'_>) -> impl Iterator<Item = &'c str> {
+/// value, and — with no `HOME` entry — `/`, which the runtime gives a user the image's passwd
+/// does not list (root included; a passwd entry's home is the image's, not seen here).
+fn homes<'c>(c: &'c Container<'_>) -> impl Iterator<Item = &'c str> {
     let entry = c.env_var("HOME");
-    let home = entry.and_then(|e| e.value.as_deref());
-    let slash = (entry.is_none() && view.non_root_user(c).is_some()).then_some("/");
+    // A `$` the kubelet rewrites makes `HOME` unknown: `home_unknown`'s any-directory model.
+    let home = entry
+        .and_then(|e| e.value.as_deref())
+        .filter(|h| !h.contains('$'));
+    let slash = entry.is_none().then_some("/");
     std::iter::once("/root")
         .chain(home.filter(|h| clean(h) != "/root"))
         .chain(slash)
@@ -361,7 +387,10 @@ fn accepted(
     match r.accept {
         Accept::Never => false,
         Accept::OwnToken => {
-            e.value_from.is_none() && e.value.as_deref().is_some_and(|p| own_token(view, c, p))
+            e.value_from.is_none()
+                && e.value.as_deref().is_some_and(|p| {
+                    matches!(resolve(c, p), Resolved::At(_)) && own_token(view, c, p)
+                })
         }
         Accept::Values(vs) => {
             e.value_from.is_none() && e.value.as_deref().is_some_and(|v| vs.contains(&v))
@@ -534,8 +563,8 @@ pub(super) fn catalog(
             "env {CATALOG} {why}, so the connections the Polyaxon SDK (vents) reads cannot be checked"
         )))
     };
-    if text.contains("$(") {
-        return unreadable("holds a $(VAR) the kubelet expands");
+    if text.contains('$') {
+        return unreadable("holds a $ the kubelet rewrites ($(VAR), $$)");
     }
     // vents (clipped's ConfigSpec) first reads the value as a file path when such a file exists.
     if let Some(what) = reach.mount_reaching_path(c, text, false) {
