@@ -23,9 +23,9 @@ use tokio::time::Instant;
 pub struct Budget {
     bytes: usize,
     sem: Arc<Semaphore>,
-    /// The share bodies still arriving may hold at once (half): however slowly clients send,
-    /// the other half stays for requests whose bodies are complete — a review from the
-    /// apiserver arrives whole, so it never needs this share.
+    /// The share bodies still arriving may hold at once (half): however slowly clients send, the
+    /// other half stays for bodies that arrive whole — a run pod's review from the apiserver, a
+    /// few KiB, comes in one read and never needs it.
     arriving: Arc<Semaphore>,
 }
 
@@ -124,9 +124,11 @@ impl BodyRate {
 }
 
 /// Read a request body of at most `limit` bytes, charged to `budget` as its bytes arrive (the
-/// buffer's capacity, never the declared length: headers alone hold nothing; while incomplete,
-/// also to the share of bodies still arriving), then its work reserve once it is complete. Too
-/// slow (below `rate`, declared or not) is a 408, over the limit a 413, over the budget a 503.
+/// buffer's capacity, never the declared length: headers alone hold nothing; a body that does not
+/// come whole in its first piece, also to the share of bodies still arriving, until its end — not
+/// its declared length: an HTTP/2 stream may send all of it and never end), then its work reserve
+/// once it is complete. Too slow (below `rate`, declared or not) is a 408, over the limit a 413,
+/// over the budget a 503.
 pub async fn read(
     body: Body,
     declared: Option<usize>,
@@ -139,8 +141,6 @@ pub async fn read(
     }
     let most = declared.unwrap_or(limit);
     let mut charge = budget.try_take(1).ok_or(ApiError::MemoryBudget)?;
-    // Held while the body is incomplete; a frame that completes the declared length (the
-    // apiserver's body, nearly always) never takes it.
     let mut arriving: Option<Charge> = None;
     let start = Instant::now();
     // The first frame is kept as it is: a body that arrives in one piece (the apiserver's,
@@ -183,9 +183,11 @@ pub async fn read(
                     .ok_or(ApiError::MemoryBudget)?,
             );
         }
-        if declared == Some(grown) {
-            arriving = None;
-        } else {
+        // Whole in its first piece (its end already known: HTTP/1.1 counts the declared length,
+        // HTTP/2 needs END_STREAM): never
+        // arriving. Otherwise it holds the arriving share from now until its end.
+        let whole = len == 0 && http_body::Body::is_end_stream(&body);
+        if !whole {
             let held = arriving.as_ref().map_or(0, |a| a.num_permits());
             if holds > held {
                 let more = budget
@@ -385,6 +387,32 @@ mod tests {
         for r in futures::future::join_all(reviews).await {
             assert!(r.is_ok(), "{r:?}");
         }
+        for h in held {
+            h.abort();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_sent_whole_that_never_ends_holds_the_arriving_share() {
+        // HTTP/2: all of the declared length, then no END_STREAM.
+        let budget = Budget::new(32 << 20);
+        let rate = BodyRate {
+            grace: Duration::from_secs(5),
+            bytes_per_second: 64 * 1024,
+        };
+        let len = 3 << 20;
+        let held: Vec<_> = (0..11)
+            .map(|_| {
+                let b = budget.clone();
+                tokio::spawn(
+                    async move { read(short_by_one(len + 1), Some(len), len, &b, rate).await },
+                )
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(budget.available() >= 16 << 20, "{}", budget.available());
+        let refused = held.iter().filter(|h| h.is_finished()).count();
+        assert!(refused >= 6, "{refused} refused at once");
         for h in held {
             h.abort();
         }

@@ -192,7 +192,9 @@ impl Activity {
     /// first request, and one the apiserver keeps using stays behind every idle or stalling one.
     fn eviction_rank(&self, now: Instant) -> (u8, Instant) {
         let completed = self.completed.load(Ordering::Relaxed);
-        if completed == 0 && now.saturating_duration_since(self.start) >= FRESH {
+        let age = now.saturating_duration_since(self.start);
+        let given_up = age >= FRESH;
+        if completed == 0 && given_up {
             let level = u8::from(self.dispatched.load(Ordering::Relaxed) > 0);
             return (level, self.start);
         }
