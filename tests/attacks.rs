@@ -282,44 +282,7 @@ async fn bodies_held_in_flight_stay_within_the_memory_budget() {
         for _ in 0..100 {
             let server = server.clone();
             tasks.push(tokio::spawn(async move {
-                let (tls, _) = tls_connect(server.tls, server.h1()).await.unwrap();
-                let (mut rd, mut wr) = tokio::io::split(tls);
-                let writer = tokio::spawn(async move {
-                    let head = format!(
-                        "POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n"
-                    );
-                    let _ = wr.write_all(head.as_bytes()).await;
-                    let chunk = vec![b' '; 64 * 1024];
-                    let mut left = len - 1;
-                    while left > 0 {
-                        let n = left.min(chunk.len());
-                        if wr.write_all(&chunk[..n]).await.is_err() {
-                            return;
-                        }
-                        left -= n;
-                    }
-                    // Hold the last byte back, and the connection open.
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                    drop(wr);
-                });
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                let status = tokio::time::timeout(Duration::from_secs(20), async {
-                    loop {
-                        match rd.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => got.extend_from_slice(&buf[..n]),
-                        }
-                        if got.windows(4).any(|w| w == b"\r\n\r\n") {
-                            break;
-                        }
-                    }
-                    String::from_utf8_lossy(&got).chars().skip(9).take(3).collect::<String>()
-                })
-                .await
-                .unwrap_or_default();
-                writer.abort();
-                status
+                held_short_by_one(&server, len).await.unwrap_or_default()
             }));
         }
         let mut out = Vec::new();

@@ -124,19 +124,23 @@ const AZURE_AUTHORITIES: &[&str] = &[
     "https://login.microsoftonline.us/",
 ];
 
+/// A table of reads, after the ones every store kind shares: Polyaxon's agent config, which
+/// replaces the connection catalog when the SDK runs as the agent (`POLYAXON_SET_AGENT`, or
+/// `POLYAXON_SERVICE=agent`), whatever the store's cloud.
+macro_rules! with_polyaxon_agent_config {
+    ($($read:expr),* $(,)?) => {
+        [
+            never("Polyaxon SDK (agent config)", Var("POLYAXON_SET_AGENT")),
+            never("Polyaxon SDK (agent config)", Var("POLYAXON_SERVICE")),
+            never("Polyaxon SDK (agent config)", Var("POLYAXON_AGENT_ARTIFACTS_STORE")),
+            never("Polyaxon SDK (agent config)", Var("POLYAXON_AGENT_CONNECTIONS")),
+            $($read),*
+        ]
+    };
+}
+
 /// GCS: Polyaxon's SDK (vents), then google-auth's ADC and gcloud, in their order.
-const GCS_READS: &[Read] = &[
-    // Polyaxon's agent config replaces the connection catalog when the SDK runs as the agent.
-    never("Polyaxon SDK (agent config)", Var("POLYAXON_SET_AGENT")),
-    never("Polyaxon SDK (agent config)", Var("POLYAXON_SERVICE")),
-    never(
-        "Polyaxon SDK (agent config)",
-        Var("POLYAXON_AGENT_ARTIFACTS_STORE"),
-    ),
-    never(
-        "Polyaxon SDK (agent config)",
-        Var("POLYAXON_AGENT_CONNECTIONS"),
-    ),
+const GCS_READS: &[Read] = &with_polyaxon_agent_config![
     never("Polyaxon SDK (vents)", Sdk("GC_KEY_PATH")),
     never("Polyaxon SDK (vents)", Sdk("GOOGLE_KEY_PATH")),
     never("Polyaxon SDK (vents)", Sdk(GOOGLE_APPLICATION_CREDENTIALS)),
@@ -158,18 +162,7 @@ const GCS_READS: &[Read] = &[
 
 /// S3: vents, then botocore's chain (environment, assume-role and web identity, shared files,
 /// the container provider, instance metadata).
-const S3_READS: &[Read] = &[
-    // Polyaxon's agent config replaces the connection catalog when the SDK runs as the agent.
-    never("Polyaxon SDK (agent config)", Var("POLYAXON_SET_AGENT")),
-    never("Polyaxon SDK (agent config)", Var("POLYAXON_SERVICE")),
-    never(
-        "Polyaxon SDK (agent config)",
-        Var("POLYAXON_AGENT_ARTIFACTS_STORE"),
-    ),
-    never(
-        "Polyaxon SDK (agent config)",
-        Var("POLYAXON_AGENT_CONNECTIONS"),
-    ),
+const S3_READS: &[Read] = &with_polyaxon_agent_config![
     never("Polyaxon SDK (vents), botocore", Sdk("AWS_ACCESS_KEY_ID")),
     never(
         "Polyaxon SDK (vents), botocore",
@@ -219,18 +212,7 @@ const S3_READS: &[Read] = &[
 
 /// Azure: adlfs's storage names first, vents, then azure-identity's DefaultAzureCredential
 /// (environment, workload identity, managed identity, shared cache, Azure CLI).
-const WASB_READS: &[Read] = &[
-    // Polyaxon's agent config replaces the connection catalog when the SDK runs as the agent.
-    never("Polyaxon SDK (agent config)", Var("POLYAXON_SET_AGENT")),
-    never("Polyaxon SDK (agent config)", Var("POLYAXON_SERVICE")),
-    never(
-        "Polyaxon SDK (agent config)",
-        Var("POLYAXON_AGENT_ARTIFACTS_STORE"),
-    ),
-    never(
-        "Polyaxon SDK (agent config)",
-        Var("POLYAXON_AGENT_CONNECTIONS"),
-    ),
+const WASB_READS: &[Read] = &with_polyaxon_agent_config![
     never("fsspec (adlfs)", VarPrefix("FSSPEC_")),
     never("fsspec (adlfs)", HomeDir(".config/fsspec")),
     never("adlfs", Var("AZURE_STORAGE_CONNECTION_STRING")),

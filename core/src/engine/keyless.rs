@@ -181,25 +181,41 @@ fn resolve(c: &Container<'_>, path: &str) -> Resolved {
     Resolved::At(cleaned.into_owned())
 }
 
+/// What may be at a path the pod gives, in words.
+enum Reached {
+    /// A mount of the container that may put files there.
+    Mount(String),
+    /// The path itself is one the webhook does not follow.
+    Unfollowed(String),
+}
+
+impl std::fmt::Display for Reached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reached::Mount(w) | Reached::Unfollowed(w) => f.write_str(w),
+        }
+    }
+}
+
 impl Reach<'_, '_, '_> {
     /// The first mount of `c` that may put a file at `path` (or, with `below`, files under it),
-    /// `path` as the pod gives it (resolved first), in words.
+    /// `path` as the pod gives it (resolved first).
     fn mount_reaching_path(
         &mut self,
         c: &Container<'_>,
         path: &str,
         below: bool,
-    ) -> Option<String> {
+    ) -> Option<Reached> {
         match resolve(c, path) {
-            Resolved::At(at) => self
-                .mount_reaching(c, &at, below, |_| false)
-                .map(|(m, v)| format!("a {} volume {} mounted at {}", source(v), q(&v.name), q(&m.mount_path))),
+            Resolved::At(at) => self.mount_reaching(c, &at, below, |_| false).map(|(m, v)| {
+                Reached::Mount(format!("a {} volume {} mounted at {}", source(v), q(&v.name), q(&m.mount_path)))
+            }),
             Resolved::Image => None,
-            Resolved::Unknown => Some(format!(
+            Resolved::Unknown => Some(Reached::Unfollowed(format!(
                 "{}, a path the webhook does not follow (a `$` the kubelet rewrites, or `/proc`, the kernel's aliases of \
                  other places)",
                 q(path)
-            )),
+            ))),
         }
     }
 }
@@ -241,38 +257,22 @@ pub(super) fn carried(
                     });
                 }
             }
-            Place::File(path) => {
-                if let Some(found) = file_at(reach, c, path, false, r) {
+            Place::File(path) | Place::Dir(path) => {
+                let below = matches!(r.place, Place::Dir(_));
+                if let Some(found) = file_at(reach, c, path, below, r) {
                     return Some(found);
                 }
             }
-            Place::Dir(dir) => {
-                if let Some(found) = file_at(reach, c, dir, true, r) {
-                    return Some(found);
-                }
-            }
-            Place::HomeFile(rel) => {
+            Place::HomeFile(rel) | Place::HomeDir(rel) => {
                 if let Some(why) = &home_unknown {
                     if let Some(found) = reach.mount_reaching_any_home(c, rel, r, why) {
                         return Some(found);
                     }
                 }
+                let below = matches!(r.place, Place::HomeDir(_));
                 for home in homes(c) {
-                    let file = format!("{}/{rel}", home.trim_end_matches('/'));
-                    if let Some(found) = file_at(reach, c, &file, false, r) {
-                        return Some(found);
-                    }
-                }
-            }
-            Place::HomeDir(rel) => {
-                if let Some(why) = &home_unknown {
-                    if let Some(found) = reach.mount_reaching_any_home(c, rel, r, why) {
-                        return Some(found);
-                    }
-                }
-                for home in homes(c) {
-                    let dir = format!("{}/{rel}", home.trim_end_matches('/'));
-                    if let Some(found) = file_at(reach, c, &dir, true, r) {
+                    let at = format!("{}/{rel}", home.trim_end_matches('/'));
+                    if let Some(found) = file_at(reach, c, &at, below, r) {
                         return Some(found);
                     }
                 }
@@ -289,15 +289,14 @@ fn file_at(
     below: bool,
     r: &Read,
 ) -> Option<String> {
-    let what = reach.mount_reaching_path(c, path, below)?;
-    if what.contains("a path the webhook does not follow") {
-        return Some(format!("{what}, where {} reads credentials", r.client));
-    }
-    Some(format!(
-        "{what} that puts {} {path}, where {} reads credentials",
-        if below { "files in" } else { "a file at" },
-        r.client
-    ))
+    Some(match reach.mount_reaching_path(c, path, below)? {
+        Reached::Unfollowed(what) => format!("{what}, where {} reads credentials", r.client),
+        Reached::Mount(what) => format!(
+            "{what} that puts {} {path}, where {} reads credentials",
+            if below { "files in" } else { "a file at" },
+            r.client
+        ),
+    })
 }
 
 /// Why `HOME` may be a value the webhook cannot read, if it may: set by `valueFrom`, with a
